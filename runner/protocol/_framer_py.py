@@ -1,0 +1,286 @@
+"""Pure-Python frame encoder and decoder of protocol v1 (twin of _speedups/framer.pyx).
+
+Every frame is one msgpack array with a fixed layout (docs/protocol.md, "Frames"):
+
+    END      [ch]                   91 ch
+    DATA     [ch, bin32 payload]    92 ch c6 <u32 len> payload
+    CREDIT   [ch, uint32 n]         92 ch ce <u32 n>
+    MESSAGE  [ch, code, bin32 body] 93 ch cd <u16 code> c6 <u32 len> body
+
+so the decoder reads fixed headers and never builds msgpack objects. Payloads of
+frames that lie whole inside one ``decode()`` argument are handed over as
+memoryview slices of it, without a copy.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+from typing import Any, Union
+
+from .constants import DATA_CHANNELS, DEFAULT_MAX_FRAME_SIZE, MESSAGE_CHANNELS, MAX_MAX_FRAME_SIZE
+from .errors import FrameTooLarge, LocalProtocolError, MalformedFrame, ProtocolError, UnknownChannel
+
+Buffer = Union[bytes, bytearray, memoryview]
+Frame = tuple  # (kind, channel, number, payload)
+
+KIND_DATA = 0
+KIND_CREDIT = 1
+KIND_END = 2
+KIND_MESSAGE = 3
+
+_HDR2 = Struct(">BBBI")  # 92 ch c6|ce u32
+_HDR3 = Struct(">BBBHBI")  # 93 ch cd u16 c6 u32
+_U32 = Struct(">I")
+_DATA_HEADER = 7
+_MESSAGE_HEADER = 10
+#: Payloads at least this long are not copied into the coalescing buffer; they are
+#: handed to writev/sendmsg as their own buffer.
+COPY_THRESHOLD = 16384
+
+# Channel table: 0 = unknown, 1 = data channel, 2 = message channel.
+_CHANNEL_KIND = bytearray(256)
+for _ch in DATA_CHANNELS:
+    _CHANNEL_KIND[_ch] = 1
+for _ch in MESSAGE_CHANNELS:
+    _CHANNEL_KIND[_ch] = 2
+_CHANNEL_KIND = bytes(_CHANNEL_KIND)
+
+
+def _check_max(max_frame_size: int) -> int:
+    max_frame_size = int(max_frame_size)
+    if not 1 <= max_frame_size <= MAX_MAX_FRAME_SIZE:
+        raise ValueError(f"max_frame_size must be between 1 and {MAX_MAX_FRAME_SIZE}, got {max_frame_size}")
+    return max_frame_size
+
+
+def _channel_error(ch: int, want: int, lead: int) -> ProtocolError:
+    if _CHANNEL_KIND[ch] == 0:
+        return UnknownChannel(f"unknown channel {ch}")
+    what = "message" if want == 2 else "data/credit/end"
+    return MalformedFrame(f"{what} frame (lead byte 0x{lead:02x}) on channel {ch}, which does not carry them")
+
+
+class FrameDecoder:
+    """Turns a byte stream into frame tuples ``(kind, channel, number, payload)``.
+
+    ``decode(data)`` returns every frame completed by ``data``. After a protocol
+    error the decoder is dead: the error carries the frames decoded before it in
+    that call (``err.frames``) and every later call raises the same error again.
+    Memory held between calls is bounded by the frame header plus one payload of
+    at most ``max_frame_size`` bytes.
+    """
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = _check_max(max_frame_size)
+        self._buf = bytearray()
+        self._error: ProtocolError | None = None
+        self.frames_decoded = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held of a frame not complete yet."""
+        return len(self._buf)
+
+    def decode(self, data: Buffer) -> list[Frame]:
+        if self._error is not None:
+            raise type(self._error)(str(self._error))
+        frames: list[Frame] = []
+        try:
+            view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+            pos = 0
+            if self._buf:
+                pos = self._complete_pending(view, frames)
+            if pos < len(view):
+                self._parse(view, pos, frames)
+        except ProtocolError as err:
+            err.frames = frames
+            self._error = err
+            self._buf = bytearray()
+            raise
+        self.frames_decoded += len(frames)
+        return frames
+
+    def _wanted(self, b: Buffer, n: int) -> int:
+        """Total bytes of the frame starting at b[0], or of its header if that is not whole yet."""
+        lead = b[0]
+        if lead == 0x92:
+            if n < 3:
+                return 3
+            t = b[2]
+            if t == 0xCE:
+                return _DATA_HEADER
+            if t != 0xC6:
+                raise MalformedFrame(f"bad type byte 0x{t:02x} in a 2-element frame")
+            if n < _DATA_HEADER:
+                return _DATA_HEADER
+            length = _U32.unpack_from(b, 3)[0]
+            if length > self.max_frame_size:
+                raise FrameTooLarge(f"frame payload of {length} bytes exceeds max frame size {self.max_frame_size}")
+            return _DATA_HEADER + length
+        if lead == 0x93:
+            if n < _MESSAGE_HEADER:
+                return _MESSAGE_HEADER
+            _, _, tc, _, tb, length = _HDR3.unpack_from(b, 0)
+            if tc != 0xCD or tb != 0xC6:
+                raise MalformedFrame("bad type bytes in a message frame header")
+            if length > self.max_frame_size:
+                raise FrameTooLarge(f"message body of {length} bytes exceeds max frame size {self.max_frame_size}")
+            return _MESSAGE_HEADER + length
+        if lead == 0x91:
+            return 2
+        raise MalformedFrame(f"bad lead byte 0x{lead:02x}: a frame is a msgpack array of 1 to 3 elements")
+
+    def _complete_pending(self, view: memoryview, frames: list[Frame]) -> int:
+        buf = self._buf
+        pos = 0
+        end = len(view)
+        while True:
+            wanted = self._wanted(buf, len(buf))
+            missing = wanted - len(buf)
+            if missing > 0:
+                take = min(missing, end - pos)
+                buf += view[pos : pos + take]
+                pos += take
+                if take < missing:
+                    return pos
+                continue
+            # buf holds exactly one whole frame (wanted() grows only to the frame size).
+            whole = bytes(buf)
+            self._buf = bytearray()
+            self._parse(memoryview(whole), 0, frames)
+            return pos
+
+    def _parse(self, view: memoryview, pos: int, frames: list[Frame]) -> None:
+        end = len(view)
+        max_size = self.max_frame_size
+        kinds = _CHANNEL_KIND
+        append = frames.append
+        while pos < end:
+            lead = view[pos]
+            if lead == 0x92 and end - pos >= _DATA_HEADER:
+                _, ch, t, n = _HDR2.unpack_from(view, pos)
+                if ch > 0x7F or kinds[ch] != 1:
+                    raise _channel_error(ch, 1, lead)
+                if t == 0xC6:
+                    if n > max_size:
+                        raise FrameTooLarge(f"frame payload of {n} bytes exceeds max frame size {max_size}")
+                    stop = pos + _DATA_HEADER + n
+                    if stop > end:
+                        break
+                    append((KIND_DATA, ch, 0, view[pos + _DATA_HEADER : stop]))
+                    pos = stop
+                elif t == 0xCE:
+                    append((KIND_CREDIT, ch, n, None))
+                    pos += _DATA_HEADER
+                else:
+                    raise MalformedFrame(f"bad type byte 0x{t:02x} in a 2-element frame")
+            elif lead == 0x91 and end - pos >= 2:
+                ch = view[pos + 1]
+                if ch > 0x7F or kinds[ch] != 1:
+                    raise _channel_error(ch, 1, lead)
+                append((KIND_END, ch, 0, None))
+                pos += 2
+            elif lead == 0x93 and end - pos >= _MESSAGE_HEADER:
+                _, ch, tc, code, tb, n = _HDR3.unpack_from(view, pos)
+                if tc != 0xCD or tb != 0xC6:
+                    raise MalformedFrame("bad type bytes in a message frame header")
+                if ch > 0x7F or kinds[ch] != 2:
+                    raise _channel_error(ch, 2, lead)
+                if n > max_size:
+                    raise FrameTooLarge(f"message body of {n} bytes exceeds max frame size {max_size}")
+                stop = pos + _MESSAGE_HEADER + n
+                if stop > end:
+                    break
+                append((KIND_MESSAGE, ch, code, view[pos + _MESSAGE_HEADER : stop]))
+                pos = stop
+            elif lead in (0x91, 0x92, 0x93):
+                # A header cut by the end of this chunk: validate what we have.
+                self._wanted(view[pos:], end - pos)
+                break
+            else:
+                raise MalformedFrame(
+                    f"bad lead byte 0x{lead:02x}: a frame is a msgpack array of 1 to 3 elements"
+                )
+        if pos < end:
+            rest = view[pos:]
+            self._wanted(rest, len(rest))  # raises early on an oversized or bad header
+            self._buf = bytearray(rest)
+
+
+class FrameEncoder:
+    """Builds frames into one coalesced output.
+
+    Small frames are copied into one bytearray; payloads of COPY_THRESHOLD bytes or
+    more are kept as separate buffers. ``take()`` returns the buffers to write (for
+    ``socket.sendmsg``/writev) in order and empties the encoder; ``take_bytes()``
+    joins them. Payloads longer than ``max_frame_size`` are split into several DATA
+    frames.
+    """
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = _check_max(max_frame_size)
+        self._chunks: list[Any] = []
+        self._buf = bytearray()
+        self.pending = 0
+
+    def data(self, channel: int, payload: Buffer) -> None:
+        if not 0 <= channel <= 0x7F or _CHANNEL_KIND[channel] != 1:
+            raise LocalProtocolError(f"channel {channel} does not carry data frames")
+        n = len(payload)
+        max_size = self.max_frame_size
+        if n <= max_size:
+            self._data_frame(channel, payload, n)
+            return
+        view = memoryview(payload).cast("B")
+        for start in range(0, n, max_size):
+            part = view[start : start + max_size]
+            self._data_frame(channel, part, len(part))
+
+    def _data_frame(self, channel: int, payload: Buffer, n: int) -> None:
+        buf = self._buf
+        buf += _HDR2.pack(0x92, channel, 0xC6, n)
+        if n >= COPY_THRESHOLD:
+            self._chunks.append(bytes(buf))
+            self._chunks.append(payload)
+            self._buf = bytearray()
+        else:
+            buf += payload
+        self.pending += _DATA_HEADER + n
+
+    def credit(self, channel: int, increment: int) -> None:
+        if not 0 <= channel <= 0x7F or _CHANNEL_KIND[channel] != 1:
+            raise LocalProtocolError(f"channel {channel} does not carry credit frames")
+        if not 0 < increment <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"credit increment must be 1..2**32-1, got {increment}")
+        self._buf += _HDR2.pack(0x92, channel, 0xCE, increment)
+        self.pending += _DATA_HEADER
+
+    def end(self, channel: int) -> None:
+        if not 0 <= channel <= 0x7F or _CHANNEL_KIND[channel] != 1:
+            raise LocalProtocolError(f"channel {channel} does not carry end frames")
+        self._buf += bytes((0x91, channel))
+        self.pending += 2
+
+    def message(self, channel: int, code: int, body: Buffer) -> None:
+        if not 0 <= channel <= 0x7F or _CHANNEL_KIND[channel] != 2:
+            raise LocalProtocolError(f"channel {channel} does not carry message frames")
+        if not 0 <= code <= 0xFFFF:
+            raise LocalProtocolError(f"message code must be 0..65535, got {code}")
+        n = len(body)
+        if n > self.max_frame_size:
+            raise LocalProtocolError(f"message body of {n} bytes exceeds max frame size {self.max_frame_size}")
+        self._buf += _HDR3.pack(0x93, channel, 0xCD, code, 0xC6, n)
+        self._buf += body
+        self.pending += _MESSAGE_HEADER + n
+
+    def take(self) -> list[Any]:
+        chunks = self._chunks
+        if self._buf:
+            chunks.append(bytes(self._buf))
+            self._buf = bytearray()
+        self._chunks = []
+        self.pending = 0
+        return chunks
+
+    def take_bytes(self) -> bytes:
+        return b"".join(self.take())

@@ -1,0 +1,57 @@
+"""Chooses the frame encoder/decoder implementation at import.
+
+The compiled twin (built from _speedups/framer.pyx into ``runner.protocol._framer_c``)
+is used when present. ``SEQUENCE_RUNNER_PURE_PYTHON=1`` forces the pure-Python
+framer; ``SEQUENCE_RUNNER_REQUIRE_EXTENSION=1`` turns a missing extension into an
+ImportError (CI sets it so a broken build cannot pass silently).
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _framer_py
+
+PURE_PYTHON_ENV = "SEQUENCE_RUNNER_PURE_PYTHON"
+REQUIRE_EXTENSION_ENV = "SEQUENCE_RUNNER_REQUIRE_EXTENSION"
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _load():  # type: ignore[no-untyped-def]
+    if _flag(PURE_PYTHON_ENV):
+        if _flag(REQUIRE_EXTENSION_ENV):
+            raise ImportError(f"{PURE_PYTHON_ENV} and {REQUIRE_EXTENSION_ENV} are both set")
+        return _framer_py, "python"
+    try:
+        from . import _framer_c  # type: ignore[attr-defined]
+    except ImportError as exc:
+        if _flag(REQUIRE_EXTENSION_ENV):
+            raise ImportError(
+                f"{REQUIRE_EXTENSION_ENV} is set but the compiled framer runner.protocol._framer_c "
+                f"cannot be imported ({exc}); build it with a C compiler and Cython installed"
+            ) from exc
+        return _framer_py, "python"
+    return _framer_c, "cython"
+
+
+_impl, IMPLEMENTATION = _load()
+
+FrameDecoder = _impl.FrameDecoder
+FrameEncoder = _impl.FrameEncoder
+KIND_DATA = _framer_py.KIND_DATA
+KIND_CREDIT = _framer_py.KIND_CREDIT
+KIND_END = _framer_py.KIND_END
+KIND_MESSAGE = _framer_py.KIND_MESSAGE
+
+__all__ = [
+    "IMPLEMENTATION",
+    "FrameDecoder",
+    "FrameEncoder",
+    "KIND_DATA",
+    "KIND_CREDIT",
+    "KIND_END",
+    "KIND_MESSAGE",
+]
