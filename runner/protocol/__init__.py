@@ -4,8 +4,8 @@ See docs/protocol.md for the byte-level specification.
 """
 
 from .connection import (
-    ConnectionClosed,
     Connection,
+    ConnectionClosed,
     CreditAvailable,
     Data,
     DeadlineExpired,

@@ -15,13 +15,13 @@ memoryview slices of it, without a copy.
 from __future__ import annotations
 
 from struct import Struct
-from typing import Any, Union
+from typing import Any
 
-from .constants import DATA_CHANNELS, DEFAULT_MAX_FRAME_SIZE, MESSAGE_CHANNELS, MAX_MAX_FRAME_SIZE
+from .constants import DATA_CHANNELS, DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE, MESSAGE_CHANNELS
 from .errors import FrameTooLarge, LocalProtocolError, MalformedFrame, ProtocolError, UnknownChannel
 
-Buffer = Union[bytes, bytearray, memoryview]
-Frame = tuple  # (kind, channel, number, payload)
+Buffer = bytes | bytearray | memoryview
+Frame = tuple[int, int, int, Any]  # (kind, channel, number, payload)
 
 KIND_DATA = 0
 KIND_CREDIT = 1
@@ -38,12 +38,13 @@ _MESSAGE_HEADER = 10
 COPY_THRESHOLD = 16384
 
 # Channel table: 0 = unknown, 1 = data channel, 2 = message channel.
-_CHANNEL_KIND = bytearray(256)
+_kinds = bytearray(256)
 for _ch in DATA_CHANNELS:
-    _CHANNEL_KIND[_ch] = 1
+    _kinds[_ch] = 1
 for _ch in MESSAGE_CHANNELS:
-    _CHANNEL_KIND[_ch] = 2
-_CHANNEL_KIND = bytes(_CHANNEL_KIND)
+    _kinds[_ch] = 2
+_CHANNEL_KIND = bytes(_kinds)
+del _kinds
 
 
 def _check_max(max_frame_size: int) -> int:
@@ -116,7 +117,7 @@ class FrameDecoder:
             length = _U32.unpack_from(b, 3)[0]
             if length > self.max_frame_size:
                 raise FrameTooLarge(f"frame payload of {length} bytes exceeds max frame size {self.max_frame_size}")
-            return _DATA_HEADER + length
+            return _DATA_HEADER + int(length)
         if lead == 0x93:
             if n < _MESSAGE_HEADER:
                 return _MESSAGE_HEADER
@@ -125,7 +126,7 @@ class FrameDecoder:
                 raise MalformedFrame("bad type bytes in a message frame header")
             if length > self.max_frame_size:
                 raise FrameTooLarge(f"message body of {length} bytes exceeds max frame size {self.max_frame_size}")
-            return _MESSAGE_HEADER + length
+            return _MESSAGE_HEADER + int(length)
         if lead == 0x91:
             return 2
         raise MalformedFrame(f"bad lead byte 0x{lead:02x}: a frame is a msgpack array of 1 to 3 elements")

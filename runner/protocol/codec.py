@@ -8,11 +8,12 @@ is wrong when a peer sends a bad one.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
 
-from .constants import Channel, Code, HOST_CODES, RUNNER_CODES
+from .constants import HOST_CODES, RUNNER_CODES, Channel, Code
 from .errors import LocalProtocolError, UnknownMessage
 
 _NUMBER = (int, float)

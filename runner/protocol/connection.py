@@ -10,13 +10,12 @@ a REJECT) and closes the connection.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from . import codec
 from .constants import (
-    Channel,
-    Code,
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_WINDOW,
     HOST_CODES,
@@ -26,11 +25,12 @@ from .constants import (
     PROTOCOL_VERSION,
     RUNNER_CODES,
     RUNNER_TO_HOST,
+    Code,
 )
 from .errors import HandshakeError, LocalProtocolError, MalformedFrame, ProtocolError, UnknownMessage
 from .flow import ReceiveWindow, SendWindow
 from .framer import IMPLEMENTATION, KIND_CREDIT, KIND_DATA, KIND_END, FrameDecoder, FrameEncoder
-from .lifecycle import LIFECYCLE_CODES, DEFAULT_EXIT_GRACE, Deadline, Lifecycle, State
+from .lifecycle import DEFAULT_EXIT_GRACE, LIFECYCLE_CODES, Deadline, Lifecycle, State
 
 MAX_WINDOW = (1 << 31) - 1
 
@@ -294,7 +294,8 @@ class Connection:
 
     def data_to_send(self) -> list[Any]:
         """Buffers to write, in order (one coalesced buffer for runs of small frames)."""
-        return self._encoder.take()
+        chunks: list[Any] = self._encoder.take()
+        return chunks
 
     @property
     def bytes_to_send(self) -> int:

@@ -36,7 +36,7 @@ class ReceiveWindow:
     so a stream of small chunks does not cause a CREDIT frame per chunk.
     """
 
-    __slots__ = ("size", "remaining", "_consumed")
+    __slots__ = ("_consumed", "remaining", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size

@@ -9,6 +9,7 @@ ImportError (CI sets it so a broken build cannot pass silently).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from . import _framer_py
 
@@ -20,7 +21,7 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _load():  # type: ignore[no-untyped-def]
+def _load() -> tuple[Any, str]:
     if _flag(PURE_PYTHON_ENV):
         if _flag(REQUIRE_EXTENSION_ENV):
             raise ImportError(f"{PURE_PYTHON_ENV} and {REQUIRE_EXTENSION_ENV} are both set")
@@ -48,10 +49,10 @@ KIND_MESSAGE = _framer_py.KIND_MESSAGE
 
 __all__ = [
     "IMPLEMENTATION",
-    "FrameDecoder",
-    "FrameEncoder",
-    "KIND_DATA",
     "KIND_CREDIT",
+    "KIND_DATA",
     "KIND_END",
     "KIND_MESSAGE",
+    "FrameDecoder",
+    "FrameEncoder",
 ]
