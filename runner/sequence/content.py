@@ -1,0 +1,353 @@
+"""Input decoders and output encoders per content type.
+
+Data moves in BATCHES (lists of items): a decoder turns each received bytes
+chunk into one batch (possibly none, while a line is incomplete), an encoder
+turns one batch of output items into one bytes object. Work is done per chunk,
+not per item, wherever possible.
+
+Input (``decode_input``), content type matched case-insensitively, parameters
+such as ``; charset=utf-8`` ignored, ``""`` meaning ``text/plain``:
+
+* ``text/plain``: UTF-8 ``str`` lines *with* their ``"\\n"`` (split on ``"\\n"``
+  only, like STH-Py's ``readline()``; ``"\\r\\n"`` stays at the end of the line);
+  a last line without ``"\\n"`` is delivered at end of input. Characters split
+  across chunks are handled. Invalid UTF-8 is an error, never replaced:
+  :class:`InputDecodeError` names the byte offset in the input.
+* ``application/octet-stream``: ``bytes`` chunks exactly as received (one per batch).
+* ``application/x-ndjson`` (and any ``*/x-ndjson``, ``application/jsonl``,
+  ``application/json-lines``, ``application/jsonlines``): one parsed JSON value per
+  non-blank line; an invalid line raises :class:`InputDecodeError` naming its
+  1-based line number.
+* anything else: :class:`UnsupportedContentType` (a ``ValueError``) at once.
+
+Output (``output_encoder``):
+
+* ``text/plain`` (and any ``text/*`` except ndjson): ``str`` → UTF-8, bytes-like as
+  is, anything else → ``str(item)`` → UTF-8. No separator is added.
+* ndjson family: ``json.dumps(item, ensure_ascii=False) + "\\n"`` per item, UTF-8;
+  an item JSON cannot represent (e.g. ``bytes``) → :class:`OutputEncodeError`
+  (a ``TypeError``) naming its type.
+* anything else (``application/octet-stream`` …): bytes-like as is, ``str`` → UTF-8,
+  anything else → :class:`OutputEncodeError` naming its type.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+__all__ = [
+    "BINARY",
+    "NDJSON",
+    "TEXT",
+    "InputDecodeError",
+    "OutputEncodeError",
+    "UnsupportedContentType",
+    "decode_input",
+    "is_ndjson",
+    "normalize_content_type",
+    "output_encoder",
+]
+
+TEXT = "text/plain"
+BINARY = "application/octet-stream"
+NDJSON = "application/x-ndjson"
+
+_NDJSON_ALIASES = frozenset({"application/jsonl", "application/json-lines", "application/jsonlines"})
+
+
+class InputDecodeError(ValueError):
+    """Input bytes that do not match the input content type."""
+
+
+class UnsupportedContentType(ValueError):
+    """A content type the runner cannot decode."""
+
+
+class OutputEncodeError(TypeError):
+    """An output item the output content type cannot represent."""
+
+
+def normalize_content_type(content_type: str | None) -> str:
+    """``"Text/Plain; charset=utf-8"`` → ``"text/plain"``; ``""``/None → ``"text/plain"``."""
+    if not content_type:
+        return TEXT
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return ct or TEXT
+
+
+def is_ndjson(content_type: str | None) -> bool:
+    ct = normalize_content_type(content_type)
+    return ct.endswith("x-ndjson") or ct in _NDJSON_ALIASES
+
+
+# --------------------------------------------------------------------------- decoders
+
+
+async def _decode_text(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    decode = decoder.decode
+    pending: list[str] = []  # parts of the current incomplete line
+    consumed = 0  # bytes fed to the decoder so far
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        try:
+            text = decode(chunk)
+        except UnicodeDecodeError as e:
+            buffered = len(decoder.getstate()[0])
+            raise InputDecodeError(
+                f"text/plain input is not valid UTF-8 at byte offset {consumed - buffered + e.start}"
+                f" ({e.reason})"
+            ) from None
+        consumed += len(chunk)
+        if not text:
+            continue
+        parts = text.split("\n")
+        if len(parts) == 1:
+            pending.append(text)
+            continue
+        last = parts.pop()
+        if pending:
+            pending.append(parts[0])
+            parts[0] = "".join(pending)
+            pending = []
+        batch = [p + "\n" for p in parts]
+        if last:
+            pending.append(last)
+        yield batch
+    try:
+        tail = decode(b"", True)
+    except UnicodeDecodeError as e:
+        buffered = len(decoder.getstate()[0])
+        raise InputDecodeError(
+            f"text/plain input ends inside a UTF-8 character at byte offset {consumed - buffered + e.start}"
+        ) from None
+    if tail:
+        pending.append(tail)
+    if pending:
+        rest = "".join(pending)
+        if rest:
+            yield [rest]
+
+
+async def _decode_binary(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
+    async for chunk in chunks:
+        if chunk:
+            yield [chunk if type(chunk) is bytes else bytes(chunk)]
+
+
+_json_decoder = json.JSONDecoder()
+_json_decode = _json_decoder.decode
+_json_scan: Callable[[str, int], tuple[Any, int]] = _json_decoder.scan_once  # type: ignore[attr-defined]
+
+
+def _ndjson_error(ct: str, lines: list[bytes] | list[str], first_line: int) -> InputDecodeError:
+    """Find the first bad line of ``lines`` and describe it."""
+    for i, line in enumerate(lines):
+        try:
+            s: str = line.decode("utf-8") if isinstance(line, bytes) else str(line)
+        except UnicodeDecodeError as e:
+            return InputDecodeError(f"{ct} input line {first_line + i}: not valid UTF-8 ({e.reason})")
+        if not s or s.isspace():
+            continue
+        try:
+            _json_decode(s)
+        except json.JSONDecodeError as e:
+            snippet = s.strip()
+            if len(snippet) > 80:
+                snippet = snippet[:77] + "..."
+            return InputDecodeError(
+                f"{ct} input line {first_line + i}: invalid JSON at column {e.colno}: {e.msg}: {snippet!r}"
+            )
+    return InputDecodeError(f"{ct} input near line {first_line}: invalid JSON")  # pragma: no cover
+
+
+def _parse_lines(ct: str, complete: bytes, first_line: int) -> list[Any]:
+    """Parse the complete lines in ``complete`` (which ends with b"\\n")."""
+    try:
+        text = complete.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _ndjson_error(ct, complete.split(b"\n"), first_line) from None
+    lines = text.split("\n")
+    lines.pop()  # the empty string after the final "\n"
+    # fast path: the C scanner straight on each line (what json.loads does minus its
+    # two whitespace regex matches); anything unusual falls through to the careful path
+    out: list[Any] = []
+    append = out.append
+    scan = _json_scan
+    try:
+        for x in lines:
+            if x:
+                value, end = scan(x, 0)
+                if end != len(x) and not x[end:].isspace():
+                    raise ValueError
+                append(value)
+        return out
+    except (StopIteration, ValueError):
+        pass
+    out = []
+    # blank (whitespace-only) lines are skipped; anything else is an error
+    for i, x in enumerate(lines):
+        if not x or x.isspace():
+            continue
+        try:
+            out.append(_json_decode(x))
+        except json.JSONDecodeError:
+            raise _ndjson_error(ct, lines[i:], first_line + i) from None
+    return out
+
+
+async def _decode_ndjson(ct: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
+    pending: list[bytes] = []  # parts of the current incomplete line
+    line_no = 1  # number of the first line not yet parsed
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            pending.append(bytes(chunk))
+            continue
+        if pending:
+            pending.append(bytes(chunk[: cut + 1]))
+            complete = b"".join(pending)
+        else:
+            complete = bytes(chunk[: cut + 1]) if cut + 1 < len(chunk) or type(chunk) is not bytes else chunk
+        rest = chunk[cut + 1 :]
+        pending = [bytes(rest)] if rest else []
+        items = _parse_lines(ct, complete, line_no)
+        line_no += complete.count(b"\n")
+        if items:
+            yield items
+    if pending:
+        items = _parse_lines(ct, b"".join(pending) + b"\n", line_no)
+        if items:
+            yield items
+
+
+def decode_input(content_type: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
+    """Bytes chunks in → batches of items out (see the module docstring).
+
+    Raises :class:`UnsupportedContentType` immediately for a content type it
+    cannot decode; decoding errors are raised while iterating.
+    """
+    ct = normalize_content_type(content_type)
+    if ct == TEXT:
+        return _decode_text(chunks)
+    if ct == BINARY:
+        return _decode_binary(chunks)
+    if is_ndjson(ct):
+        return _decode_ndjson(ct, chunks)
+    raise UnsupportedContentType(
+        f"unsupported input content type {content_type!r}: expected text/plain,"
+        " application/octet-stream or application/x-ndjson"
+    )
+
+
+# --------------------------------------------------------------------------- encoders
+
+_BYTESLIKE = (bytes, bytearray, memoryview)
+
+
+def _encode_text(batch: list[Any]) -> bytes:
+    try:
+        return "".join(batch).encode("utf-8")
+    except TypeError:
+        pass
+    out: list[bytes] = []
+    for item in batch:
+        if isinstance(item, str):
+            out.append(item.encode("utf-8"))
+        elif isinstance(item, _BYTESLIKE):
+            out.append(bytes(item))
+        else:
+            out.append(str(item).encode("utf-8"))
+    return b"".join(out)
+
+
+def _encode_binary(batch: list[Any]) -> bytes:
+    try:
+        return b"".join(batch)
+    except TypeError:
+        pass
+    out: list[bytes] = []
+    for item in batch:
+        if isinstance(item, _BYTESLIKE):
+            out.append(bytes(item))
+        elif isinstance(item, str):
+            out.append(item.encode("utf-8"))
+        else:
+            raise OutputEncodeError(
+                f"application/octet-stream output: cannot write an item of type {type(item).__name__}"
+                " (expected bytes, bytearray, memoryview or str)"
+            )
+    return b"".join(out)
+
+
+_json_encoder = json.JSONEncoder(ensure_ascii=False)
+_json_encode = _json_encoder.encode
+
+
+def _json_default(o: Any) -> Any:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+def _make_fast_json() -> Callable[[Any, int], Any] | None:
+    """The C encoder made once and reused (``JSONEncoder.encode`` rebuilds it per call).
+
+    It is only used when it produces exactly what ``json.dumps(x, ensure_ascii=False)``
+    does on this Python; otherwise the portable path is used.
+    """
+    try:
+        from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+
+        if c_make_encoder is None:  # pragma: no cover - pure-Python json
+            return None
+        enc = c_make_encoder(None, _json_default, encode_basestring, None, ": ", ", ", False, False, True)
+        probe = {"a": [1, 2.5, None, True, "ż\n\"", {"b": -1e300}], "c": ""}
+        if "".join(enc(probe, 0)) != json.dumps(probe, ensure_ascii=False):  # pragma: no cover
+            return None
+        return enc  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001  # pragma: no cover - a future json changed the signature
+        return None
+
+
+_fast_json = _make_fast_json()
+
+
+def _encode_ndjson(batch: list[Any]) -> bytes:
+    if not batch:
+        return b""
+    try:
+        if _fast_json is not None:
+            enc = _fast_json
+            parts: list[str] = []
+            extend = parts.extend
+            append = parts.append
+            for item in batch:
+                extend(enc(item, 0))
+                append("\n")
+            return "".join(parts).encode("utf-8")
+        return ("\n".join(map(_json_encode, batch)) + "\n").encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as first:
+        for item in batch:
+            try:
+                _json_encode(item)
+            except (TypeError, ValueError, RecursionError) as e:
+                raise OutputEncodeError(
+                    f"application/x-ndjson output: cannot write an item of type {type(item).__name__}"
+                    f" as JSON ({e})"
+                ) from e
+        raise OutputEncodeError(f"application/x-ndjson output: {first}") from first  # pragma: no cover
+
+
+def output_encoder(content_type: str) -> Callable[[list[Any]], bytes]:
+    """The function turning a batch of output items into bytes for ``content_type``."""
+    ct = normalize_content_type(content_type)
+    if is_ndjson(ct):
+        return _encode_ndjson
+    if ct.startswith("text/"):
+        return _encode_text
+    return _encode_binary

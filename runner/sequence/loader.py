@@ -1,0 +1,447 @@
+"""Find, unpack and import a Sequence: a directory, a ``.tar.gz`` package or one ``.py`` file.
+
+Errors are split the way STH's exit codes are:
+
+* :class:`SequencePathError` (exit 21): the path does not name a usable Sequence
+  (missing, no package.json, bad JSON, bad ``main``, unsafe or oversized archive).
+* :class:`SequenceLoadError` (exit 22): the Sequence code could not be imported
+  (syntax error, import error, exception at import time, no callable ``run``).
+  ``.traceback_text`` holds the formatted traceback for stderr and the log.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_ARCHIVE_BYTES",
+    "DEFAULT_MAX_ARCHIVE_MEMBERS",
+    "LoadedSequence",
+    "SequenceLoadError",
+    "SequencePathError",
+    "extract_package",
+    "load_sequence",
+]
+
+#: Total size of the regular files a ``.tar.gz`` package may unpack to.
+DEFAULT_MAX_ARCHIVE_BYTES = 1 << 30  # 1 GiB
+#: Number of entries a ``.tar.gz`` package may hold.
+DEFAULT_MAX_ARCHIVE_MEMBERS = 100_000
+
+
+class SequencePathError(Exception):
+    """The path is not a usable Sequence (runner exit code 21)."""
+
+
+class SequenceLoadError(Exception):
+    """The Sequence's code failed to load (runner exit code 22).
+
+    ``traceback_text`` is the formatted traceback (or the plain message when
+    there is no exception behind the error, e.g. a missing ``run``).
+    """
+
+    def __init__(self, message: str, traceback_text: str | None = None) -> None:
+        super().__init__(message)
+        self.traceback_text: str = traceback_text if traceback_text is not None else message + "\n"
+
+
+@dataclass
+class LoadedSequence:
+    """A Sequence whose module has been imported and whose ``run`` was found."""
+
+    root: Path
+    main: Path
+    name: str
+    version: str
+    package: dict[str, Any]
+    module: ModuleType
+    entry: Callable[..., Any] | list[Any]
+    default_args: list[Any] = field(default_factory=list)
+    requires: dict[str, Any] | None = None
+    provides: dict[str, Any] | None = None
+    #: legacy module attribute ``output_type`` (a content type hint for the output)
+    output_type: str | None = None
+    #: the directory a ``.tar.gz`` was extracted to (None for directories and files)
+    extracted_to: Path | None = None
+
+    @property
+    def input_content_type(self) -> str | None:
+        """``requires['contentType']`` when the module declares one."""
+        ct = (self.requires or {}).get("contentType")
+        return ct if isinstance(ct, str) and ct else None
+
+    @property
+    def output_content_type(self) -> str | None:
+        """``provides['contentType']``, else the legacy ``output_type``, else None."""
+        ct = (self.provides or {}).get("contentType")
+        if isinstance(ct, str) and ct:
+            return ct
+        return self.output_type or None
+
+
+# --------------------------------------------------------------------------- archives
+
+
+def _is_tar_path(p: Path) -> bool:
+    n = p.name.lower()
+    return n.endswith((".tar.gz", ".tgz", ".tar"))
+
+
+def _inside(base: str, target: str) -> bool:
+    return target == base or target.startswith(base + os.sep)
+
+
+def _safe_member_name(archive: Path, name: str) -> str:
+    """Normalise a member name, rejecting absolute paths and ``..`` components."""
+    if "\x00" in name:
+        raise SequencePathError(f"{archive}: member {name!r} has a NUL byte in its name")
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
+        raise SequencePathError(f"{archive}: member {name!r} has an absolute path")
+    parts = [p for p in PurePosixPath(posix).parts if p not in ("", ".")]
+    if ".." in parts:
+        raise SequencePathError(f"{archive}: member {name!r} has a '..' component (path traversal)")
+    return "/".join(parts)
+
+
+def extract_package(
+    archive: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+    max_members: int = DEFAULT_MAX_ARCHIVE_MEMBERS,
+) -> Path:
+    """Extract a (gzipped) tar package into ``dest`` safely and return ``dest``.
+
+    Refuses: absolute names, ``..`` components, symlinks and hardlinks whose
+    target resolves outside ``dest`` (or absolute link targets), device files,
+    FIFOs, more than ``max_members`` entries and more than ``max_bytes`` of file
+    data. The checks are our own; tarfile's ``data`` filter is applied on top
+    where the running Python has it. On error the partial extraction is left in
+    ``dest`` for the caller to remove.
+    """
+    archive_p = Path(archive)
+    dest_p = Path(dest)
+    dest_p.mkdir(parents=True, exist_ok=True)
+    base = os.path.realpath(dest_p)
+    extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    try:
+        tar = tarfile.open(archive_p, "r:*")  # noqa: SIM115 - closed by the `with tar` below
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise SequencePathError(f"{archive_p}: not a valid .tar.gz package: {e}") from e
+    total = 0
+    count = 0
+    with tar:
+        try:
+            for member in tar:
+                count += 1
+                if count > max_members:
+                    raise SequencePathError(
+                        f"{archive_p}: package has more than {max_members} entries (limit)"
+                    )
+                name = _safe_member_name(archive_p, member.name)
+                if not name:
+                    continue  # the archive root itself ("./")
+                if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
+                    raise SequencePathError(f"{archive_p}: member {member.name!r} is a device or FIFO")
+                if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+                    raise SequencePathError(f"{archive_p}: member {member.name!r} has an unsupported type")
+                # where the member lands, following links already extracted
+                parent_real = os.path.realpath(os.path.join(base, os.path.dirname(name)))
+                target_real = os.path.join(parent_real, os.path.basename(name))
+                if not _inside(base, parent_real) or not _inside(base, target_real):
+                    raise SequencePathError(
+                        f"{archive_p}: member {member.name!r} would be written outside the package dir"
+                    )
+                if member.issym():
+                    link = member.linkname.replace("\\", "/")
+                    if link.startswith("/") or re.match(r"^[A-Za-z]:", link):
+                        raise SequencePathError(
+                            f"{archive_p}: symlink {member.name!r} -> {member.linkname!r} is absolute"
+                        )
+                    resolved = os.path.realpath(os.path.join(parent_real, link))
+                    if not _inside(base, resolved):
+                        raise SequencePathError(
+                            f"{archive_p}: symlink {member.name!r} -> {member.linkname!r} "
+                            "points outside the package dir"
+                        )
+                elif member.islnk():
+                    link_name = _safe_member_name(archive_p, member.linkname)
+                    resolved = os.path.realpath(os.path.join(base, link_name))
+                    if not _inside(base, resolved):
+                        raise SequencePathError(
+                            f"{archive_p}: hardlink {member.name!r} -> {member.linkname!r} "
+                            "points outside the package dir"
+                        )
+                elif member.isreg():
+                    total += member.size
+                    if total > max_bytes:
+                        raise SequencePathError(
+                            f"{archive_p}: package unpacks to more than {max_bytes} bytes (limit)"
+                        )
+                member.name = name
+                if member.islnk():
+                    member.linkname = _safe_member_name(archive_p, member.linkname)
+                if member.isreg() or member.isdir():
+                    # never carry setuid/setgid/sticky or odd permissions over
+                    member.mode = (member.mode & 0o755) | (0o700 if member.isdir() else 0o600)
+                tar.extract(member, base, set_attrs=member.isreg(), **extra)
+        except SequencePathError:
+            raise
+        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+            raise SequencePathError(f"{archive_p}: cannot extract package: {e}") from e
+    return dest_p
+
+
+# --------------------------------------------------------------------------- package.json
+
+
+def _read_package_json(pj: Path) -> dict[str, Any]:
+    try:
+        text = pj.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise SequencePathError(f"{pj.parent}: no package.json (expected {pj})") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SequencePathError(f"{pj}: cannot read: {e}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SequencePathError(
+            f"{pj}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from e
+    if not isinstance(data, dict):
+        raise SequencePathError(f"{pj}: must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _find_package_root(extracted: Path) -> Path:
+    """package.json at the archive root, or inside its single top-level directory."""
+    if (extracted / "package.json").is_file():
+        return extracted
+    entries = [p for p in extracted.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / "package.json").is_file():
+        return entries[0]
+    return extracted
+
+
+def _resolve_main(root: Path, pj: Path, package: dict[str, Any]) -> Path:
+    if "main" not in package:
+        raise SequencePathError(f"{pj}: field `main` is missing (it names the Sequence's entry .py file)")
+    main = package["main"]
+    if not isinstance(main, str) or not main.strip():
+        raise SequencePathError(f"{pj}: field `main` must be a non-empty string, not {main!r}")
+    main_path = (root / main).resolve()
+    if not _inside(str(root.resolve()), str(main_path)):
+        raise SequencePathError(f"{pj}: field `main` ({main!r}) points outside the package directory")
+    if main_path.is_dir() and (main_path / "__init__.py").is_file():
+        main_path = main_path / "__init__.py"
+    if not main_path.is_file():
+        raise SequencePathError(
+            f"Sequence entrypoint path {main} is invalid. Check `main` field in Sequence package.json"
+            f" ({pj}: {main_path} does not exist)"
+        )
+    return main_path
+
+
+def _check_fields(pj: Path, package: dict[str, Any], main_path: Path) -> None:
+    for key in ("name", "version"):
+        if key in package and not isinstance(package[key], str):
+            raise SequencePathError(f"{pj}: field `{key}` must be a string, not {package[key]!r}")
+    if "args" in package and not isinstance(package["args"], list):
+        raise SequencePathError(f"{pj}: field `args` must be a JSON array, not {package['args']!r}")
+    engines = package.get("engines")
+    if engines is not None:
+        if not isinstance(engines, dict):
+            raise SequencePathError(f"{pj}: field `engines` must be an object, not {engines!r}")
+        pythonish = any(str(k).lower().startswith("python") for k in engines)
+        if engines and not pythonish and main_path.suffix != ".py":
+            raise SequencePathError(
+                f"{pj}: field `engines` ({', '.join(map(str, engines))}) names no python engine;"
+                " this is not a Python Sequence"
+            )
+
+
+# --------------------------------------------------------------------------- import
+
+
+_SANITIZE = re.compile(r"[^0-9A-Za-z_]")
+
+
+def _module_name(name: str) -> str:
+    base = "sequence_" + (_SANITIZE.sub("_", name) or "main")
+    candidate = base
+    n = 1
+    while candidate in sys.modules:
+        n += 1
+        candidate = f"{base}_{n}"
+    return candidate
+
+
+def _prepend_paths(root: Path, main_path: Path) -> None:
+    paths: list[str] = []
+    pyp = root / "__pypackages__"
+    if pyp.is_dir():
+        paths.append(str(pyp))
+        # PEP 582 layout: __pypackages__/X.Y/lib
+        pep582 = pyp / f"{sys.version_info[0]}.{sys.version_info[1]}" / "lib"
+        if pep582.is_dir():
+            paths.append(str(pep582))
+    paths.append(str(root))
+    if main_path.parent != root:
+        paths.append(str(main_path.parent))
+    for p in paths:
+        while p in sys.path:
+            sys.path.remove(p)
+    sys.path[0:0] = paths
+
+
+def _format_exc(e: BaseException, main_path: Path) -> str:
+    """The traceback without this loader's own frames."""
+    tb = e.__traceback__
+    # drop leading frames that are not the Sequence's (importlib and this module)
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith("<frozen importlib"):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(e), e, tb))
+
+
+def _import(main_path: Path, mod_name: str) -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader(mod_name, str(main_path))
+    spec = importlib.util.spec_from_file_location(mod_name, str(main_path), loader=loader)
+    if spec is None:  # pragma: no cover - SourceFileLoader always gives a spec
+        raise SequenceLoadError(f"{main_path}: cannot create an import spec")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        loader.exec_module(module)
+    except (Exception, SystemExit) as e:
+        sys.modules.pop(mod_name, None)
+        kind = "syntax error in" if isinstance(e, SyntaxError) else (
+            "import error in" if isinstance(e, ImportError) else "exception while importing"
+        )
+        raise SequenceLoadError(f"{kind} {main_path}: {type(e).__name__}: {e}", _format_exc(e, main_path)) from e
+    return module
+
+
+def _check_entry(module: ModuleType, main_path: Path) -> Callable[..., Any] | list[Any]:
+    if not hasattr(module, "run"):
+        raise SequenceLoadError(f"{main_path}: defines no `run` (expected `def run(context, input, *args)`)")
+    entry = module.run
+    if isinstance(entry, (list, tuple)):
+        funcs = list(entry)
+        body = funcs[1:] if funcs and isinstance(funcs[0], dict) else funcs
+        if not body:
+            raise SequenceLoadError(f"{main_path}: `run` is an empty list of functions")
+        for i, f in enumerate(body):
+            if not callable(f):
+                raise SequenceLoadError(
+                    f"{main_path}: `run` list item {i} is not callable ({type(f).__name__})"
+                )
+        return funcs
+    if not callable(entry):
+        raise SequenceLoadError(f"{main_path}: `run` is not callable ({type(entry).__name__})")
+    return entry  # type: ignore[no-any-return]
+
+
+def _dict_attr(module: ModuleType, name: str, main_path: Path) -> dict[str, Any] | None:
+    v = getattr(module, name, None)
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return v
+    if isinstance(v, str):  # a bare topic name
+        return {name: v}
+    raise SequenceLoadError(f"{main_path}: module-level `{name}` must be a dict, not {type(v).__name__}")
+
+
+def load_sequence(
+    path: str | os.PathLike[str],
+    *,
+    extract_dir: str | None = None,
+    max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
+    max_members: int = DEFAULT_MAX_ARCHIVE_MEMBERS,
+    chdir: bool = True,
+) -> LoadedSequence:
+    """Load a Sequence from a directory, a ``.tar.gz`` package or a ``.py`` file.
+
+    ``extract_dir``: where a package is unpacked (created if missing; default a
+    fresh temporary directory, reported as ``LoadedSequence.extracted_to``).
+    ``chdir=False`` skips ``os.chdir(root)`` (for tests and embedding).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SequencePathError(f"{p}: no such file or directory")
+    extracted: Path | None = None
+    package: dict[str, Any]
+    if p.is_file() and _is_tar_path(p):
+        target = Path(extract_dir) if extract_dir else Path(tempfile.mkdtemp(prefix="sequence-"))
+        try:
+            extract_package(p, target, max_bytes=max_bytes, max_members=max_members)
+        except SequencePathError:
+            if not extract_dir:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
+        extracted = target
+        p = _find_package_root(target)
+    if p.is_dir():
+        root = p.resolve()
+        pj = root / "package.json"
+        if extracted is not None and not pj.is_file():
+            raise SequencePathError(f"{path}: no package.json in the package archive")
+        package = _read_package_json(pj)
+        main_path = _resolve_main(root, pj, package)
+        _check_fields(pj, package, main_path)
+    elif p.is_file():
+        main_path = p.resolve()
+        if main_path.suffix != ".py":
+            raise SequencePathError(f"{p}: not a Sequence (expected a directory, a .tar.gz package or a .py file)")
+        root = main_path.parent
+        package = {"main": main_path.name, "name": main_path.stem}
+    else:
+        raise SequencePathError(f"{p}: not a regular file or directory")
+
+    name = str(package.get("name") or main_path.stem)
+    version = str(package.get("version") or "0.0.0")
+    default_args = list(package.get("args") or [])
+
+    _prepend_paths(root, main_path)
+    if chdir:
+        try:
+            os.chdir(root)
+        except OSError as e:
+            raise SequencePathError(f"{root}: cannot chdir into the package: {e}") from e
+    module = _import(main_path, _module_name(name))
+    entry = _check_entry(module, main_path)
+    requires = _dict_attr(module, "requires", main_path)
+    provides = _dict_attr(module, "provides", main_path)
+    ot = getattr(module, "output_type", None)
+    return LoadedSequence(
+        root=root,
+        main=main_path,
+        name=name,
+        version=version,
+        package=package,
+        module=module,
+        entry=entry,
+        default_args=default_args,
+        requires=requires,
+        provides=provides,
+        output_type=ot if isinstance(ot, str) and ot else None,
+        extracted_to=extracted,
+    )
+
