@@ -1,0 +1,316 @@
+"""The runner process from handshake to exit (docs/runner.md).
+
+config → connect → PING/PONG → load → PANG {requires} → heartbeat → input from
+IN → start_sequence → PANG {provides} → output batches to OUT within credit →
+END OUT → SEQUENCE_COMPLETED → EXITING 0. Every exit, good or bad, goes through
+``ControlPlane.exit`` so what the Sequence produced is flushed first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn
+
+from . import __version__
+from .config import Settings
+from .control import ControlPlane
+from .protocol import Channel, Code, ExitCode
+from .stdio import Stdio, diagnose
+from .transport.base import HandshakeFailed, Transport
+
+CAPABILITIES = ["stdio", "events", "monitoring", "stop", "keepalive"]
+MAX_EXIT_TIMEOUT_MS = 10_000
+
+
+class ConfigExit(Exception):
+    """Exit 20 before anything else happened; the message is for stderr."""
+
+
+def select_transport(settings: Settings, env: dict[str, str] | None = None) -> Transport:
+    """The transport for these settings. STH mode (INSTANCES_SERVER_PORT, no options) plugs in here."""
+    env = dict(os.environ) if env is None else env
+    if settings.fd is None and settings.connect is None and env.get("INSTANCES_SERVER_PORT"):
+        raise ConfigExit("STH transport not implemented yet")
+    from .transport import native
+
+    try:
+        if settings.fd is not None:
+            sock = native.from_fd(settings.fd)
+        else:
+            assert settings.connect is not None
+            sock = native.connect(settings.connect, settings.connect_timeout)
+    except OSError as exc:
+        where = f"fd {settings.fd}" if settings.fd is not None else ":".join(map(str, settings.connect or ()))
+        raise ConfigExit(f"cannot use the connection {where}: {exc}") from None
+    return native.NativeTransport(sock)
+
+
+class InputStream:
+    """IN bytes, handed from the reader thread in batches, as the Sequence's input iterator."""
+
+    def __init__(self, loop: Any, transport: Transport, control: ControlPlane) -> None:
+        import asyncio
+
+        self._loop = loop
+        self._transport = transport
+        self._control = control
+        self._lock = threading.Lock()
+        self._batches: list[list[bytes] | None] = []
+        self._waiting = False
+        self._ready = asyncio.Event()
+
+    def feed(self, channel: int, batch: list[bytes] | None) -> None:
+        """Reader thread: queue a batch (None = END). Wakes the loop only if it is waiting."""
+        with self._lock:
+            self._batches.append(batch)
+            wake, self._waiting = self._waiting, False
+        if wake:
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def _next(self) -> list[list[bytes] | None]:
+        while True:
+            with self._lock:
+                if self._batches:
+                    taken, self._batches = self._batches, []
+                    return taken
+                self._waiting = True
+                self._ready.clear()
+            await self._ready.wait()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        consumed = self._transport.consumed
+        while True:
+            for batch in await self._next():
+                if batch is None:
+                    return
+                # Credit goes back when the Sequence takes a batch: at most one window is buffered.
+                consumed(Channel.IN, sum(map(len, batch)))
+                for chunk in batch:
+                    yield chunk
+
+    async def attach_to(self, sequence_input: Any, fallback_ct: Callable[[], str | None]) -> None:
+        """Give ``sequence_input`` its decoded source once the first IN byte (or END) is here:
+        the content type may arrive (INPUT_CONTENT_TYPE) up to that moment."""
+        from .sequence.content import decode_input
+
+        chunks = self.chunks()
+        first: list[bytes] = []
+        async for chunk in chunks:
+            first.append(chunk)
+            break
+        content_type = self._control.input_content_type or fallback_ct() or "text/plain"
+
+        async def replay() -> AsyncIterator[bytes]:
+            for chunk in first:
+                yield chunk
+            async for chunk in chunks:
+                yield chunk
+
+        sequence_input.attach(decode_input(content_type, replay()))
+
+
+class App:
+    def __init__(self, settings: Settings, transport: Transport) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.stdio = Stdio(transport.writer(Channel.STDOUT), transport.writer(Channel.STDERR),
+                           lambda n: transport.consumed(Channel.STDIN, n))
+        self.control = ControlPlane(transport, self.stdio)
+        self.out_items = 0
+        self.heartbeat: Any = None
+        self.run_info: Any = None
+
+    # -- start-up -----------------------------------------------------------------------
+    def handshake(self) -> dict[str, Any]:
+        ping = {
+            "pid": os.getpid(),
+            "created": int(time.time() * 1000),
+            "runnerVersion": __version__,
+            "python": sys.version.split()[0],
+            "capabilities": CAPABILITIES,
+        }
+        try:
+            return self.transport.handshake(
+                {"instance_id": self.settings.instance_id, "token": self.settings.token, **ping},
+                self.settings.connect_timeout,
+            )
+        except HandshakeFailed as exc:
+            raise ConfigExit(str(exc)) from None
+
+    def run(self) -> NoReturn:
+        pong = self.handshake()
+        from . import logs
+        from .monitor import Heartbeat
+
+        self.runner_log, self.sequence_log = logs.setup(self.transport.writer(Channel.LOG),
+                                                        self.settings.log_level)
+        self.heartbeat = Heartbeat(self.transport, self.channel_stats)
+        self.control.on_rate = self.heartbeat.set_rate
+        self.transport.start(self.control)
+        self.stdio.install()
+        self._install_signals()
+        self.runner_log.info("connected; loading %s", self.settings.sequence)
+        seq = self.load()
+        app_config = pong.get("appConfig")
+        if app_config is None:
+            app_config = self.settings.app_config or {}
+        args = pong.get("args")
+        if args is None:
+            args = self.settings.args if self.settings.args is not None else list(seq.default_args or [])
+        requires = seq.requires or {}
+        self.transport.send_message(Code.PANG, {"requires": str(requires.get("requires") or ""),
+                                                "contentType": seq.input_content_type or ""})
+        from .sequence.context import AppContext
+
+        context = AppContext(self.control, config=app_config, instance_id=self.settings.instance_id,
+                             logger=self.sequence_log)
+        self.control.context = context
+        self._run_loop(seq, context, args)
+        raise AssertionError("unreachable")
+
+    def load(self) -> Any:
+        from .sequence.loader import SequenceLoadError, SequencePathError, load_sequence
+
+        try:
+            return load_sequence(self.settings.sequence)
+        except SequencePathError as exc:
+            self.fail(int(ExitCode.INVALID_SEQUENCE_PATH), str(exc), f"{exc}\n")
+        except SequenceLoadError as exc:
+            self.fail(int(ExitCode.FAILED_ON_START), str(exc), exc.traceback_text)
+        except Exception as exc:
+            self.fail(int(ExitCode.FAILED_ON_START), f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+    def fail(self, code: int, message: str, stack: str) -> NoReturn:
+        """Traceback on STDERR and LOG, ERROR, then exit with ``code`` (output flushed first)."""
+        try:
+            sys.stderr.write(stack if stack.endswith("\n") else stack + "\n")
+            sys.stderr.flush()
+        except Exception:
+            diagnose(stack)
+        self.transport.writer(Channel.LOG).write(_exc_line(message, stack))
+        self.transport.send_message(Code.ERROR, {"message": message, "stack": stack, "exitCode": code})
+        self.control.exit(code, message)
+
+    def _install_signals(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.control.on_signal)
+        if os.getpid() == 1:
+            from .reaper import start_reaper
+
+            start_reaper()
+
+    def channel_stats(self) -> dict[str, Any]:
+        stats = {name: {"bytes": w.bytes, "items": w.items} for name, w in self.transport_channels().items()}
+        if "out" in stats:
+            stats["out"]["items"] = self.out_items
+        stats["in"] = {"bytes": self.control.in_bytes, "items": self.control.in_items}
+        stats["stdin"] = {"bytes": self.stdio.stdin.bytes, "items": self.stdio.stdin.items}
+        return stats
+
+    def transport_channels(self) -> dict[str, Any]:
+        return {ch.name.lower(): self.transport.writer(ch)
+                for ch in (Channel.STDOUT, Channel.STDERR, Channel.OUT, Channel.LOG)}
+
+    # -- the event loop ---------------------------------------------------------------------
+    def _run_loop(self, seq: Any, context: Any, args: list[Any]) -> None:
+        import anyio
+
+        use_uvloop = os.environ.get("SEQUENCE_RUNNER_UVLOOP", "1").strip() not in ("0", "false", "no")
+        if use_uvloop:
+            try:
+                import uvloop  # noqa: F401
+            except ImportError:
+                use_uvloop = False
+        anyio.run(self._main, seq, context, args, backend="asyncio",
+                  backend_options={"use_uvloop": use_uvloop})
+
+    async def _main(self, seq: Any, context: Any, args: list[Any]) -> None:
+        import asyncio
+
+        import anyio
+        from anyio.from_thread import BlockingPortal
+
+        from .sequence.shapes import SequenceInput
+
+        loop = asyncio.get_running_loop()
+        async with BlockingPortal() as portal, anyio.create_task_group() as tg:
+            self.control.attach_loop(loop, portal, context)
+            self.heartbeat.start(portal, context)
+            stream = InputStream(loop, self.transport, self.control)
+            self.control.attach_input(stream.feed)
+            sequence_input = SequenceInput()
+
+            def input_ct() -> str | None:
+                run = self.run_info
+                return (run.input_content_type if run is not None else None) or seq.input_content_type
+
+            tg.start_soon(self._guard, stream.attach_to(sequence_input, input_ct))
+            await self._guard(self._run_sequence(loop, seq, context, sequence_input, args))
+            await self._complete(context)
+
+    async def _guard(self, work: Awaitable[None]) -> None:
+        """An exception out of the Sequence (or its input) fails the instance with 23."""
+        try:
+            await work
+        except Exception as exc:
+            self.fail(int(ExitCode.FAILED_DURING_EXECUTION), f"{type(exc).__name__}: {exc}",
+                      "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+    async def _run_sequence(self, loop: Any, seq: Any, context: Any, sequence_input: Any,
+                            args: list[Any]) -> None:
+        from .sequence.content import output_encoder
+        from .sequence.shapes import start_sequence
+
+        run = self.run_info = await start_sequence(seq, context, sequence_input, args)
+        self.transport.send_message(Code.PANG, {
+            "provides": str(run.provides or ""), "contentType": str(run.content_type or ""),
+            "outputEncoding": None})
+        if run.output is not None:
+            await self._pump(loop, run.output, output_encoder(run.content_type))
+
+    async def _pump(self, loop: Any, output: AsyncIterator[list[Any]], encode: Any) -> None:
+        import asyncio
+
+        writer = self.transport.writer(Channel.OUT)
+        space = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(space.set)
+
+        async for batch in output:
+            self.out_items += len(batch)
+            data = encode(batch)
+            if not data:
+                continue
+            while True:
+                space.clear()
+                if writer.offer(data, wake):
+                    break
+                await space.wait()
+
+    async def _complete(self, context: Any) -> None:
+        import anyio
+
+        writer = self.transport.writer(Channel.OUT)
+        writer.end()
+        while not (writer.ended or writer.failed):  # END goes out once the host gave credit for all
+            await anyio.sleep(0.005)
+        exit_timeout = max(0, min(int(getattr(context, "exit_timeout", 0) or 0), MAX_EXIT_TIMEOUT_MS))
+        if not self.transport.send_message(Code.SEQUENCE_COMPLETED, {"timeout": exit_timeout}):
+            # SEQUENCE_STOPPED went first (stop or end()): the host decides with KILL.
+            self.runner_log.info("run() finished after SEQUENCE_STOPPED; waiting for KILL")
+            await anyio.sleep_forever()
+        await anyio.sleep(exit_timeout / 1000.0)
+        self.control.exit(0, "the Sequence completed")
+
+
+def _exc_line(message: str, stack: str) -> bytes:
+    import json
+
+    return (json.dumps({"ts": int(time.time() * 1000), "level": "ERROR", "from": "runner",
+                        "msg": message, "exc": stack}) + "\n").encode()

@@ -1,0 +1,288 @@
+"""The control plane: stop, kill, events and exits, handled off the event loop.
+
+The transport's reader thread calls ``on_message``/``on_data``/``on_end``/
+``on_closed`` here. Nothing in this module waits for the event loop: work that
+must run on the loop (stop handlers, event callbacks) is handed over, and the
+deadlines around it are kept by threads, so KILL and the stop deadline take
+effect while the Sequence blocks the loop (``while True: pass``): the reader
+thread gets the GIL every switch interval. Every exit goes through ``exit``:
+kill handlers (bounded), flush what was produced (bounded), EXITING, os._exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from .protocol import Channel, Code, ExitCode
+from .stdio import Stdio, diagnose
+from .transport.base import Transport
+
+log = logging.getLogger("runner")
+
+KILL_HANDLER_BUDGET = 0.1
+FLUSH_TIMEOUT = 2.0
+SIGTERM_STOP_TIMEOUT_MS = 5000
+MAX_EARLY_EVENTS = 1000
+
+
+def error_body(error: BaseException | None) -> dict[str, str] | None:
+    """``{message, stack}`` of an exception, as SEQUENCE_STOPPED/ERROR carry it."""
+    if error is None:
+        return None
+    stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return {"message": f"{type(error).__name__}: {error}", "stack": stack}
+
+
+def bounded(fn: Callable[[], Any], timeout: float, name: str) -> bool:
+    """Run ``fn`` on a helper thread, wait at most ``timeout``; False if it did not finish."""
+    thread = threading.Thread(target=_quiet(fn), name=name, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+def _quiet(fn: Callable[[], Any]) -> Callable[[], None]:
+    def call() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - best effort on the way out
+            diagnose(f"runner: {fn!r} failed while exiting: {exc!r}")
+
+    return call
+
+
+class ControlPlane:
+    """TransportHandler (control thread side) and ContextBackend (Sequence side)."""
+
+    def __init__(self, transport: Transport, stdio: Stdio | None = None) -> None:
+        self.transport = transport
+        self.stdio = stdio
+        self.context: Any = None  # the AppContext, once created
+        self.loop: Any = None  # the asyncio loop, once running
+        self.portal: Any = None  # anyio BlockingPortal into the loop
+        self.on_input: Callable[[int, list[bytes] | None], None] | None = None  # IN batches/end
+        self.on_rate: Callable[[float], None] | None = None
+        self.input_content_type: str | None = None
+        self.stop_requested = False
+        self._lock = threading.Lock()
+        self._stop_generation = 0
+        self._stop_deadline: float | None = None
+        self._stop_can_keepalive = False
+        self._keepalive_sent = False
+        self._stop_timer: threading.Timer | None = None
+        self._early_events: list[tuple[str, Any]] = []
+        self._early_input: list[tuple[int, list[bytes] | None]] = []
+        self._exiting = threading.Lock()
+        self._signals = 0
+        self.in_bytes = 0
+        self.in_items = 0
+
+    # -- wiring --------------------------------------------------------------------
+    def attach_loop(self, loop: Any, portal: Any, context: Any) -> None:
+        """The loop runs: deliver what arrived while the Sequence was loading."""
+        with self._lock:
+            self.loop, self.portal, self.context = loop, portal, context
+            events, self._early_events = self._early_events, []
+        for name, message in events:
+            loop.call_soon_threadsafe(context.dispatch_event, name, message)
+
+    def attach_input(self, on_input: Callable[[int, list[bytes] | None], None]) -> None:
+        with self._lock:
+            self.on_input = on_input
+            early, self._early_input = self._early_input, []
+        for channel, batch in early:
+            on_input(channel, batch)
+
+    # -- TransportHandler (reader thread) ------------------------------------------------
+    def on_message(self, code: int, body: dict[str, Any]) -> None:
+        if code == Code.KILL:
+            code_ = ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED
+            self.exit(int(code_), "killed by the host", kill_handlers=True)
+        elif code == Code.STOP:
+            self.start_stop(float(body["timeout"]), bool(body.get("canCallKeepalive", False)))
+        elif code == Code.EVENT:
+            self._event(body["eventName"], body.get("message"))
+        elif code == Code.MONITORING_RATE:
+            if self.on_rate is not None:
+                self.on_rate(float(body["monitoringRate"]))
+        elif code == Code.INPUT_CONTENT_TYPE:
+            self.input_content_type = body["contentType"]
+        # MONITORING_REPLY and fields we do not know: nothing to do
+
+    def on_data(self, channel: int, chunks: list[bytes]) -> None:
+        if channel == Channel.STDIN:
+            if self.stdio is not None:
+                self.stdio.stdin.feed(chunks)
+            return
+        self.in_bytes += sum(map(len, chunks))
+        self.in_items += len(chunks)
+        self._input(channel, chunks)
+
+    def on_end(self, channel: int) -> None:
+        if channel == Channel.STDIN:
+            if self.stdio is not None:
+                self.stdio.stdin.end()
+            return
+        self._input(channel, None)
+
+    def on_closed(self, error: BaseException | None) -> None:
+        if error is None:
+            reason = "the host closed the connection"
+        else:
+            reason = f"connection to the host failed: {type(error).__name__}: {error}"
+            diagnose(f"runner: {reason}")
+        self.exit(int(ExitCode.KILLED), reason, kill_handlers=True, host_gone=error is None)
+
+    def _input(self, channel: int, batch: list[bytes] | None) -> None:
+        with self._lock:
+            target = self.on_input
+            if target is None:
+                self._early_input.append((channel, batch))
+                return
+        target(channel, batch)
+
+    def _event(self, name: str, message: Any) -> None:
+        with self._lock:
+            if self.loop is None:
+                if len(self._early_events) < MAX_EARLY_EVENTS:
+                    self._early_events.append((name, message))
+                return
+        self.loop.call_soon_threadsafe(self.context.dispatch_event, name, message)
+
+    # -- stop ------------------------------------------------------------------------------
+    def start_stop(self, timeout_ms: float, can_keepalive: bool, *, then_exit: bool = False) -> None:
+        """Run the stop handlers on the loop under a deadline kept by a timer thread."""
+        timeout_ms = max(0.0, timeout_ms)
+        with self._lock:
+            self.stop_requested = True
+            self._stop_generation += 1
+            generation = self._stop_generation
+            self._stop_deadline = time.monotonic() + timeout_ms / 1000.0
+            self._stop_can_keepalive = can_keepalive
+            self._keepalive_sent = False
+            self._cancel_timer()
+            timer = threading.Timer(timeout_ms / 1000.0, self._stop_deadline_passed, (generation, timeout_ms))
+            timer.daemon = True
+            self._stop_timer = timer
+            portal, context = self.portal, self.context
+        timer.start()
+        log.info("stop requested: timeout %s ms, canCallKeepalive %s", timeout_ms, can_keepalive)
+        if portal is None or context is None:  # still loading: no handler can exist yet
+            self._stop_finished(generation, None, then_exit)
+            return
+        portal.start_task_soon(self._run_stop_handlers, generation, timeout_ms, can_keepalive, then_exit)
+
+    async def _run_stop_handlers(self, generation: int, timeout_ms: float, can_keepalive: bool,
+                                 then_exit: bool) -> None:
+        error = await self.context.run_stop_handlers(timeout_ms, can_keepalive)
+        self._stop_finished(generation, error, then_exit)
+
+    def _stop_finished(self, generation: int, error: BaseException | None, then_exit: bool) -> None:
+        with self._lock:
+            if generation != self._stop_generation or self._stop_deadline is None:
+                return  # a newer STOP took over, or the deadline already acted
+            self._stop_deadline = None
+            self._cancel_timer()
+            kept_alive = self._keepalive_sent and self._stop_can_keepalive
+        if kept_alive and not then_exit:
+            log.info("stop handlers finished; the Sequence asked to keep running")
+            return
+        self.transport.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": error_body(error)})
+        log.info("stop handlers finished%s; waiting for KILL", f" with {error!r}" if error else "")
+        if then_exit:
+            self.exit(int(ExitCode.STOPPED), "stopped by a signal")
+
+    def _stop_deadline_passed(self, generation: int, timeout_ms: float) -> None:
+        with self._lock:
+            if generation != self._stop_generation or self._stop_deadline is None:
+                return
+            self._stop_deadline = None
+        message = f"stop handlers did not finish within the stop timeout of {timeout_ms:g} ms"
+        self.transport.send_message(Code.SEQUENCE_STOPPED,
+                                    {"sequenceError": {"message": message, "stack": ""}})
+        self.exit(int(ExitCode.STOPPED), message, kill_handlers=True)
+
+    def _cancel_timer(self) -> None:
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+            self._stop_timer = None
+
+    # -- signals (main thread, between bytecodes) ----------------------------------------------
+    def on_signal(self, signum: int, _frame: Any = None) -> None:
+        """SIGTERM/SIGINT: first a graceful stop then exit 138; a second one kills (137)."""
+        self._signals += 1
+        if self._signals == 1:
+            threading.Thread(target=self.start_stop, args=(SIGTERM_STOP_TIMEOUT_MS, False),
+                             kwargs={"then_exit": True}, name="runner-signal", daemon=True).start()
+        else:
+            threading.Thread(target=self.exit, args=(int(ExitCode.KILLED), f"signal {signum}"),
+                             kwargs={"kill_handlers": True}, name="runner-signal", daemon=True).start()
+
+    # -- ContextBackend (called by AppContext on the loop) -------------------------------------
+    def emit(self, event_name: str, message: Any) -> None:
+        body: dict[str, Any] = {"eventName": str(event_name)}
+        if message is not None:
+            body["message"] = message
+        try:
+            self.transport.send_message(Code.EVENT, body)
+        except Exception as exc:  # an unencodable message is the Sequence's error, not a crash
+            raise TypeError(f"event {event_name!r} cannot be sent: {exc}") from exc
+
+    def keep_alive(self, ms: float) -> None:
+        with self._lock:
+            in_stop = self._stop_deadline is not None
+            allowed = in_stop and self._stop_can_keepalive
+            if allowed:
+                self._keepalive_sent = True
+                self._stop_deadline = None  # the host cancels its kill; so do we
+                self._cancel_timer()
+        if allowed:
+            self.transport.send_message(Code.ALIVE, {"keepAlive": float(ms or 0)})
+        elif in_stop:
+            log.info("keep_alive(%s) ignored: this stop does not allow keepalive", ms)
+        else:
+            log.debug("keep_alive(%s) outside a stop has no effect", ms)
+
+    def end(self) -> None:
+        self.transport.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": None})
+
+    def destroy(self, error: BaseException | None) -> None:
+        body = error_body(error) if isinstance(error, BaseException) else (
+            {"message": str(error), "stack": ""} if error is not None else None)
+        self.transport.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": body})
+
+    def stop_time_remaining_ms(self) -> float | None:
+        deadline = self._stop_deadline
+        if deadline is None:
+            return None
+        return max(0.0, (deadline - time.monotonic()) * 1000.0)
+
+    # -- exit --------------------------------------------------------------------------------------
+    def exit(self, code: int, reason: str, *, kill_handlers: bool = False, host_gone: bool = False) -> None:
+        """Flush what the Sequence produced, send EXITING and end the process. Never returns;
+        a second caller waits here while the first one exits."""
+        if not self._exiting.acquire(blocking=False):
+            threading.Event().wait()
+        log.info("exiting with %s: %s", code, reason)
+        if kill_handlers and self.context is not None:
+            bounded(lambda: self.context.run_kill_handlers(KILL_HANDLER_BUDGET),
+                    KILL_HANDLER_BUDGET + 0.05, "runner-kill-handlers")
+        transport = self.transport
+        if not host_gone and not transport.broken:
+            if self.stdio is not None:
+                stdio = self.stdio
+                bounded(lambda: stdio.flush(FLUSH_TIMEOUT / 2), FLUSH_TIMEOUT / 2 + 0.1, "runner-flush")
+            for channel in (Channel.OUT, Channel.STDOUT, Channel.STDERR, Channel.LOG):
+                transport.writer(channel).end()
+            # Everything produced goes out before EXITING, as far as the host's credit allows.
+            if not transport.flush(FLUSH_TIMEOUT):
+                diagnose(f"runner: output not fully written within {FLUSH_TIMEOUT} s before exit {code}")
+            transport.send_message(Code.EXITING, {"exitCode": code, "reason": reason})
+            transport.flush(FLUSH_TIMEOUT / 2)
+        transport.close()
+        os._exit(code)

@@ -1,0 +1,118 @@
+"""Heartbeat: MONITORING ``{healthy, stats}`` at the host-set rate, from its own thread.
+
+The heartbeat never stops and never waits for the event loop longer than its
+health timeout: a loop that does not answer in time makes ``healthy`` false and
+``stats.loopLagMs`` says how long the oldest unanswered probe has waited.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+from .protocol import Code
+from .transport.base import Transport
+
+log = logging.getLogger("runner")
+
+DEFAULT_RATE = 1.0
+MAX_HEALTH_TIMEOUT = 1.0
+
+
+class Heartbeat:
+    def __init__(self, transport: Transport, channel_stats: Callable[[], dict[str, Any]],
+                 rate: float = DEFAULT_RATE) -> None:
+        self._transport = transport
+        self._channel_stats = channel_stats
+        self._rate = rate
+        self._changed = threading.Event()
+        self._portal: Any = None
+        self._context: Any = None
+        self._probe: tuple[float, Future[bool]] | None = None
+        self._lag_ms = 0.0
+        self._process: Any = None
+        self._thread = threading.Thread(target=self._run, name="runner-heartbeat", daemon=True)
+
+    def start(self, portal: Any, context: Any) -> None:
+        self._portal, self._context = portal, context
+        self._thread.start()
+
+    def set_rate(self, rate: float) -> None:
+        """Heartbeats per second; 0 turns them off until the next change."""
+        self._rate = max(0.0, rate)
+        self._changed.set()
+
+    def _run(self) -> None:
+        next_beat = time.monotonic()
+        while True:
+            rate = self._rate
+            if rate <= 0:
+                self._changed.wait()
+                self._changed.clear()
+                next_beat = time.monotonic()
+                continue
+            delay = next_beat - time.monotonic()
+            if delay > 0 and self._changed.wait(delay):
+                self._changed.clear()
+                next_beat = time.monotonic() + 1.0 / max(self._rate, 1e-9)
+                continue
+            try:
+                body = self.beat(min(MAX_HEALTH_TIMEOUT, 0.8 / rate))
+            except Exception:  # the heartbeat must survive anything
+                log.exception("heartbeat failed")
+                body = {"healthy": False, "stats": {}}
+            if not self._transport.send_message(Code.MONITORING, body) and self._transport.broken:
+                return
+            next_beat = max(next_beat + 1.0 / rate, time.monotonic())
+
+    def beat(self, timeout: float) -> dict[str, Any]:
+        healthy = self._health(timeout)
+        stats: dict[str, Any] = {"loopLagMs": round(self._lag_ms, 3)}
+        stats.update(self._process_stats())
+        stats["channels"] = self._channel_stats()
+        return {"healthy": healthy, "stats": stats}
+
+    def _health(self, timeout: float) -> bool:
+        if self._portal is None:
+            return True
+        if self._probe is None:
+            started = time.monotonic()
+            future = self._portal.start_task_soon(self._ask, started)
+            self._probe = (started, future)
+        started, future = self._probe
+        try:
+            healthy = bool(future.result(timeout))
+        except FutureTimeout:
+            self._lag_ms = (time.monotonic() - started) * 1000.0
+            return False
+        except Exception:
+            healthy = False
+        self._probe = None
+        return healthy
+
+    async def _ask(self, started: float) -> bool:
+        self._lag_ms = (time.monotonic() - started) * 1000.0
+        healthy: bool = await self._context.health(MAX_HEALTH_TIMEOUT)
+        return healthy
+
+    def _process_stats(self) -> dict[str, Any]:
+        if self._process is None:
+            try:
+                import psutil  # imported here: it costs start-up time and is optional
+
+                self._process = psutil.Process()
+                self._process.cpu_percent(None)
+            except Exception:
+                self._process = False
+        if self._process:
+            try:
+                return {"rss": self._process.memory_info().rss, "cpu": self._process.cpu_percent(None)}
+            except Exception:
+                pass
+        import resource
+
+        return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu": None}

@@ -1,0 +1,209 @@
+"""The Sequence's stdio on the STDIN/STDOUT/STDERR channels.
+
+- ``sys.stdout``/``sys.stderr`` become line-buffered UTF-8 text writers on the
+  STDOUT/STDERR channel writers: ``print()`` of a line goes out at its newline.
+- File descriptors 1 and 2 are pipes that a thread each pumps to the same
+  channels, so C extensions and child processes (``os.system``, ``subprocess``)
+  reach the host too. A dup of the original fd 2 is kept for the runner's own
+  fatal diagnostics (``diagnose``).
+- ``sys.stdin`` reads the STDIN channel: read(), readline(), iteration and
+  ``async for line in sys.stdin``.
+
+Bounded everywhere: a writer whose channel has no credit and a full queue waits
+(the printing thread blocks), a pipe pump that waits lets the pipe fill, so the
+child writing to it blocks. Nothing grows without limit.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+import time
+from typing import Any, AsyncIterator, Callable
+
+from .transport.base import ChannelWriter
+
+PIPE_READ = 64 * 1024
+_original_stderr_fd: int | None = None
+
+
+def diagnose(text: str) -> None:
+    """Write to the runner's real stderr (the one it was started with), whatever fd 2 is now."""
+    fd = _original_stderr_fd if _original_stderr_fd is not None else 2
+    try:
+        os.write(fd, (text.rstrip("\n") + "\n").encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+class ChannelRaw(io.RawIOBase):
+    """Raw binary stream writing to a channel writer (blocking while the channel is full)."""
+
+    def __init__(self, writer: ChannelWriter, fileno: int) -> None:
+        super().__init__()
+        self._writer = writer
+        self._fileno = fileno
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        n = len(data)
+        self._writer.write(bytes(data))
+        return n
+
+    def fileno(self) -> int:
+        return self._fileno  # so faulthandler and friends write to the pumped pipe
+
+    def isatty(self) -> bool:
+        return False
+
+
+class StdinBuffer:
+    """Bytes of the STDIN channel, fed by the transport's reader thread."""
+
+    def __init__(self, consumed: Callable[[int], None]) -> None:
+        self._consumed = consumed
+        self._cond = threading.Condition()
+        self._chunks: list[bytes] = []
+        self._eof = False
+        self.bytes = 0
+        self.items = 0
+
+    def feed(self, chunks: list[bytes]) -> None:
+        with self._cond:
+            self._chunks.extend(chunks)
+            self.bytes += sum(map(len, chunks))
+            self.items += len(chunks)
+            self._cond.notify_all()
+
+    def end(self) -> None:
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def readinto(self, buf: Any) -> int:
+        with self._cond:
+            while not self._chunks and not self._eof:
+                self._cond.wait()
+            if not self._chunks:
+                return 0
+            head = self._chunks[0]
+            n = min(len(buf), len(head))
+            buf[:n] = head[:n]
+            if n == len(head):
+                self._chunks.pop(0)
+            else:
+                self._chunks[0] = head[n:]
+        self._consumed(n)
+        return n
+
+
+class _StdinRaw(io.RawIOBase):
+    def __init__(self, source: StdinBuffer) -> None:
+        super().__init__()
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        return self._source.readinto(memoryview(buf).cast("B"))
+
+
+class StdinText(io.TextIOWrapper):
+    """sys.stdin on the STDIN channel, with ``async for line in sys.stdin`` as well."""
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[str]:
+        import anyio.to_thread
+
+        while True:
+            # A blocking readline on a worker thread: stdin is a low-rate side channel and
+            # this keeps one buffer for sync and async readers.
+            line = await anyio.to_thread.run_sync(self.readline, abandon_on_cancel=True)
+            if not line:
+                return
+            yield line
+
+
+class _FdPump:
+    """Pumps a pipe that replaced fd ``target`` into a channel writer."""
+
+    def __init__(self, target: int, writer: ChannelWriter) -> None:
+        self.target = target
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, target)  # fd 1/2 stay inheritable: child processes write here
+        os.close(write_end)
+        self._read_end = read_end
+        self._writer = writer
+        self._thread = threading.Thread(target=self._pump, name=f"runner-fd{target}", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._read_end, PIPE_READ)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self._writer.write(chunk)
+
+    def close(self, timeout: float) -> None:
+        """Detach fd ``target`` from the pipe and wait (bounded) until what was in it is sent.
+        A child process still holding the pipe keeps it open: then we stop waiting."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.target)
+        os.close(devnull)
+        self._thread.join(timeout)
+
+
+class Stdio:
+    """Installs and later flushes the Sequence's stdio."""
+
+    def __init__(self, stdout: ChannelWriter, stderr: ChannelWriter, consumed: Callable[[int], None]) -> None:
+        self._stdout_writer = stdout
+        self._stderr_writer = stderr
+        self.stdin = StdinBuffer(consumed)
+        self._pumps: list[_FdPump] = []
+        self.installed = False
+
+    def install(self, capture_fds: bool = True) -> None:
+        global _original_stderr_fd
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        if capture_fds:
+            if _original_stderr_fd is None:
+                _original_stderr_fd = os.dup(2)
+            self._pumps = [_FdPump(1, self._stdout_writer), _FdPump(2, self._stderr_writer)]
+        sys.stdout = self._text(self._stdout_writer, 1)
+        sys.stderr = self._text(self._stderr_writer, 2)
+        sys.stdin = StdinText(io.BufferedReader(_StdinRaw(self.stdin)), encoding="utf-8", errors="replace")
+        self.installed = True
+
+    @staticmethod
+    def _text(writer: ChannelWriter, fd: int) -> io.TextIOWrapper:
+        raw = ChannelRaw(writer, fd)
+        return io.TextIOWrapper(
+            io.BufferedWriter(raw, 64 * 1024), encoding="utf-8", errors="backslashreplace", line_buffering=True
+        )
+
+    def flush(self, timeout: float) -> None:
+        """Everything written so far into the channel writers (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        for pump in self._pumps:
+            pump.close(max(0.0, deadline - time.monotonic()))
+        self._pumps = []

@@ -1,0 +1,303 @@
+"""Protocol v1 over one stream socket: a reader thread and a writer thread around the sans-IO Connection.
+
+Why threads and not asyncio streams: the Sequence owns the event loop and may
+block it (a busy loop, a long C call). The reader thread keeps reading while it
+does, so KILL, STOP deadlines and credit are handled anyway; it hands input to
+the loop in batches (one hop per read, never per item). The writer thread is
+the only one writing the socket: it takes everything the Connection has queued
+and writes it with one ``sendmsg`` (small frames coalesced, big payloads as
+their own buffers), so writers on any thread only ever touch memory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from ..protocol import (
+    Channel,
+    Code,
+    Connection,
+    CreditAvailable,
+    Data,
+    EndOfStream,
+    Message,
+    ProtocolError,
+    Role,
+)
+from ..protocol.constants import RUNNER_TO_HOST
+from ..protocol.framer import IMPLEMENTATION
+from ..protocol.lifecycle import LIFECYCLE_CODES, TABLE
+from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
+
+RECV_SIZE = 256 * 1024
+IOV_MAX = 512
+
+
+def connect(target: tuple[str, str, int], timeout: float) -> socket.socket:
+    """A connected socket for ("unix", path, 0) or ("tcp", host, port)."""
+    kind, where, port = target
+    if kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(where)
+    else:
+        sock = socket.create_connection((where, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(None)
+    return sock
+
+
+def from_fd(fd: int) -> socket.socket:
+    """The inherited connected socket; kept from leaking into the Sequence's child processes."""
+    sock = socket.socket(fileno=fd)
+    os.set_inheritable(sock.fileno(), False)
+    sock.settimeout(None)
+    return sock
+
+
+class NativeTransport(Transport):
+    impl = IMPLEMENTATION
+
+    def __init__(self, sock: socket.socket, **connection_options: Any) -> None:
+        self._sock = sock
+        self._conn = Connection(Role.RUNNER, **connection_options)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the writer thread waits here
+        self._drained = threading.Condition(self._lock)  # flush() waits here
+        self._writers = {int(ch): self._channel_writer(int(ch)) for ch in RUNNER_TO_HOST}
+        self._early: list[Any] = []
+        self._handler: TransportHandler | None = None
+        self._writing = False
+        self._closing = False
+        self._broken = False
+        self._closed_reported = False
+        self._reader: threading.Thread | None = None
+
+    def _channel_writer(self, channel: int) -> ChannelWriter:
+        def sink(data: Any) -> int:
+            if self._broken:
+                return len(data)
+            taken = self._conn.send_data(channel, data)
+            if taken:
+                self._wake.notify()
+            return taken
+
+        def end() -> None:
+            if not self._broken:
+                self._conn.send_end(channel)
+                self._wake.notify()
+
+        return ChannelWriter(self._lock, sink, end)
+
+    # -- handshake, in the main thread before the loop exists ------------------------
+    def handshake(self, ping: dict[str, Any], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        conn = self._conn
+        conn.send_ping(**ping)
+        try:
+            for buf in conn.data_to_send():
+                self._sock.sendall(buf)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HandshakeFailed(f"no PONG from the host within {timeout:g} s")
+                self._sock.settimeout(left)
+                data = self._sock.recv(RECV_SIZE)
+                if not data:
+                    raise HandshakeFailed("the host closed the connection during the handshake")
+                events = conn.receive_data(data, time.monotonic())
+                for i, event in enumerate(events):
+                    if isinstance(event, Message) and event.code == Code.REJECT:
+                        raise HandshakeFailed(f"the host rejected the runner: {event.body['reason']}")
+                    if isinstance(event, Message) and event.code == Code.PONG:
+                        self._early = events[i + 1:]
+                        return event.body
+        except socket.timeout:
+            raise HandshakeFailed(f"no PONG from the host within {timeout:g} s") from None
+        except ProtocolError as err:
+            raise HandshakeFailed(f"handshake failed: {err}") from None
+        except OSError as err:
+            raise HandshakeFailed(f"connection failed during the handshake: {err}") from None
+        finally:
+            self._sock.settimeout(None)
+
+    # -- threads -------------------------------------------------------------------
+    def start(self, handler: TransportHandler) -> None:
+        self._handler = handler
+        self._reader = threading.Thread(target=self._read_loop, name="runner-reader", daemon=True)
+        writer = threading.Thread(target=self._write_loop, name="runner-writer", daemon=True)
+        writer.start()
+        self._reader.start()
+
+    @property
+    def reader_thread(self) -> threading.Thread | None:
+        return self._reader
+
+    def _read_loop(self) -> None:
+        ident = threading.get_ident()
+        for channel_writer in self._writers.values():
+            channel_writer.never_block.add(ident)
+        events, self._early = self._early, []
+        self._dispatch(events)
+        recv, conn, lock = self._sock.recv, self._conn, self._lock
+        while True:
+            error: BaseException | None = None
+            try:
+                data = recv(RECV_SIZE)
+            except OSError as err:
+                self._report_closed(err)
+                return
+            with lock:
+                try:
+                    events = conn.receive_data(data, time.monotonic())
+                except ProtocolError as err:
+                    events, error = err.frames, err
+            self._dispatch(events)
+            if error is not None or not data:
+                self._report_closed(error)
+                return
+
+    def _dispatch(self, events: list[Any]) -> None:
+        handler = self._handler
+        assert handler is not None
+        batch: list[bytes] = []
+        batch_channel = -1
+        for event in events:
+            if type(event) is Data:
+                if event.channel != batch_channel and batch:
+                    handler.on_data(batch_channel, batch)
+                    batch = []
+                batch_channel = event.channel
+                payload = event.payload
+                batch.append(payload if type(payload) is bytes else bytes(payload))
+                continue
+            if batch:
+                handler.on_data(batch_channel, batch)
+                batch = []
+            if type(event) is CreditAvailable:
+                with self._lock:
+                    self._writers[event.channel].pump()
+            elif type(event) is Message:
+                handler.on_message(event.code, event.body)
+            elif type(event) is EndOfStream:
+                handler.on_end(event.channel)
+        if batch:
+            handler.on_data(batch_channel, batch)
+
+    def _write_loop(self) -> None:
+        conn, lock, sock = self._conn, self._lock, self._sock
+        while True:
+            with lock:
+                while not conn.bytes_to_send and not self._closing:
+                    self._writing = False
+                    self._drained.notify_all()
+                    self._wake.wait()
+                if not conn.bytes_to_send:
+                    self._writing = False
+                    self._drained.notify_all()
+                    return
+                buffers = conn.data_to_send()
+                self._writing = True
+            try:
+                _send_all(sock, buffers)
+            except OSError as err:
+                self._mark_broken()
+                self._report_closed(err)
+                return
+
+    def _mark_broken(self) -> None:
+        with self._lock:
+            self._broken = True
+            self._writing = False
+            self._conn.data_to_send()
+            for channel_writer in self._writers.values():
+                channel_writer.fail()
+            self._drained.notify_all()
+            self._wake.notify_all()
+
+    def _report_closed(self, error: BaseException | None) -> None:
+        with self._lock:
+            if self._closed_reported:
+                return
+            self._closed_reported = True
+        if self._handler is not None:
+            self._handler.on_closed(error)
+
+    # -- sending ---------------------------------------------------------------------
+    def send_message(self, code: int, body: dict[str, Any] | None = None) -> bool:
+        with self._lock:
+            if self._broken or self._closing:
+                return False
+            conn = self._conn
+            if not conn.open:
+                return False
+            if code in LIFECYCLE_CODES and TABLE[conn.state].get(code) in ("error", "same"):
+                return False
+            conn.send_message(code, body, time.monotonic())
+            self._wake.notify()
+            return True
+
+    def writer(self, channel: int) -> ChannelWriter:
+        return self._writers[int(channel)]
+
+    def consumed(self, channel: int, n: int) -> None:
+        with self._lock:
+            if not self._broken:
+                self._conn.consumed(channel, n)
+                if self._conn.bytes_to_send:
+                    self._wake.notify()
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._broken and (
+                self._writing
+                or self._conn.bytes_to_send
+                or not all(w.drained for w in self._writers.values())
+            ):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._drained.wait(min(left, 0.05))
+            return not self._broken
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._wake.notify_all()
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    @property
+    def lifecycle_state(self) -> str:
+        return self._conn.state.value
+
+    @property
+    def channels(self) -> dict[str, ChannelWriter]:
+        return {Channel(ch).name.lower(): w for ch, w in self._writers.items()}
+
+
+def _send_all(sock: socket.socket, buffers: list[Any]) -> None:
+    """sendmsg every buffer, resuming after partial writes."""
+    views = [memoryview(b).cast("B") for b in buffers if len(b)]
+    first = 0
+    while first < len(views):
+        sent = sock.sendmsg(views[first:first + IOV_MAX])
+        while sent:
+            head = views[first]
+            if sent >= len(head):
+                sent -= len(head)
+                first += 1
+            else:
+                views[first] = head[sent:]
+                sent = 0
