@@ -227,7 +227,9 @@ class FrameEncoder:
     def data(self, channel: int, payload: Buffer) -> None:
         if not 0 <= channel <= 0x7F or _CHANNEL_KIND[channel] != 1:
             raise LocalProtocolError(f"channel {channel} does not carry data frames")
-        n = len(payload)
+        # Bytes, not len(): an array('H') has 2 bytes per item. memoryview() also
+        # rejects a non-buffer before anything is written to the output.
+        n = memoryview(payload).nbytes
         max_size = self.max_frame_size
         if n <= max_size:
             self._data_frame(channel, payload, n)
@@ -267,7 +269,7 @@ class FrameEncoder:
             raise LocalProtocolError(f"channel {channel} does not carry message frames")
         if not 0 <= code <= 0xFFFF:
             raise LocalProtocolError(f"message code must be 0..65535, got {code}")
-        n = len(body)
+        n = memoryview(body).nbytes
         if n > self.max_frame_size:
             raise LocalProtocolError(f"message body of {n} bytes exceeds max frame size {self.max_frame_size}")
         self._buf += _HDR3.pack(0x93, channel, 0xCD, code, 0xC6, n)
