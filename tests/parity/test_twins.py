@@ -1,0 +1,188 @@
+"""Differential tests: the compiled framer must behave exactly like the pure-Python one.
+
+The same byte stream, cut the same way, goes through both decoders; they must give
+the same frames (payload bytes compared), hold the same number of bytes after each
+chunk, and fail with the same exception class and message after the same frames.
+The same encoder calls must give the same output buffers, byte for byte.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import struct
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runner.protocol import _framer_py
+from runner.protocol.errors import ProtocolError
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def twins() -> tuple[ModuleType, ModuleType]:
+    try:
+        from runner.protocol import _framer_c
+    except ImportError as exc:
+        if _flag("SEQUENCE_RUNNER_REQUIRE_EXTENSION"):
+            pytest.fail(f"SEQUENCE_RUNNER_REQUIRE_EXTENSION is set but the compiled framer is missing: {exc}")
+        pytest.skip(f"compiled framer runner.protocol._framer_c not built ({exc}); pip install -e . builds it")
+    return _framer_py, _framer_c
+
+
+SETTINGS = settings(max_examples=150, deadline=None)
+
+
+def end(ch: int) -> bytes:
+    return bytes([0x91, ch])
+
+
+def data(ch: int, payload: bytes) -> bytes:
+    return bytes([0x92, ch, 0xC6]) + struct.pack(">I", len(payload)) + payload
+
+
+def credit(ch: int, n: int) -> bytes:
+    return bytes([0x92, ch, 0xCE]) + struct.pack(">I", n)
+
+
+def message(ch: int, code: int, body: bytes) -> bytes:
+    return bytes([0x93, ch, 0xCD]) + struct.pack(">H", code) + b"\xc6" + struct.pack(">I", len(body)) + body
+
+
+DATA_CH = st.sampled_from([0, 1, 2, 5, 6, 7])
+MESSAGE_CH = st.sampled_from([3, 4, 9])
+ANY_CH = st.integers(0, 255)
+VALID_FRAME = st.one_of(
+    st.builds(data, DATA_CH, st.binary(max_size=120)),
+    st.builds(credit, DATA_CH, st.integers(0, 0xFFFFFFFF)),
+    st.builds(end, DATA_CH),
+    st.builds(message, MESSAGE_CH, st.integers(0, 0xFFFF), st.binary(max_size=120)),
+)
+VALID = st.lists(VALID_FRAME, max_size=15).map(b"".join)
+# Pieces that reach the deeper checks: right lead bytes with wrong channels,
+# type bytes, lengths near the limit, and headers cut anywhere.
+PIECE = st.one_of(
+    VALID_FRAME,
+    st.builds(data, ANY_CH, st.binary(max_size=60)),
+    st.builds(credit, ANY_CH, st.integers(0, 0xFFFFFFFF)),
+    st.builds(end, ANY_CH),
+    st.builds(message, ANY_CH, st.integers(0, 0xFFFF), st.binary(max_size=60)),
+    st.sampled_from([b"\x91", b"\x92", b"\x93", b"\xc6", b"\xce", b"\xcd", b"\x00\x00\x01\x00", b"\xff"]),
+    st.binary(max_size=10),
+)
+STITCHED = st.lists(PIECE, max_size=12).map(b"".join)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    stream = bytearray(draw(VALID))
+    for _ in range(draw(st.integers(1, 3))):
+        if stream:
+            stream[draw(st.integers(0, len(stream) - 1))] = draw(st.integers(0, 255))
+    return bytes(stream)
+
+
+STREAMS = {
+    "valid": VALID,
+    "garbage": st.binary(max_size=300),
+    "valid_then_garbage": st.tuples(VALID, st.binary(min_size=1, max_size=60)).map(b"".join),
+    "stitched": STITCHED,
+    "mutated": mutated(),
+}
+
+
+def chunked(stream: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *sorted(cuts), len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def run_decoder(module: ModuleType, chunks: list[bytes], max_size: int) -> dict[str, Any]:
+    decoder = module.FrameDecoder(max_size)
+    frames: list[Any] = []
+    buffered: list[int] = []
+    error: tuple[type, str] | None = None
+    try:
+        for chunk in chunks:
+            frames += decoder.decode(chunk)
+            buffered.append(decoder.buffered)
+    except ProtocolError as err:
+        frames += err.frames
+        error = (type(err), str(err))
+        with pytest.raises(type(err)):
+            decoder.decode(b"")
+    return {
+        "frames": [(k, ch, n, None if p is None else bytes(p)) for k, ch, n, p in frames],
+        "buffered": buffered,
+        "error": error,
+        "frames_decoded": decoder.frames_decoded,
+    }
+
+
+@pytest.mark.parametrize("kind", list(STREAMS))
+def test_decoders_agree(twins: tuple[ModuleType, ModuleType], kind: str) -> None:
+    @SETTINGS
+    @given(stream=STREAMS[kind], max_size=st.sampled_from([1, 16, 64, 100, 1 << 20]), data_=st.data())
+    def check(stream: bytes, max_size: int, data_: st.DataObject) -> None:
+        cuts = data_.draw(st.lists(st.integers(0, len(stream)), max_size=10))
+        chunks = chunked(stream, cuts)
+        pure, compiled = (run_decoder(module, chunks, max_size) for module in twins)
+        assert compiled == pure
+
+    check()
+
+
+@pytest.mark.parametrize("kind", ["valid", "stitched"])
+def test_decoders_agree_byte_by_byte(twins: tuple[ModuleType, ModuleType], kind: str) -> None:
+    @settings(max_examples=60, deadline=None)
+    @given(stream=STREAMS[kind], max_size=st.sampled_from([16, 100, 1 << 20]))
+    def check(stream: bytes, max_size: int) -> None:
+        chunks = [stream[i : i + 1] for i in range(len(stream))]
+        pure, compiled = (run_decoder(module, chunks, max_size) for module in twins)
+        assert compiled == pure
+
+    check()
+
+
+PAYLOAD = st.one_of(
+    st.binary(max_size=100),
+    # Around COPY_THRESHOLD (16384), where payloads stop being copied into the buffer.
+    st.integers(16380, 16390).map(lambda n: bytes(range(256)) * (n // 256) + b"\x07" * (n % 256)),
+)
+CALL = st.one_of(
+    st.tuples(st.just("data"), st.integers(-2, 260), PAYLOAD),
+    st.tuples(st.just("credit"), st.integers(-2, 12), st.integers(-(2**33), 2**33)),
+    st.tuples(st.just("end"), st.integers(-2, 260)),
+    st.tuples(st.just("message"), st.integers(-2, 12), st.integers(-2, 0x10002), st.binary(max_size=200)),
+    st.tuples(st.just("take")),
+)
+
+
+def run_encoder(module: ModuleType, calls: list[tuple[Any, ...]], max_size: int) -> list[Any]:
+    encoder = module.FrameEncoder(max_size)
+    trace: list[Any] = []
+    for name, *args in calls:
+        if name == "take":
+            trace.append([bytes(chunk) for chunk in encoder.take()])
+            continue
+        try:
+            getattr(encoder, name)(*args)
+            trace.append((name, encoder.pending))
+        except Exception as exc:  # noqa: BLE001 - the class is what we compare
+            trace.append((name, type(exc), str(exc), encoder.pending))
+    trace.append([bytes(chunk) for chunk in encoder.take()])
+    trace.append(encoder.take_bytes())
+    return trace
+
+
+@SETTINGS
+@given(calls=st.lists(CALL, max_size=20), max_size=st.sampled_from([1, 50, 20000, 1 << 20]))
+def test_encoders_agree(twins: tuple[ModuleType, ModuleType], calls: list[tuple[Any, ...]], max_size: int) -> None:
+    pure, compiled = (run_encoder(module, calls, max_size) for module in twins)
+    assert compiled == pure
