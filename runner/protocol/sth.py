@@ -228,61 +228,80 @@ class MessageDecoder:
     has no handler for (see ``RUNNER_TO_HOST_CODES``/``HOST_TO_RUNNER_CODES``).
     """
 
-    __slots__ = ("max_line", "_partial", "_line_number")
+    __slots__ = ("max_line", "_partial", "_pending", "_line_number")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         if max_line < 2:
             raise ValueError("max_line must be at least 2")
         self.max_line = max_line
         self._partial = b""
+        self._pending: list[bytes] = []  # complete lines left after an error
         self._line_number = 0
 
     @property
     def buffered(self) -> int:
-        """Bytes of an unfinished line held."""
-        return len(self._partial)
+        """Bytes held: an unfinished line plus complete lines not yet decoded."""
+        return len(self._partial) + sum(len(line) + 1 for line in self._pending)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, dict[str, Any]]]:
-        if not data:
-            return []
-        chunk = bytes(data)
-        if b"\n" not in chunk:
-            partial = self._partial + chunk
-            if len(partial) > self.max_line:
-                self._partial = b""
-                raise LineTooLong(
-                    f"line {self._line_number + 1} is longer than {self.max_line} bytes (no newline yet)"
-                )
-            self._partial = partial
-            return []
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = b""
-        tail = lines.pop()
+    def feed(self, data: bytes | bytearray | memoryview = b"") -> list[tuple[int, dict[str, Any]]]:
+        """Decode the complete lines ``data`` finishes.
+
+        After an error, the lines that followed the bad one in the same chunk
+        are kept: call ``feed()`` (even with no data) to go on decoding them.
+        """
+        too_long: LineTooLong | None = None
+        if data:
+            chunk = bytes(data)
+            if b"\n" not in chunk:
+                partial = self._partial + chunk
+                if len(partial) > self.max_line:
+                    self._partial = b""
+                    too_long = LineTooLong(
+                        f"line {self._line_number + len(self._pending) + 1} is longer than {self.max_line} bytes"
+                    )
+                else:
+                    self._partial = partial
+                if not self._pending:
+                    if too_long is not None:
+                        raise too_long
+                    return []
+            else:
+                lines = (self._partial + chunk).split(b"\n")
+                tail = lines.pop()
+                if len(tail) > self.max_line:
+                    tail = b""
+                    too_long = LineTooLong(
+                        f"line {self._line_number + len(self._pending) + len(lines) + 1} is longer than "
+                        f"{self.max_line} bytes"
+                    )
+                self._partial = tail
+                if self._pending:
+                    self._pending.extend(lines)
+                else:
+                    self._pending = lines
         out: list[tuple[int, dict[str, Any]]] = []
+        pending = self._pending
+        done = 0
         try:
-            for line in lines:
+            for line in pending:
+                done += 1
                 self._decode_line(line, out)
         except STHProtocolError as err:
+            del pending[:done]
             err.frames = out
-            self._keep_tail(tail)
             raise
-        self._keep_tail(tail, out)
+        pending.clear()
+        if too_long is not None:
+            too_long.frames = out
+            raise too_long
         return out
-
-    def _keep_tail(self, tail: bytes, out: list[Any] | None = None) -> None:
-        if len(tail) > self.max_line:
-            raise LineTooLong(
-                f"line {self._line_number + 1} is longer than {self.max_line} bytes (no newline yet)",
-                out,
-            )
-        self._partial = tail
 
     def eof(self) -> list[tuple[int, dict[str, Any]]]:
-        """The stream ended: decode a last line that had no newline."""
-        tail, self._partial = self._partial, b""
-        out: list[tuple[int, dict[str, Any]]] = []
-        self._decode_line(tail, out)
-        return out
+        """The stream ended: decode what is left, including a last line without newline."""
+        if self._partial:
+            self._pending.append(self._partial)
+            self._partial = b""
+        return self.feed()
 
     def _decode_line(self, line: bytes, out: list[tuple[int, dict[str, Any]]]) -> None:
         self._line_number += 1

@@ -115,8 +115,27 @@ def test_decoder_bad_lines(line: bytes) -> None:
     assert err.line_number == 3
     assert "line 3" in str(err)
     assert err.frames == [(3001, {})]  # messages before the bad line are not lost
-    # the decoder stays usable: the bad line is consumed
+    # the decoder stays usable: the bad line is consumed, the lines after it are kept
+    assert dec.feed() == [(3012, {})]
     assert dec.feed(b"[4004,{}]\n") == [(4004, {})]
+
+
+def test_decoder_continues_after_several_bad_lines() -> None:
+    dec = sth.MessageDecoder()
+    got: list = []
+    errors = 0
+    data = b"x\n[1,{}]\ny\nz\n[2,{}]\n[3,"
+    while True:
+        try:
+            got += dec.feed(data)
+        except sth.BadLine as err:
+            got += err.frames
+            errors += 1
+            data = b""
+            continue
+        break
+    assert errors == 3 and got == [(1, {}), (2, {})]
+    assert dec.feed(b"{}]") == [] and dec.eof() == [(3, {})]
 
 
 def test_decoder_line_too_long_without_newline() -> None:
