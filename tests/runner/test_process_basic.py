@@ -1,0 +1,206 @@
+"""python -m runner as a process: start-up, config errors, load errors, data in and out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from testhost import SAMPLES, TestHost, runner_cmd, runner_env
+
+from runner.protocol import Channel, Code, ConnectionClosed, EndOfStream, Message
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def sequence(tmp_path: Path, code: str, name: str = "seq.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(code))
+    return path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(runner_cmd(*args), capture_output=True, text=True, env=runner_env(env), timeout=30,
+                          stdin=subprocess.DEVNULL)
+
+
+# -- start-up and configuration ---------------------------------------------------------
+def test_version_is_one_line_with_protocol_and_framer() -> None:
+    done = run_cli("--version")
+    assert done.returncode == 0
+    assert re.fullmatch(r"sequence-runner \S+ \(protocol 1, framer (cython|python)\)\n", done.stdout)
+
+
+def test_help_lists_env_vars_and_exit_codes() -> None:
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for needle in ("SEQUENCE_RUNNER_FD", "SEQUENCE_RUNNER_TOKEN", "--connect", "137", "138", "exit codes"):
+        assert needle in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        ((), {}, "--fd"),
+        (("--fd", "3", "--sequence", "x"), {}, "--instance-id"),
+        (("--fd", "3", "--instance-id", "i"), {}, "--sequence"),
+        (("--fd", "x", "--instance-id", "i", "--sequence", "s"), {}, "--fd"),
+        (("--connect", "ftp:x", "--instance-id", "i", "--sequence", "s"), {}, "--connect"),
+        (("--fd", "3", "--instance-id", "i", "--sequence", "s", "--args", "{"), {}, "--args"),
+        (("--fd", "3", "--instance-id", "i", "--sequence", "s"), {"SEQUENCE_RUNNER_CONFIG": "[1]"},
+         "SEQUENCE_RUNNER_CONFIG"),
+        (("--bogus",), {}, "--bogus"),
+    ],
+)
+def test_bad_settings_exit_20_naming_the_setting(argv: tuple[str, ...], env: dict[str, str], named: str) -> None:
+    done = run_cli(*argv, env=env)
+    assert done.returncode == 20, done.stderr
+    assert named in done.stderr
+
+
+def test_env_settings_work_and_argv_wins(tmp_path: Path) -> None:
+    # a closed fd from env is a connection error (20), argv --fd wins over a bad env value
+    done = run_cli("--fd", "97", env={"SEQUENCE_RUNNER_FD": "nope", "SEQUENCE_RUNNER_INSTANCE_ID": "i",
+                                      "SEQUENCE_RUNNER_SEQUENCE": "x"})
+    assert done.returncode == 20
+    assert "fd 97" in done.stderr
+
+
+def test_sth_mode_is_a_clear_hook() -> None:
+    done = run_cli(env={"INSTANCES_SERVER_PORT": "8001"})
+    assert done.returncode == 20
+    assert "STH transport not implemented yet" in done.stderr
+
+
+def test_handshake_timeout_exits_20() -> None:
+    import socket
+
+    parent, child = socket.socketpair()
+    with parent:
+        done = subprocess.run(runner_cmd("--fd", str(child.fileno()), "--instance-id", "i", "--sequence", "s",
+                                         "--connect-timeout", "0.5"),
+                              pass_fds=[child.fileno()], capture_output=True, text=True, env=runner_env(),
+                              timeout=30)
+        child.close()
+    assert done.returncode == 20
+    assert "PONG" in done.stderr
+
+
+# -- load errors -------------------------------------------------------------------------------
+def test_missing_sequence_path_exits_21(tmp_path: Path) -> None:
+    with TestHost(tmp_path / "nowhere") as host:
+        code, _ = host.finish()
+        assert code == 21
+        error = host.messages(Code.ERROR)[0]
+        assert error["exitCode"] == 21
+        assert host.messages(Code.EXITING)[-1]["exitCode"] == 21
+
+
+def test_import_error_exits_22_with_traceback_on_stderr_and_log(tmp_path: Path) -> None:
+    path = sequence(tmp_path, "import no_such_module_here\n\ndef run(context, input):\n    pass\n")
+    with TestHost(path) as host:
+        code, _ = host.finish()
+        assert code == 22, host.summary()
+        assert "no_such_module_here" in host.text(Channel.STDERR)
+        assert "Traceback" in host.text(Channel.STDERR)
+        assert any("no_such_module_here" in rec.get("exc", "") for rec in host.log_records())
+        assert host.messages(Code.ERROR)[0]["exitCode"] == 22
+        assert host.codes()[-2:] == [Code.ERROR, Code.EXITING]
+
+
+# -- data ---------------------------------------------------------------------------------------
+def test_hello_text_in_out_exact_and_message_order() -> None:
+    with TestHost(SAMPLES / "hello") as host:
+        host.wait_message(Code.PANG)
+        host.send_data(Channel.IN, "python runner\nżółw\n".encode())
+        host.send_end(Channel.IN)
+        code, _ = host.finish()
+        host.wait_closed()
+        assert code == 0
+        assert bytes(host.data[Channel.OUT]) == "Hello python runner!\nHello żółw!\n".encode()
+        codes = host.codes()
+        assert codes[0] == Code.PING and codes[1] == Code.PANG
+        assert codes[-2:] == [Code.SEQUENCE_COMPLETED, Code.EXITING]
+        assert host.messages(Code.EXITING)[0]["exitCode"] == 0
+        events = host.events
+        out_end = next(i for i, e in enumerate(events) if isinstance(e, EndOfStream) and e.channel == Channel.OUT)
+        completed = next(i for i, e in enumerate(events)
+                         if isinstance(e, Message) and e.code == Code.SEQUENCE_COMPLETED)
+        exiting = next(i for i, e in enumerate(events) if isinstance(e, Message) and e.code == Code.EXITING)
+        assert out_end < completed < exiting
+        for ch in (Channel.STDOUT, Channel.STDERR, Channel.LOG):
+            end = next(i for i, e in enumerate(events) if isinstance(e, EndOfStream) and e.channel == ch)
+            assert end < exiting
+        assert isinstance(events[-1], ConnectionClosed)
+
+
+def test_binary_passthrough_exact_bytes() -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    with TestHost(SAMPLES / "binary-passthrough") as host:
+        host.wait_message(Code.PANG)
+        host.send(Code.INPUT_CONTENT_TYPE, {"contentType": "application/octet-stream"})
+        host.send_data(Channel.IN, payload)
+        host.send_end(Channel.IN)
+        code, _ = host.finish(60)
+        assert code == 0, host.summary()
+        out = bytes(host.data[Channel.OUT])
+        assert len(out) == len(payload)
+        assert hashlib.sha256(out).digest() == hashlib.sha256(payload).digest()
+        pang = host.messages(Code.PANG)[-1]
+        assert pang["contentType"] == "application/octet-stream"
+
+
+def test_ndjson_in_and_out() -> None:
+    with TestHost(SAMPLES / "ndjson-transform") as host:
+        host.wait_message(Code.PANG)
+        host.send(Code.INPUT_CONTENT_TYPE, {"contentType": "application/x-ndjson"})
+        host.send_data(Channel.IN, b'{"a": 1}\n[2]\n')
+        host.send_end(Channel.IN)
+        code, _ = host.finish()
+        assert code == 0, host.summary()
+        lines = [json.loads(x) for x in bytes(host.data[Channel.OUT]).splitlines()]
+        assert lines == [{"a": 1, "seen": True, "n": 1}, {"value": [2], "seen": True, "n": 2}]
+
+
+def test_args_precedence_pong_over_cli_over_package_json() -> None:
+    with TestHost(SAMPLES / "counter") as host:
+        assert host.finish()[0] == 0
+        assert bytes(host.data[Channel.OUT]) == b"1\n2\n3\n4\n5\n"
+    with TestHost(SAMPLES / "counter", argv=("--args", '["3"]')) as host:
+        assert host.finish()[0] == 0
+        assert bytes(host.data[Channel.OUT]) == b"1\n2\n3\n"
+    with TestHost(SAMPLES / "counter", argv=("--args", '["3"]'), args=["2"]) as host:
+        assert host.finish()[0] == 0
+        assert bytes(host.data[Channel.OUT]) == b"1\n2\n"
+
+
+def test_app_config_from_pong(tmp_path: Path) -> None:
+    path = sequence(tmp_path, """
+        async def run(context, input):
+            yield repr(sorted(context.config.items())) + "\\n"
+    """)
+    with TestHost(path, argv=("--config", '{"cli": 1}')) as host:
+        assert host.finish()[0] == 0
+        assert bytes(host.data[Channel.OUT]) == b"[('cli', 1)]\n"
+    with TestHost(path, argv=("--config", '{"cli": 1}'), app_config={"pong": 2}) as host:
+        assert host.finish()[0] == 0
+        assert bytes(host.data[Channel.OUT]) == b"[('pong', 2)]\n"
+
+
+def test_exception_exits_23_after_output_with_traceback_and_error() -> None:
+    with TestHost(SAMPLES / "failing") as host:
+        code, _ = host.finish()
+        assert code == 23
+        assert bytes(host.data[Channel.OUT]) == b"about to fail\n"
+        assert "This exception should appear on stderr" in host.text(Channel.STDERR)
+        assert "Traceback" in host.text(Channel.STDERR)
+        error = host.messages(Code.ERROR)[0]
+        assert error["exitCode"] == 23
+        assert "TestException" in error["message"] and "Traceback" in error["stack"]
+        assert any("TestException" in rec.get("exc", "") for rec in host.log_records())
+        assert host.messages(Code.EXITING)[-1]["exitCode"] == 23
