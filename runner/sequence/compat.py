@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from typing import Any
 
 __all__ = ["is_scramjet_stream", "stream_class", "stream_from_async_iterable", "stream_method_names"]
@@ -51,12 +51,18 @@ def stream_method_names() -> frozenset[str]:
     return names
 
 
-def stream_from_async_iterable(source: AsyncIterable[Any], max_parallel: int = 64) -> Any:
+def stream_from_async_iterable(
+    source: AsyncIterable[Any],
+    max_parallel: int = 64,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> Any:
     """A scramjet Stream reading ``source``.
 
     ``Stream.read_from`` on an async iterable keeps a list entry per item for the
     stream's whole life (``[await write(x) async for x in it]``), so for the
     known Stream layout we pump items ourselves; otherwise we fall back to it.
+    An exception from ``source`` ends the stream and goes to ``on_error`` (scramjet
+    has no way to carry it downstream); without ``on_error`` it is re-raised.
     """
     cls = stream_class()
     if cls is None:
@@ -72,6 +78,10 @@ def stream_from_async_iterable(source: AsyncIterable[Any], max_parallel: int = 6
         try:
             async for item in source:
                 await pyfca.write(item)
+        except Exception as e:
+            if on_error is None:
+                raise
+            on_error(e)
         finally:
             pyfca.end()
 

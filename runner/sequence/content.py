@@ -165,12 +165,29 @@ def _ndjson_error(ct: str, lines: list[bytes] | list[str], first_line: int) -> I
     return InputDecodeError(f"{ct} input near line {first_line}: invalid JSON")  # pragma: no cover
 
 
-def _parse_lines(ct: str, complete: bytes, first_line: int) -> list[Any]:
-    """Parse the complete lines in ``complete`` (which ends with b"\\n")."""
+def _parse_lines(ct: str, complete: bytes, first_line: int) -> tuple[list[Any], InputDecodeError | None]:
+    """Parse the complete lines in ``complete`` (which ends with b"\\n").
+
+    Returns the values parsed and, if a line is bad, the error for it (the
+    values of the good lines before it are still returned).
+    """
     try:
         text = complete.decode("utf-8")
     except UnicodeDecodeError:
-        raise _ndjson_error(ct, complete.split(b"\n"), first_line) from None
+        # decode line by line to find the bad one; keep the values before it
+        lines_b = complete.split(b"\n")
+        lines_b.pop()
+        good: list[Any] = []
+        for i, raw in enumerate(lines_b):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return good, InputDecodeError(f"{ct} input line {first_line + i}: not valid UTF-8 ({e.reason})")
+            part, err = _parse_lines(ct, (line + "\n").encode("utf-8"), first_line + i)
+            good.extend(part)
+            if err is not None:
+                return good, err
+        return good, None  # pragma: no cover - the whole chunk failed to decode, so a line does
     lines = text.split("\n")
     lines.pop()  # the empty string after the final "\n"
     # fast path: the C scanner straight on each line (what json.loads does minus its
@@ -185,7 +202,7 @@ def _parse_lines(ct: str, complete: bytes, first_line: int) -> list[Any]:
                 if end != len(x) and not x[end:].isspace():
                     raise ValueError
                 append(value)
-        return out
+        return out, None
     except (StopIteration, ValueError):
         pass
     out = []
@@ -196,8 +213,8 @@ def _parse_lines(ct: str, complete: bytes, first_line: int) -> list[Any]:
         try:
             out.append(_json_decode(x))
         except json.JSONDecodeError:
-            raise _ndjson_error(ct, lines[i:], first_line + i) from None
-    return out
+            return out, _ndjson_error(ct, lines[i:], first_line + i)
+    return out, None
 
 
 async def _decode_ndjson(ct: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
@@ -217,14 +234,18 @@ async def _decode_ndjson(ct: str, chunks: AsyncIterator[bytes]) -> AsyncIterator
             complete = bytes(chunk[: cut + 1]) if cut + 1 < len(chunk) or type(chunk) is not bytes else chunk
         rest = chunk[cut + 1 :]
         pending = [bytes(rest)] if rest else []
-        items = _parse_lines(ct, complete, line_no)
+        items, err = _parse_lines(ct, complete, line_no)
         line_no += complete.count(b"\n")
         if items:
             yield items
+        if err is not None:
+            raise err
     if pending:
-        items = _parse_lines(ct, b"".join(pending) + b"\n", line_no)
+        items, err = _parse_lines(ct, b"".join(pending) + b"\n", line_no)
         if items:
             yield items
+        if err is not None:
+            raise err
 
 
 def decode_input(content_type: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:

@@ -154,10 +154,14 @@ class SequenceInput:
         return self._source
 
     # -- scramjet Stream compatibility
+    def _set_error(self, e: BaseException) -> None:
+        if self.error is None:
+            self.error = e
+
     def as_stream(self) -> Any:
         """The scramjet Stream view of this input (built once, on first use)."""
         if self._stream is None:
-            self._stream = compat.stream_from_async_iterable(self._items_gen())
+            self._stream = compat.stream_from_async_iterable(self._items_gen(), on_error=self._set_error)
         return self._stream
 
     def __getattr__(self, name: str) -> Any:
@@ -210,6 +214,17 @@ class _Resumed:
         return _resume(self.coro, self.first)
 
 
+async def _throw_exit(coro: Any) -> None:
+    try:
+        yielded = coro.throw(GeneratorExit())
+    except (GeneratorExit, StopIteration, StopAsyncIteration, RuntimeError):
+        return
+    try:  # it awaits inside its cleanup: let that finish on the loop
+        await _Resumed(coro, yielded)
+    except (GeneratorExit, StopAsyncIteration, RuntimeError):
+        pass
+
+
 async def _abatches(ait: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
     """Batch an async iterator: one awaited item plus whatever is ready at once."""
     anext_ = ait.__anext__
@@ -252,7 +267,16 @@ async def _abatches(ait: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
                 raise error
     finally:
         if isinstance(pending, _Resumed):
-            pending.coro.close()
+            # the Sequence's generator is suspended inside a step we started: end that
+            # step with GeneratorExit so its cleanup runs (asend.close() would not)
+            await _throw_exit(pending.coro)
+        # closing the output early (stop, error downstream) closes the Sequence's generator
+        aclose = getattr(ait, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except RuntimeError:  # "asynchronous generator is already running"
+                pass
 
 
 async def _sbatches(iterable: Iterable[Any]) -> AsyncIterator[list[Any]]:
@@ -328,8 +352,13 @@ async def _surface_input_error(
     output: AsyncIterator[list[Any]], inp: SequenceInput
 ) -> AsyncIterator[list[Any]]:
     """Re-raise an input error that a scramjet Stream view of ``input`` swallowed."""
-    async for batch in output:
-        yield batch
+    try:
+        async for batch in output:
+            yield batch
+    finally:
+        aclose = getattr(output, "aclose", None)
+        if aclose is not None:
+            await aclose()
     if inp.error is not None and inp._stream is not None:
         raise inp.error
 
