@@ -16,7 +16,16 @@ from .host import (
 from .spawn import DEFAULT_RUNNER_COMMAND, DEFAULT_STARTUP_LOG, runner_argv, runner_env, sequence_info_for
 
 __all__ = [
-    "DEFAULT_EXIT_GRACE", "DEFAULT_RUNNER_COMMAND", "DEFAULT_STARTUP_LOG", "EXIT_CODE_UNKNOWN", "STHError",
-    "STHHost", "STHInstance", "STHInstanceGone", "STHStartError", "runner_argv", "runner_env",
+    "DEFAULT_EXIT_GRACE",
+    "DEFAULT_RUNNER_COMMAND",
+    "DEFAULT_STARTUP_LOG",
+    "EXIT_CODE_UNKNOWN",
+    "STHError",
+    "STHHost",
+    "STHInstance",
+    "STHInstanceGone",
+    "STHStartError",
+    "runner_argv",
+    "runner_env",
     "sequence_info_for",
 ]

@@ -29,6 +29,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from runner.protocol import sth
 from runner.protocol.constants import status_for_exit_code
+from runner.protocol.errors import LocalProtocolError
 from runner.protocol.sth import STHChannel, STHCode
 
 from .spawn import DEFAULT_RUNNER_COMMAND, DEFAULT_STARTUP_LOG, runner_argv, runner_env, sequence_info_for
@@ -151,7 +152,9 @@ class STHInstance:
         self._finished = False  # SEQUENCE_COMPLETED / SEQUENCE_STOPPED / KILL seen or sent
         self._last_health: dict[str, Any] | None = None
         self._last_events: dict[str, Any] = {}
-        self._subscribers: dict[str, list[tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]]]] = {}
+        self._subscribers: dict[
+            str, list[tuple[MemoryObjectSendStream[Any], MemoryObjectReceiveStream[Any]]]
+        ] = {}
         self._channels = {int(ch): _ByteChannel(host.buffer_chunks) for ch in _READ_CHANNELS}
         self._held_eof: set[int] = set()
         self._poller_started = False
@@ -481,7 +484,9 @@ class STHInstance:
 
     async def _on_message(self, session: _Session, code: int, data: dict[str, Any]) -> None:
         if code not in sth.RUNNER_TO_HOST_CODES:
-            err = sth.STHProtocolError(f"instance {self.id} sent code {code}, which an STH host has no handler for")
+            err = sth.STHProtocolError(
+                f"instance {self.id} sent code {code}, which an STH host has no handler for"
+            )
             log.warning("%s", err)
             self.protocol_errors.append(err)
             return
@@ -536,8 +541,10 @@ class STHInstance:
             self.protocol_errors.append(sth.STHProtocolError(f"bad processPID {pid!r}"))
         await self._reply(session, STHCode.PONG, sth.pong_data(self.app_config, self.args))
         self._established.set()
-        if self.pid is not None and not self._poller_started and (
-            not self.spawned or self.host.exit_code_source == "file"
+        if (
+            self.pid is not None
+            and not self._poller_started
+            and (not self.spawned or self.host.exit_code_source == "file")
         ):
             self._poller_started = True
             self.host._spawn(self._poll_exit_code_file)
@@ -711,13 +718,14 @@ class STHHost:
     def port(self) -> int:
         return self._port
 
-    async def __aenter__(self) -> STHHost:
+    async def __aenter__(self) -> STHHost:  # noqa: PYI034
         listener = await anyio.create_tcp_listener(local_host=self.listen_host, local_port=self._port)
         self._listener = listener
         self._port = listener.listeners[0].extra(anyio.abc.SocketAttribute.local_port)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         for sub in listener.listeners:
+            assert isinstance(sub, anyio.abc.SocketListener)
             self._tg.start_soon(self._accept_loop, sub)
         return self
 
@@ -739,7 +747,7 @@ class STHHost:
         self._tg.start_soon(func, *args)
 
     # -- accepting ------------------------------------------------------------------
-    async def _accept_loop(self, listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> None:
+    async def _accept_loop(self, listener: anyio.abc.SocketListener) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -753,8 +761,14 @@ class STHHost:
             with anyio.fail_after(self.preamble_timeout):
                 raw = await reader.receive_exactly(sth.PREAMBLE_LENGTH)
             instance_id, channel = sth.parse_preamble(raw)
-        except (TimeoutError, anyio.IncompleteRead, anyio.EndOfStream, sth.BadPreamble, OSError,
-                anyio.BrokenResourceError) as err:
+        except (
+            TimeoutError,
+            anyio.IncompleteRead,
+            anyio.EndOfStream,
+            sth.BadPreamble,
+            OSError,
+            anyio.BrokenResourceError,
+        ) as err:
             self.refused.append(f"bad preamble: {err!r}")
             log.warning("refusing an STH connection: %r", err)
             await stream.aclose()
@@ -859,7 +873,9 @@ class STHHost:
         except TimeoutError:
             await inst.remove()
             raise STHStartError(
-                f"runner did not PING within {start_timeout}s", inst.exit_code, inst.crash_log.decode(errors="replace")
+                f"runner did not PING within {start_timeout}s",
+                inst.exit_code,
+                inst.crash_log.decode(errors="replace"),
             ) from None
         if not inst._established.is_set():
             raise STHStartError(
@@ -876,7 +892,7 @@ class STHHost:
         async def send(target: STHInstance) -> None:
             try:
                 await target.send_event(name, message, source=source.id)
-            except (STHError, sth.LocalProtocolError):
+            except (STHError, LocalProtocolError):
                 pass
 
         for inst in self.instances.values():

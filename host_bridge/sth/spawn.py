@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 #: What STH passes as argv[1] to the Python runner (relative to the host's cwd).
 DEFAULT_STARTUP_LOG = "./python-runner-startup.log"
@@ -19,9 +20,9 @@ def project_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def sequence_info_for(sequence_path: str | os.PathLike[str], sequence_id: str, instances: Sequence[str] = ()) -> tuple[
-    str, dict[str, Any]
-]:
+def sequence_info_for(
+    sequence_path: str | os.PathLike[str], sequence_id: str, instances: Sequence[str] = ()
+) -> tuple[str, dict[str, Any]]:
     """Return ``(SEQUENCE_PATH, SequenceInfo)`` for a package directory or a single file.
 
     A directory must hold package.json; ``main`` becomes ``entrypointPath`` and

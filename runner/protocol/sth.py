@@ -15,17 +15,42 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import LocalProtocolError, ProtocolError
 
 __all__ = [
-    "CHANNEL_COUNT", "DEFAULT_MAX_HEADER_SIZE", "DEFAULT_MAX_LINE", "DEFAULT_PORT", "ENV_VARS",
-    "EXIT_CODE_FILE_TEMPLATE", "HOST_TO_RUNNER_CODES", "INSTANCE_ID_LENGTH", "PREAMBLE_LENGTH",
-    "RUNNER_TO_HOST_CODES", "BadHeaderBlock", "BadLine", "BadPreamble", "HeaderBlockTooLarge",
-    "InputHeaderReader", "LineTooLong", "MessageDecoder", "PreambleReader", "STHChannel", "STHCode",
-    "STHProtocolError", "encode_host_message", "encode_message", "encode_header_block", "encode_preamble",
-    "encode_runner_message", "exit_code_file", "parse_header_block", "parse_preamble", "ping_data",
+    "CHANNEL_COUNT",
+    "DEFAULT_MAX_HEADER_SIZE",
+    "DEFAULT_MAX_LINE",
+    "DEFAULT_PORT",
+    "ENV_VARS",
+    "EXIT_CODE_FILE_TEMPLATE",
+    "HOST_TO_RUNNER_CODES",
+    "INSTANCE_ID_LENGTH",
+    "PREAMBLE_LENGTH",
+    "RUNNER_TO_HOST_CODES",
+    "BadHeaderBlock",
+    "BadLine",
+    "BadPreamble",
+    "HeaderBlockTooLarge",
+    "InputHeaderReader",
+    "LineTooLong",
+    "MessageDecoder",
+    "PreambleReader",
+    "STHChannel",
+    "STHCode",
+    "STHProtocolError",
+    "encode_header_block",
+    "encode_host_message",
+    "encode_message",
+    "encode_preamble",
+    "encode_runner_message",
+    "exit_code_file",
+    "parse_header_block",
+    "parse_preamble",
+    "ping_data",
     "pong_data",
 ]
 
@@ -95,17 +120,30 @@ class STHCode(enum.IntEnum):
 RUNNER_TO_HOST_CODES = frozenset(
     int(c)
     for c in (
-        STHCode.PING, STHCode.MONITORING, STHCode.DESCRIBE_SEQUENCE, STHCode.ERROR,
-        STHCode.ACKNOWLEDGE, STHCode.SEQUENCE_STOPPED, STHCode.STATUS, STHCode.ALIVE,
-        STHCode.SEQUENCE_COMPLETED, STHCode.PANG, STHCode.EVENT,
+        STHCode.PING,
+        STHCode.MONITORING,
+        STHCode.DESCRIBE_SEQUENCE,
+        STHCode.ERROR,
+        STHCode.ACKNOWLEDGE,
+        STHCode.SEQUENCE_STOPPED,
+        STHCode.STATUS,
+        STHCode.ALIVE,
+        STHCode.SEQUENCE_COMPLETED,
+        STHCode.PANG,
+        STHCode.EVENT,
     )
 )
 #: Codes a host may send on CONTROL (an STH runner's control table).
 HOST_TO_RUNNER_CODES = frozenset(
     int(c)
     for c in (
-        STHCode.PONG, STHCode.STOP, STHCode.KILL, STHCode.MONITORING_RATE,
-        STHCode.MONITORING_REPLY, STHCode.EVENT, STHCode.INPUT_CONTENT_TYPE,
+        STHCode.PONG,
+        STHCode.STOP,
+        STHCode.KILL,
+        STHCode.MONITORING_RATE,
+        STHCode.MONITORING_REPLY,
+        STHCode.EVENT,
+        STHCode.INPUT_CONTENT_TYPE,
     )
 )
 
@@ -228,7 +266,7 @@ class MessageDecoder:
     has no handler for (see ``RUNNER_TO_HOST_CODES``/``HOST_TO_RUNNER_CODES``).
     """
 
-    __slots__ = ("max_line", "_partial", "_pending", "_line_number")
+    __slots__ = ("_line_number", "_partial", "_pending", "max_line")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         if max_line < 2:
@@ -314,7 +352,9 @@ class MessageDecoder:
         try:
             value = json.loads(line)
         except (ValueError, UnicodeDecodeError) as err:
-            raise BadLine(f"line {self._line_number} is not JSON ({err}): {_show(line)}", line, self._line_number) from None
+            raise BadLine(
+                f"line {self._line_number} is not JSON ({err}): {_show(line)}", line, self._line_number
+            ) from None
         if (
             type(value) is not list
             or len(value) != 2
@@ -322,12 +362,16 @@ class MessageDecoder:
             or type(value[1]) is not dict
         ):
             raise BadLine(
-                f"line {self._line_number} is not a [int code, object] array: {_show(line)}", line, self._line_number
+                f"line {self._line_number} is not a [int code, object] array: {_show(line)}",
+                line,
+                self._line_number,
             )
         out.append((value[0], value[1]))
 
 
-def encode_message(code: int, data: Mapping[str, Any], *, terminator: bytes, allowed: frozenset[int]) -> bytes:
+def encode_message(
+    code: int, data: Mapping[str, Any], *, terminator: bytes, allowed: frozenset[int]
+) -> bytes:
     if code not in allowed:
         raise LocalProtocolError(f"code {code} has no handler on the receiving side; refusing to send it")
     if not isinstance(data, Mapping):
@@ -341,7 +385,9 @@ def encode_message(code: int, data: Mapping[str, Any], *, terminator: bytes, all
 
 def encode_runner_message(code: int, data: Mapping[str, Any] | None = None) -> bytes:
     """Runner -> host (MONITORING): ``json + "\\r\\n"``; only codes the host handles."""
-    return encode_message(code, {} if data is None else data, terminator=b"\r\n", allowed=RUNNER_TO_HOST_CODES)
+    return encode_message(
+        code, {} if data is None else data, terminator=b"\r\n", allowed=RUNNER_TO_HOST_CODES
+    )
 
 
 def encode_host_message(code: int, data: Mapping[str, Any] | None = None) -> bytes:
@@ -379,7 +425,7 @@ class InputHeaderReader:
     ``no_headers()`` before the first byte) and everything is body.
     """
 
-    __slots__ = ("max_size", "headers", "_buf")
+    __slots__ = ("_buf", "headers", "max_size")
 
     def __init__(self, *, expect_headers: bool = True, max_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
         self.max_size = max_size
@@ -431,7 +477,7 @@ def encode_header_block(content_type: str) -> bytes:
     """What the host writes on IN once, before the first input byte."""
     if "\r" in content_type or "\n" in content_type:
         raise LocalProtocolError(f"content type {content_type!r} contains a line break")
-    return f"Content-Type: {content_type}\r\n\r\n".encode("utf-8")
+    return f"Content-Type: {content_type}\r\n\r\n".encode()
 
 
 # -- payload helpers --------------------------------------------------------------------------

@@ -77,8 +77,13 @@ class FakeRunner:
         self.send(
             STHCode.PING,
             sth.ping_data(
-                self.iid, self.sequence_info, self.connect_info, os.getpid(),
-                created_ms=self.created, status=self.status, input_headers_sent=self.headers_seen,
+                self.iid,
+                self.sequence_info,
+                self.connect_info,
+                os.getpid(),
+                created_ms=self.created,
+                status=self.status,
+                input_headers_sent=self.headers_seen,
             ),
         )
         self.spawn(self.control_loop(), session=True)
@@ -121,7 +126,12 @@ class FakeRunner:
             elif name == "stats":
                 self.emit(
                     "stats-reply",
-                    {"replies": self.replies, "rate": self.rate, "source": data.get("source"), "seen": self.seen},
+                    {
+                        "replies": self.replies,
+                        "rate": self.rate,
+                        "source": data.get("source"),
+                        "seen": self.seen,
+                    },
                 )
             else:
                 self.seen[str(name)] = {"source": data.get("source"), "message": message}
@@ -132,9 +142,8 @@ class FakeRunner:
                 self.status = "stopping"
                 self.stop_expected = True
                 self.send(STHCode.SEQUENCE_STOPPED, {})
-        elif code == STHCode.KILL:
-            if not self.cfg.get("ignore_kill") and not self.done.done():
-                self.done.set_result(138 if self.stop_expected else 137)
+        elif code == STHCode.KILL and not self.cfg.get("ignore_kill") and not self.done.done():
+            self.done.set_result(138 if self.stop_expected else 137)
 
     def emit(self, name: str, message) -> None:
         self.send(STHCode.EVENT, {"eventName": name, "message": message})
@@ -162,7 +171,9 @@ class FakeRunner:
                 self.headers_seen = True
                 self.conns[STHChannel.STDOUT][1].write(f"content-type: {headers.content_type}\n".encode())
                 self.conns[STHChannel.LOG][1].write(
-                    json.dumps({"ts": int(time.time() * 1000), "level": "INFO", "from": "Fake", "msg": "input"}).encode()
+                    json.dumps(
+                        {"ts": int(time.time() * 1000), "level": "INFO", "from": "Fake", "msg": "input"}
+                    ).encode()
                     + b"\n"
                 )
             if body:
@@ -216,7 +227,13 @@ def write_exit_file(code: int) -> None:
 
 
 def main() -> int:
-    for var in ("SEQUENCE_PATH", "INSTANCES_SERVER_PORT", "INSTANCE_ID", "SEQUENCE_INFO", "RUNNER_CONNECT_INFO"):
+    for var in (
+        "SEQUENCE_PATH",
+        "INSTANCES_SERVER_PORT",
+        "INSTANCE_ID",
+        "SEQUENCE_INFO",
+        "RUNNER_CONNECT_INFO",
+    ):
         if var not in os.environ:
             print(f"missing {var}", file=sys.stderr)
             return 20
@@ -227,6 +244,7 @@ def main() -> int:
         print(f"bad SEQUENCE_PATH: {err}", file=sys.stderr)
         write_exit_file(21)
         return 21
+
     async def go() -> int:
         return await FakeRunner(cfg).run()
 

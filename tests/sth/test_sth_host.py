@@ -205,12 +205,26 @@ async def test_runner_started_elsewhere_exit_code_from_file(tmp_path: Path) -> N
         iid = str(uuid.uuid4())
         seq_path, info = sequence_info_for(make_seq(tmp_path, mode="echo", exit_code=0), "seq-id")
         env = runner_env(
-            sequence_path=seq_path, instance_id=iid, port=host.port, sequence_info=info, connect_info={"args": []}
+            sequence_path=seq_path,
+            instance_id=iid,
+            port=host.port,
+            sequence_info=info,
+            connect_info={"args": []},
         )
-        assert set(env) >= {"SEQUENCE_PATH", "INSTANCES_SERVER_HOST", "INSTANCES_SERVER_PORT", "INSTANCE_ID",
-                            "SEQUENCE_INFO", "RUNNER_CONNECT_INFO", "PATH", "PYTHONPATH"}
+        assert set(env) >= {
+            "SEQUENCE_PATH",
+            "INSTANCES_SERVER_HOST",
+            "INSTANCES_SERVER_PORT",
+            "INSTANCE_ID",
+            "SEQUENCE_INFO",
+            "RUNNER_CONNECT_INFO",
+            "PATH",
+            "PYTHONPATH",
+        }
         assert env["INSTANCES_SERVER_HOST"] == "127.0.0.1"
-        proc = subprocess.Popen([sys.executable, FAKE, "./python-runner-startup.log"], env=env, cwd=tmp_path)
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, FAKE, "./python-runner-startup.log"], env=env, cwd=tmp_path
+        )
         try:
             with anyio.fail_after(10):
                 inst = await host.accept()
@@ -262,7 +276,9 @@ class RawRunner:
         self.pending: list[tuple[int, dict[str, Any]]] = []
 
     @classmethod
-    async def connect(cls, port: int, channels: range | list[int] = range(9), iid: str | None = None) -> RawRunner:
+    async def connect(
+        cls, port: int, channels: range | list[int] = range(9), iid: str | None = None
+    ) -> RawRunner:
         iid = iid or str(uuid.uuid4())
         streams = {}
         for ch in channels:
@@ -282,7 +298,8 @@ class RawRunner:
 
     def ping(self, **kw: Any) -> bytes:
         return sth.encode_runner_message(
-            3000, sth.ping_data(self.iid, {"id": "s"}, {"appConfig": {"k": "v"}}, os.getpid(), created_ms=1, **kw)
+            3000,
+            sth.ping_data(self.iid, {"id": "s"}, {"appConfig": {"k": "v"}}, os.getpid(), created_ms=1, **kw),
         )
 
     async def aclose(self) -> None:
@@ -333,7 +350,7 @@ async def test_raw_ndjson_edge_cases_and_pang(tmp_path: Path) -> None:
         assert (await raw.read_control())[0] == 4000
         assert inst.status == "starting" and not inst._running.is_set()
         # garbage is recorded and skipped; an unknown code is never acted on
-        await raw.send(b"garbage\r\n[3013,{}]\r\n[3001,{\"healthy\":true}]\n")
+        await raw.send(b'garbage\r\n[3013,{}]\r\n[3001,{"healthy":true}]\n')
         assert await raw.read_control() == (4004, {})
         assert len(inst.protocol_errors) == 2
         await raw.send(b'[3012,{"requires":"","contentType":""}]')
@@ -407,3 +424,43 @@ async def test_raw_reconnect_with_input_headers_sent(tmp_path: Path) -> None:
         await raw2.send(sth.encode_runner_message(3011, {"timeout": 0}))
         assert await collect(inst.output()) == b"before after"
         await raw2.aclose()
+
+
+def _interpreters() -> list[Any]:
+    """Each Python 3.10-3.13 found (pyenv or PATH) that can import runner.protocol."""
+    import glob
+    import shutil
+
+    found: list[Any] = []
+    for minor in (10, 11, 12, 13):
+        candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/3.{minor}*/bin/python")))
+        which = shutil.which(f"python3.{minor}")
+        if which:
+            candidates.append(which)
+        exe = None
+        for cand in candidates:
+            ok = (
+                subprocess.run(
+                    [cand, "-c", "import msgpack, asyncio"], check=False, capture_output=True, timeout=20
+                ).returncode
+                == 0
+            )
+            if ok:
+                exe = cand
+                break
+        mark = pytest.mark.skipif(exe is None, reason=f"no usable python3.{minor}")
+        found.append(pytest.param(exe, id=f"py3.{minor}", marks=mark))
+    return found
+
+
+@pytest.mark.parametrize("python", _interpreters())
+async def test_nine_connection_handshake_on_each_python(tmp_path: Path, python: str) -> None:
+    """The runner side keeps all nine connections open in both directions (STH-Py fails this on 3.11.7+)."""
+    async with new_host(tmp_path, python=python) as host:
+        inst = await host.start(make_seq(tmp_path, mode="echo"), args=[])
+        await inst.wait_running()
+        await inst.health()
+        await inst.send_input(b"x\n")
+        await inst.end_input()
+        assert await collect(inst.output()) == b"x\n"
+        assert await inst.wait() == 0

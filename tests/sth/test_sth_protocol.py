@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.protocol import Channel, ProtocolError
+from runner.protocol import Channel, ProtocolError, sth
 from runner.protocol.errors import LocalProtocolError
-from runner.protocol import sth
 
 IID = "0123456789abcdef0123456789abcdef0123"  # 36 characters
 
@@ -163,7 +162,9 @@ def test_decoder_memory_bounded_by_limit() -> None:
 _messages = st.lists(
     st.tuples(
         st.sampled_from(sorted(sth.RUNNER_TO_HOST_CODES)),
-        st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=10), st.booleans()), max_size=3),
+        st.dictionaries(
+            st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=10), st.booleans()), max_size=3
+        ),
     ),
     max_size=8,
 )
