@@ -56,6 +56,10 @@ BATCH_MAX_ITEMS = 256
 #: a batch is handed on once collecting it took this long (slow producers)
 BATCH_MAX_SECONDS = 0.005
 
+_STREAM_HINT_NAMES = frozenset(
+    {"map", "each", "filter", "flatmap", "batch", "sequence", "decode", "pipe", "to_list", "write_to", "reduce", "use"}
+)
+
 _ONCE_TYPES: tuple[type, ...] = (str, bytes, bytearray, memoryview, dict, numbers.Number)
 
 
@@ -95,8 +99,11 @@ class SequenceInput:
         if self._attached is not None and not self._attached.done():
             self._attached.set_result(None)
 
-    def end(self) -> None:
-        """End an input that has no source yet (no input will ever come)."""
+    def mark_ended(self) -> None:
+        """End an input that has no source yet (no input will ever come).
+
+        (Not called ``end``: that is a scramjet Stream method a Sequence may call.)
+        """
         self.attach(_no_batches())
 
     @property
@@ -166,7 +173,10 @@ class SequenceInput:
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name not in compat.stream_method_names():
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            hint = ""
+            if name in _STREAM_HINT_NAMES and compat.stream_class() is None:
+                hint = " (Stream methods on `input` need scramjet-framework-py installed)"
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{hint}")
         return getattr(self.as_stream(), name)
 
     def __repr__(self) -> str:
@@ -230,7 +240,7 @@ async def _abatches(ait: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
     anext_ = ait.__anext__
     pending: Any = None  # an __anext__ awaitable that still has to run on the loop
     mono = time.monotonic
-    max_items = BATCH_MAX_ITEMS
+    max_s = BATCH_MAX_SECONDS
     try:
         while True:
             try:
@@ -239,19 +249,23 @@ async def _abatches(ait: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
                 return
             pending = None
             batch = [item]
-            start = mono()
+            append = batch.append
+            left = BATCH_MAX_ITEMS - 1
+            deadline = mono() + max_s
             error: BaseException | None = None
-            while len(batch) < max_items:
+            while left:
                 aw = anext_()
-                send = getattr(aw, "send", None)
-                if send is None:
+                try:
+                    send = aw.send
+                except AttributeError:  # a plain awaitable (e.g. a Future): await it later
                     pending = aw
                     break
                 try:
                     yielded = send(None)
                 except StopIteration as e:
-                    batch.append(e.value)
-                    if mono() - start > BATCH_MAX_SECONDS:
+                    append(e.value)
+                    left -= 1
+                    if mono() > deadline:
                         break
                     continue
                 except StopAsyncIteration:
@@ -456,7 +470,7 @@ async def start_sequence(
     ``requires``, ``output_type``). ``input`` is one of:
 
     * a :class:`SequenceInput` the caller keeps (it may ``.attach()`` the decoded
-      batches later, e.g. once ``input_content_type`` is known, or ``.end()`` it);
+      batches later, e.g. once ``input_content_type`` is known, or ``.mark_ended()`` it);
     * an async iterator of input BATCHES (e.g. ``decode_input(...)``), wrapped;
     * None: an input that never ends.
 

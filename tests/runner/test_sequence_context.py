@@ -36,7 +36,7 @@ async def test_basic_attributes_and_aliases(ctx: AppContext, fake_backend: Any, 
 
 async def test_logger_aliases(ctx: AppContext, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(1, logger="test.sequence"):
-        ctx.logger.warn("w")  # type: ignore[attr-defined]
+        ctx.logger.warn("w")  # type: ignore[attr-defined]  # noqa: G010 - the STH alias under test
         ctx.logger.trace("t %s", 1)  # type: ignore[attr-defined]
         ctx.logger.fatal("f")
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [

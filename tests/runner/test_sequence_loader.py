@@ -32,7 +32,7 @@ def _restore_process_state() -> Iterator[None]:
     os.chdir(cwd)
     sys.path[:] = path
     for name in set(sys.modules) - modules:
-        if name.startswith("sequence_") or name.startswith("helper_mod_"):
+        if name.startswith(("sequence_", "helper_mod_")):
             del sys.modules[name]
 
 
@@ -86,7 +86,7 @@ def test_chdir_happens_before_import_and_pypackages_first(tmp_path: Path) -> Non
     root = make_pkg(
         tmp_path,
         "import os, helper_mod_x\n"
-        "DATA = open('data.txt').read()\n"
+        "with open('data.txt') as f:\n    DATA = f.read()\n"
         "WHERE = helper_mod_x.WHERE\n"
         "def run(context, input):\n    return DATA\n",
     )

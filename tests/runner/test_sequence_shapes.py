@@ -290,7 +290,7 @@ async def test_input_attached_later_and_end(ctx: AppContext) -> None:
 
     inp2 = SequenceInput()
     r2 = await start_sequence(seq_of(run), ctx, inp2, [])
-    inp2.end()
+    inp2.mark_ended()
     assert await collect(r2) == []
     with pytest.raises(RuntimeError):
         inp2.attach(batches_of([]))
