@@ -237,7 +237,7 @@ async def _throw_exit(coro: Any) -> None:
 
 async def _abatches(ait: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
     """Batch an async iterator: one awaited item plus whatever is ready at once."""
-    anext_ = ait.__anext__
+    anext_: Callable[[], Any] = ait.__anext__
     pending: Any = None  # an __anext__ awaitable that still has to run on the loop
     mono = time.monotonic
     max_s = BATCH_MAX_SECONDS
