@@ -239,6 +239,12 @@ class STHInstance:
 
     # -- output -----------------------------------------------------------------
     def output(self) -> AsyncIterator[bytes]:
+        """OUT bytes until the runner half-closes OUT (a reconnect does not end it).
+
+        Each runner channel buffers at most ``STHHost.buffer_chunks`` reads;
+        beyond that the host stops reading it and TCP pushes back on the
+        runner. Consume the channels you care about; ``discard()`` the others.
+        """
         return self._channels[STHChannel.OUT].__aiter__()
 
     def stdout(self) -> AsyncIterator[bytes]:
