@@ -233,14 +233,16 @@ class App:
         import asyncio
 
         import anyio
-        from anyio.from_thread import BlockingPortal
 
+        from .bridge import LoopBridge
         from .sequence.shapes import SequenceInput
 
         loop = asyncio.get_running_loop()
-        async with BlockingPortal() as portal, anyio.create_task_group() as tg:
-            self.control.attach_loop(loop, portal, context)
-            self.heartbeat.start(portal, context)
+        async with anyio.create_task_group() as tg:
+            bridge = LoopBridge(loop, tg)
+            tg.start_soon(bridge.serve)
+            self.control.attach_loop(loop, bridge, context)
+            self.heartbeat.start(bridge, context)
             stream = InputStream(loop, self.transport, self.control)
             self.control.attach_input(stream.feed)
             sequence_input = SequenceInput()

@@ -64,7 +64,7 @@ class ControlPlane:
         self.stdio = stdio
         self.context: Any = None  # the AppContext, once created
         self.loop: Any = None  # the asyncio loop, once running
-        self.portal: Any = None  # anyio BlockingPortal into the loop
+        self.bridge: Any = None  # LoopBridge into the loop (never blocks)
         self.on_input: Callable[[int, list[bytes] | None], None] | None = None  # IN batches/end
         self.on_rate: Callable[[float], None] | None = None
         self.input_content_type: str | None = None
@@ -83,10 +83,10 @@ class ControlPlane:
         self.in_items = 0
 
     # -- wiring --------------------------------------------------------------------
-    def attach_loop(self, loop: Any, portal: Any, context: Any) -> None:
+    def attach_loop(self, loop: Any, bridge: Any, context: Any) -> None:
         """The loop runs: deliver what arrived while the Sequence was loading."""
         with self._lock:
-            self.loop, self.portal, self.context = loop, portal, context
+            self.loop, self.bridge, self.context = loop, bridge, context
             events, self._early_events = self._early_events, []
         for name, message in events:
             loop.call_soon_threadsafe(context.dispatch_event, name, message)
@@ -169,13 +169,13 @@ class ControlPlane:
             timer = threading.Timer(timeout_ms / 1000.0, self._stop_deadline_passed, (generation, timeout_ms))
             timer.daemon = True
             self._stop_timer = timer
-            portal, context = self.portal, self.context
+            bridge, context = self.bridge, self.context
         timer.start()
         log.info("stop requested: timeout %s ms, canCallKeepalive %s", timeout_ms, can_keepalive)
-        if portal is None or context is None:  # still loading: no handler can exist yet
+        if bridge is None or context is None:  # still loading: no handler can exist yet
             self._stop_finished(generation, None, then_exit)
             return
-        portal.start_task_soon(self._run_stop_handlers, generation, timeout_ms, can_keepalive, then_exit)
+        bridge.start(self._run_stop_handlers, generation, timeout_ms, can_keepalive, then_exit)
 
     async def _run_stop_handlers(self, generation: int, timeout_ms: float, can_keepalive: bool,
                                  then_exit: bool) -> None:

@@ -30,15 +30,15 @@ class Heartbeat:
         self._channel_stats = channel_stats
         self._rate = rate
         self._changed = threading.Event()
-        self._portal: Any = None
+        self._bridge: Any = None
         self._context: Any = None
         self._probe: tuple[float, Future[bool]] | None = None
         self._lag_ms = 0.0
         self._process: Any = None
         self._thread = threading.Thread(target=self._run, name="runner-heartbeat", daemon=True)
 
-    def start(self, portal: Any, context: Any) -> None:
-        self._portal, self._context = portal, context
+    def start(self, bridge: Any, context: Any) -> None:
+        self._bridge, self._context = bridge, context
         self._thread.start()
 
     def set_rate(self, rate: float) -> None:
@@ -77,11 +77,11 @@ class Heartbeat:
         return {"healthy": healthy, "stats": stats}
 
     def _health(self, timeout: float) -> bool:
-        if self._portal is None:
+        if self._bridge is None:
             return True
         if self._probe is None:
             started = time.monotonic()
-            future = self._portal.start_task_soon(self._ask, started)
+            future = self._bridge.start(self._ask, started)
             self._probe = (started, future)
         started, future = self._probe
         try:

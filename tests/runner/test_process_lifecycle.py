@@ -126,6 +126,17 @@ def test_kill_of_cpu_bound_sequence_exits_137_and_flushes_stdout() -> None:
         assert host.messages(Code.EXITING)[-1]["exitCode"] == 137
 
 
+def test_stop_then_kill_while_the_loop_is_blocked_exits_138() -> None:
+    with TestHost(SAMPLES / "cpu-bound") as host:
+        host.wait_data(Channel.STDOUT, b"Spinning.\n")
+        host.send(Code.STOP, {"timeout": 20000, "canCallKeepalive": False})
+        time.sleep(0.2)
+        sent = time.monotonic()
+        host.send(Code.KILL)
+        assert host.finish(15)[0] == 138
+        assert time.monotonic() - sent < 5
+
+
 def test_kill_runs_kill_handlers_and_flushes_unflushed_print(tmp_path: Path) -> None:
     marker = tmp_path / "killed"
     path = sequence(tmp_path, f"""
