@@ -199,6 +199,9 @@ def extract_package(
                 if member.isreg() or member.isdir():
                     # never carry setuid/setgid/sticky or odd permissions over
                     member.mode = (member.mode & 0o755) | (0o700 if member.isdir() else 0o600)
+                # never chown to the archive's owners (tarfile does when running as root)
+                member.uid, member.gid = os.getuid(), os.getgid()
+                member.uname = member.gname = ""
                 tar.extract(member, base, set_attrs=member.isreg(), **extra)
         except SequencePathError:
             raise

@@ -359,3 +359,16 @@ def test_tar_inner_symlink_allowed(tmp_path: Path) -> None:
     )
     out = extract_package(tgz, tmp_path / "out")
     assert (out / "alias.txt").read_text() == "hello"
+
+
+def test_tar_modes_and_owners_are_sanitised(tmp_path: Path) -> None:
+    tgz = make_tgz(
+        tmp_path / "p.tar.gz",
+        [*GOOD, ("suid.sh", b"#!/bin/sh\n", {"mode": 0o4777, "uid": 12345, "gid": 54321}),
+         ("sub/x", b"x", {"mode": 0o000})],
+    )
+    out = extract_package(tgz, tmp_path / "out")
+    st = (out / "suid.sh").stat()
+    assert st.st_mode & 0o7000 == 0 and st.st_mode & 0o022 == 0
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    assert (out / "sub" / "x").read_bytes() == b"x"  # owner can always read

@@ -523,3 +523,46 @@ async def test_topic_samples(ctx: AppContext) -> None:
 async def test_failing_sample(ctx: AppContext) -> None:
     with pytest.raises(Exception, match="This exception should appear on stderr"):
         await _run_sample(ctx, "failing", [])
+
+
+async def test_cancel_while_sequence_suspended_in_a_stepped_item(ctx: AppContext) -> None:
+    events: list[str] = []
+
+    async def run(context: Any, input: Any) -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2  # ready at once: stepped synchronously by the batcher
+            await asyncio.sleep(30)  # the stepped __anext__ suspends here
+            yield 3
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        finally:
+            events.append("finally")
+
+    r = await run_entry(ctx, run)
+    got: list[Any] = []
+
+    async def consume() -> None:
+        assert r.output is not None
+        async for b in r.output:
+            got.extend(b)
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0.02)
+    assert got == [1, 2]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert events == ["cancelled", "finally"]
+
+
+async def test_stream_methods_without_scramjet_hint(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.sequence import compat
+
+    monkeypatch.setattr(compat, "stream_class", lambda: None)
+    monkeypatch.setattr(compat, "stream_method_names", lambda: frozenset())
+    inp = SequenceInput(batches_of([1]))
+    with pytest.raises(AttributeError, match="need scramjet-framework-py"):
+        inp.map(str)
+    assert [x async for x in inp] == [1]
