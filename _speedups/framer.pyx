@@ -17,9 +17,11 @@ byte and error for error). What differs is only how the work is done:
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.memoryview cimport PyMemoryView_FromObject
+from cpython.number cimport PyNumber_Index
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
@@ -433,12 +435,18 @@ cdef class FrameDecoder:
         return 0
 
 
-cdef int _channel_arg(object channel, unsigned char want, str what) except -1:
-    cdef long ch
-    try:
-        ch = channel
-    except OverflowError:
-        ch = -1
+cdef inline long long _as_int(object value) except? -2:
+    """An integer argument as a C value; -1 (rejected by every caller) if it does not fit."""
+    cdef int overflow = 0
+    cdef long long v
+    if not PyLong_Check(value):
+        value = PyNumber_Index(value)  # TypeError for floats, str, None: not an integer
+    v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    return -1 if overflow else v
+
+
+cdef inline int _channel_arg(object channel, unsigned char want, str what) except -1:
+    cdef long long ch = _as_int(channel)
     if ch < 0 or ch > 0x7F or _CHANNEL_KIND[ch] != want:
         raise LocalProtocolError(f"channel {channel} does not carry {what} frames")
     return <int>ch
@@ -512,6 +520,11 @@ cdef class FrameEncoder:
         cdef int ch = _channel_arg(channel, KIND_DATA_CH, "data")
         cdef Py_buffer pb
         cdef Py_ssize_t start, n
+        if PyBytes_CheckExact(payload):  # the common case, without the buffer protocol
+            n = PyBytes_GET_SIZE(payload)
+            if n <= self._max:
+                self._data_frame(ch, payload, <const unsigned char*>PyBytes_AS_STRING(payload), n)
+                return
         PyObject_GetBuffer(payload, &pb, PyBUF_SIMPLE)
         try:
             n = pb.len
@@ -544,11 +557,7 @@ cdef class FrameEncoder:
 
     def credit(self, channel, increment):
         cdef int ch = _channel_arg(channel, KIND_DATA_CH, "credit")
-        cdef long long n
-        try:
-            n = increment
-        except OverflowError:
-            n = -1
+        cdef long long n = _as_int(increment)
         if not 0 < n <= 0xFFFFFFFF:
             raise LocalProtocolError(f"credit increment must be 1..2**32-1, got {increment}")
         cdef unsigned char* out = self._reserve(DATA_HEADER)
@@ -572,11 +581,7 @@ cdef class FrameEncoder:
 
     def message(self, channel, code, body):
         cdef int ch = _channel_arg(channel, KIND_MESSAGE_CH, "message")
-        cdef long c
-        try:
-            c = code
-        except OverflowError:
-            c = -1
+        cdef long long c = _as_int(code)
         if not 0 <= c <= 0xFFFF:
             raise LocalProtocolError(f"message code must be 0..65535, got {code}")
         cdef Py_buffer pb
