@@ -9,19 +9,19 @@ END OUT → SEQUENCE_COMPLETED → EXITING 0. Every exit, good or bad, goes thro
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
-import traceback
-from typing import Any, AsyncIterator, Awaitable, Callable, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .config import Settings
-from .control import ControlPlane
 from .protocol import Channel, Code, ExitCode
-from .stdio import Stdio, diagnose
 from .transport.base import HandshakeFailed, Transport
+
+if TYPE_CHECKING:  # imported after the handshake: start-up time counts until PING
+    from .control import ControlPlane
 
 CAPABILITIES = ["stdio", "events", "monitoring", "stop", "keepalive"]
 MAX_EXIT_TIMEOUT_MS = 10_000
@@ -118,9 +118,6 @@ class App:
     def __init__(self, settings: Settings, transport: Transport) -> None:
         self.settings = settings
         self.transport = transport
-        self.stdio = Stdio(transport.writer(Channel.STDOUT), transport.writer(Channel.STDERR),
-                           lambda n: transport.consumed(Channel.STDIN, n))
-        self.control = ControlPlane(transport, self.stdio)
         self.out_items = 0
         self.heartbeat: Any = None
         self.run_info: Any = None
@@ -145,7 +142,14 @@ class App:
     def run(self) -> NoReturn:
         pong = self.handshake()
         from . import logs
+        from .control import ControlPlane
         from .monitor import Heartbeat
+        from .stdio import Stdio
+
+        transport = self.transport
+        self.stdio = Stdio(transport.writer(Channel.STDOUT), transport.writer(Channel.STDERR),
+                           lambda n: transport.consumed(Channel.STDIN, n))
+        self.control = ControlPlane(transport, self.stdio)
 
         self.runner_log, self.sequence_log = logs.setup(self.transport.writer(Channel.LOG),
                                                         self.settings.log_level)
@@ -182,7 +186,9 @@ class App:
             self.fail(int(ExitCode.INVALID_SEQUENCE_PATH), str(exc), f"{exc}\n")
         except SequenceLoadError as exc:
             self.fail(int(ExitCode.FAILED_ON_START), str(exc), exc.traceback_text)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of the Sequence is exit 22
+            import traceback
+
             self.fail(int(ExitCode.FAILED_ON_START), f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
     def fail(self, code: int, message: str, stack: str) -> NoReturn:
@@ -190,13 +196,17 @@ class App:
         try:
             sys.stderr.write(stack if stack.endswith("\n") else stack + "\n")
             sys.stderr.flush()
-        except Exception:
+        except (OSError, ValueError):
+            from .stdio import diagnose
+
             diagnose(stack)
         self.transport.writer(Channel.LOG).write(_exc_line(message, stack))
         self.transport.send_message(Code.ERROR, {"message": message, "stack": stack, "exitCode": code})
         self.control.exit(code, message)
 
     def _install_signals(self) -> None:
+        import signal
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self.control.on_signal)
         if os.getpid() == 1:
@@ -259,7 +269,9 @@ class App:
         """An exception out of the Sequence (or its input) fails the instance with 23."""
         try:
             await work
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the Sequence raises fails it with 23
+            import traceback
+
             self.fail(int(ExitCode.FAILED_DURING_EXECUTION), f"{type(exc).__name__}: {exc}",
                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 

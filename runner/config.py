@@ -6,10 +6,10 @@ start-up time counts (a host waits for PING).
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 ENV_PREFIX = "SEQUENCE_RUNNER_"
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -172,6 +172,8 @@ def _address(value: str, src: str) -> tuple[str, str, int]:
 
 
 def _json(item: tuple[str, str], kind: type, what: str) -> Any:
+    import json
+
     value, src = item
     try:
         parsed = json.loads(value)

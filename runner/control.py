@@ -16,7 +16,8 @@ import os
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .protocol import Channel, Code, ExitCode
 from .stdio import Stdio, diagnose

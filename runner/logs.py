@@ -66,7 +66,7 @@ class ChannelLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = format_record(record)
-        except Exception:  # a broken record must not break the Sequence
+        except Exception:  # noqa: BLE001 - a broken record must not break the Sequence
             self.handleError(record)
             return
         self.writer.write(line)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any
 
 from .protocol import Code
 from .transport.base import Transport
@@ -89,7 +90,7 @@ class Heartbeat:
         except FutureTimeout:
             self._lag_ms = (time.monotonic() - started) * 1000.0
             return False
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failed probe means unhealthy, never a dead heartbeat
             healthy = False
         self._probe = None
         return healthy
@@ -106,13 +107,13 @@ class Heartbeat:
 
                 self._process = psutil.Process()
                 self._process.cpu_percent(None)
-            except Exception:
+            except Exception:  # noqa: BLE001 - psutil missing or unusable: fall back to resource
                 self._process = False
         if self._process:
             try:
                 return {"rss": self._process.memory_info().rss, "cpu": self._process.cpu_percent(None)}
-            except Exception:
-                pass
+            except Exception:  # noqa: BLE001 - stats are best effort
+                self._process = False
         import resource
 
         return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu": None}

@@ -21,7 +21,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from .transport.base import ChannelWriter
 

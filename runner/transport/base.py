@@ -18,7 +18,8 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 #: Bytes a channel may queue beyond the transport's flow-control credit.
 DEFAULT_PENDING_LIMIT = 1 << 20

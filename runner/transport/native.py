@@ -116,7 +116,7 @@ class NativeTransport(Transport):
                     if isinstance(event, Message) and event.code == Code.PONG:
                         self._early = events[i + 1:]
                         return event.body
-        except socket.timeout:
+        except TimeoutError:
             raise HandshakeFailed(f"no PONG from the host within {timeout:g} s") from None
         except ProtocolError as err:
             raise HandshakeFailed(f"handshake failed: {err}") from None

@@ -25,7 +25,7 @@ def sequence(tmp_path: Path, code: str, name: str = "seq.py") -> Path:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(runner_cmd(*args), capture_output=True, text=True, env=runner_env(env), timeout=30,
+    return subprocess.run(runner_cmd(*args), check=False, capture_output=True, text=True, env=runner_env(env), timeout=30,
                           stdin=subprocess.DEVNULL)
 
 
@@ -84,7 +84,7 @@ def test_handshake_timeout_exits_20() -> None:
     with parent:
         done = subprocess.run(runner_cmd("--fd", str(child.fileno()), "--instance-id", "i", "--sequence", "s",
                                          "--connect-timeout", "0.5"),
-                              pass_fds=[child.fileno()], capture_output=True, text=True, env=runner_env(),
+                              pass_fds=[child.fileno()], check=False, capture_output=True, text=True, env=runner_env(),
                               timeout=30)
         child.close()
     assert done.returncode == 20

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from runner.protocol import (
     Channel,
@@ -68,7 +69,7 @@ class TestHost:
         self.ended: set[int] = set()
         self.closed = False
         self.error: BaseException | None = None
-        self.consume = set(int(c) for c in consume)
+        self.consume = {int(c) for c in consume}
         self.pong_fields: dict[str, Any] = {}
         if app_config is not None:
             self.pong_fields["appConfig"] = app_config
@@ -231,10 +232,10 @@ class TestHost:
         self.close()
         return code, err
 
-    def __enter__(self) -> TestHost:
+    def __enter__(self) -> TestHost:  # noqa: PYI034 - Self needs typing_extensions on 3.10
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
@@ -244,4 +245,4 @@ class TestHost:
         self.close()
 
 
-__all__ = ["TestHost", "SAMPLES", "REPO", "runner_cmd", "runner_env", "CreditAvailable", "ConnectionClosed"]
+__all__ = ["REPO", "SAMPLES", "ConnectionClosed", "CreditAvailable", "TestHost", "runner_cmd", "runner_env"]
