@@ -10,7 +10,6 @@ install instead of silently shipping the slow path.
 from __future__ import annotations
 
 import os
-import sys
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -45,7 +44,9 @@ class OptionalBuildExt(build_ext):
                 continue
             # cythonize returns copies; keep setuptools' own Extension objects (it has
             # annotated them in finalize_options) and only swap their sources.
-            (converted,) = cythonize([ext], build_dir=build_dir, compiler_directives=CYTHON_DIRECTIVES, quiet=True)
+            (converted,) = cythonize(
+                [ext], build_dir=build_dir, compiler_directives=CYTHON_DIRECTIVES, quiet=True
+            )
             ext.sources = converted.sources
 
     def _give_up(self, exc: Exception) -> None:
@@ -57,7 +58,6 @@ class OptionalBuildExt(build_ext):
             f"could not build the compiled framer runner.protocol._framer_c ({exc}); "
             "sequence-runner will use the pure-Python framer (slower)"
         )
-        print(f"WARNING: compiled framer not built: {exc}", file=sys.stderr)
 
 
 setup(

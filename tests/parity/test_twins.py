@@ -33,7 +33,9 @@ def twins() -> tuple[ModuleType, ModuleType]:
     except ImportError as exc:
         if _flag("SEQUENCE_RUNNER_REQUIRE_EXTENSION"):
             pytest.fail(f"SEQUENCE_RUNNER_REQUIRE_EXTENSION is set but the compiled framer is missing: {exc}")
-        pytest.skip(f"compiled framer runner.protocol._framer_c not built ({exc}); pip install -e . builds it")
+        pytest.skip(
+            f"compiled framer runner.protocol._framer_c not built ({exc}); pip install -e . builds it"
+        )
     return _framer_py, _framer_c
 
 
@@ -183,6 +185,8 @@ def run_encoder(module: ModuleType, calls: list[tuple[Any, ...]], max_size: int)
 
 @SETTINGS
 @given(calls=st.lists(CALL, max_size=20), max_size=st.sampled_from([1, 50, 20000, 1 << 20]))
-def test_encoders_agree(twins: tuple[ModuleType, ModuleType], calls: list[tuple[Any, ...]], max_size: int) -> None:
+def test_encoders_agree(
+    twins: tuple[ModuleType, ModuleType], calls: list[tuple[Any, ...]], max_size: int
+) -> None:
     pure, compiled = (run_encoder(module, calls, max_size) for module in twins)
     assert compiled == pure

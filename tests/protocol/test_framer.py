@@ -51,7 +51,9 @@ def twin(request: pytest.FixtureRequest) -> ModuleType:
     except ImportError as exc:
         if _flag("SEQUENCE_RUNNER_REQUIRE_EXTENSION"):
             pytest.fail(f"SEQUENCE_RUNNER_REQUIRE_EXTENSION is set but the compiled framer is missing: {exc}")
-        pytest.skip(f"compiled framer runner.protocol._framer_c not built ({exc}); pip install -e . builds it")
+        pytest.skip(
+            f"compiled framer runner.protocol._framer_c not built ({exc}); pip install -e . builds it"
+        )
     return _framer_c
 
 
@@ -134,7 +136,12 @@ def test_input_of_any_buffer_type(twin: ModuleType) -> None:
 def calls(draw: st.DrawFn) -> tuple[str, int, int, bytes]:
     kind = draw(st.sampled_from(["data", "credit", "end", "message"]))
     if kind == "message":
-        return kind, draw(st.sampled_from(MESSAGE_CHANNELS)), draw(st.integers(0, 0xFFFF)), draw(st.binary(max_size=80))
+        return (
+            kind,
+            draw(st.sampled_from(MESSAGE_CHANNELS)),
+            draw(st.integers(0, 0xFFFF)),
+            draw(st.binary(max_size=80)),
+        )
     ch = draw(st.sampled_from(DATA_CHANNELS))
     if kind == "credit":
         return kind, ch, draw(st.integers(1, 0xFFFFFFFF)), b""
@@ -248,7 +255,9 @@ GARBAGE = st.one_of(st.binary(max_size=300), st.lists(PIECES, max_size=12).map(b
 
 @SETTINGS
 @given(stream=GARBAGE, max_size=st.integers(1, 100), data_=st.data())
-def test_garbage_gives_only_protocol_errors(twin: ModuleType, stream: bytes, max_size: int, data_: st.DataObject) -> None:
+def test_garbage_gives_only_protocol_errors(
+    twin: ModuleType, stream: bytes, max_size: int, data_: st.DataObject
+) -> None:
     cuts = sorted(data_.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
     decoder = twin.FrameDecoder(max_size)
     start = 0
@@ -362,7 +371,10 @@ def test_encoder_takes_the_byte_length_of_any_buffer(twin: ModuleType) -> None:
     encoder.data(1, wide)
     encoder.message(3, 4001, wide)
     assert encoder.take_bytes() == (
-        data(1, b"ab") + data(1, b"cd") + message(9, 5001, b"ef") + data(1, wide.tobytes())
+        data(1, b"ab")
+        + data(1, b"cd")
+        + message(9, 5001, b"ef")
+        + data(1, wide.tobytes())
         + message(3, 4001, wide.tobytes())
     )
     split = twin.FrameEncoder(4)
@@ -406,7 +418,9 @@ def test_a_payload_that_is_not_a_buffer_writes_nothing(twin: ModuleType, method:
         ("message", (3, 3000, b"x" * 101)),
     ],
 )
-def test_encoder_rejects_what_the_protocol_forbids(twin: ModuleType, method: str, args: tuple[Any, ...]) -> None:
+def test_encoder_rejects_what_the_protocol_forbids(
+    twin: ModuleType, method: str, args: tuple[Any, ...]
+) -> None:
     encoder = twin.FrameEncoder(100)
     encoder.end(1)
     with pytest.raises(LocalProtocolError):
