@@ -70,7 +70,10 @@ class InputStream:
             self._batches.append(batch)
             wake, self._waiting = self._waiting, False
         if wake:
-            self._loop.call_soon_threadsafe(self._ready.set)
+            try:
+                self._loop.call_soon_threadsafe(self._ready.set)
+            except RuntimeError:  # the loop is closed: the process is exiting
+                pass
 
     async def _next(self) -> list[list[bytes] | None]:
         while True:
@@ -294,7 +297,10 @@ class App:
         space = asyncio.Event()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(space.set)
+            try:
+                loop.call_soon_threadsafe(space.set)
+            except RuntimeError:  # the loop is closed: the process is exiting
+                pass
 
         async for batch in output:
             self.out_items += len(batch)

@@ -79,6 +79,8 @@ class ControlPlane:
         self._early_events: list[tuple[str, Any]] = []
         self._early_input: list[tuple[int, list[bytes] | None]] = []
         self._exiting = threading.Lock()
+        self._exit_started = False
+        self._control_thread: int | None = None
         self._signals = 0
         self.in_bytes = 0
         self.in_items = 0
@@ -101,6 +103,9 @@ class ControlPlane:
 
     # -- TransportHandler (reader thread) ------------------------------------------------
     def on_message(self, code: int, body: dict[str, Any]) -> None:
+        self._control_thread = threading.get_ident()
+        if self._exit_started:
+            return  # keep reading (credit still arrives) but act on nothing else
         if code == Code.KILL:
             code_ = ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED
             self.exit(int(code_), "killed by the host", kill_handlers=True)
@@ -132,6 +137,7 @@ class ControlPlane:
         self._input(channel, None)
 
     def on_closed(self, error: BaseException | None) -> None:
+        self._control_thread = None  # the reader stops: nothing left to keep reading for
         if error is None:
             reason = "the host closed the connection"
         else:
@@ -265,10 +271,23 @@ class ControlPlane:
 
     # -- exit --------------------------------------------------------------------------------------
     def exit(self, code: int, reason: str, *, kill_handlers: bool = False, host_gone: bool = False) -> None:
-        """Flush what the Sequence produced, send EXITING and end the process. Never returns;
-        a second caller waits here while the first one exits."""
+        """Flush what the Sequence produced, send EXITING and end the process. Never returns,
+        except on the transport's reader thread, which must go on reading meanwhile; a
+        second caller waits here while the first one exits."""
         if not self._exiting.acquire(blocking=False):
+            if threading.get_ident() == self._control_thread:
+                return
             threading.Event().wait()
+        self._exit_started = True
+        if threading.get_ident() == self._control_thread:
+            # Exit on another thread so the reader goes on reading: the host's CREDIT is what
+            # lets the output produced so far go out before EXITING.
+            threading.Thread(target=self._exit, args=(code, reason, kill_handlers, host_gone),
+                             name="runner-exit").start()
+            return
+        self._exit(code, reason, kill_handlers, host_gone)
+
+    def _exit(self, code: int, reason: str, kill_handlers: bool, host_gone: bool) -> None:
         log.info("exiting with %s: %s", code, reason)
         if kill_handlers and self.context is not None:
             bounded(lambda: self.context.run_kill_handlers(KILL_HANDLER_BUDGET),

@@ -182,7 +182,10 @@ class NativeTransport(Transport):
                 with self._lock:
                     self._writers[event.channel].pump()
             elif type(event) is Message:
-                handler.on_message(event.code, event.body)
+                try:
+                    handler.on_message(event.code, event.body)
+                except Exception as exc:  # noqa: BLE001 - a bug in a handler must not end control
+                    _report_bug(exc)
             elif type(event) is EndOfStream:
                 handler.on_end(event.channel)
         if batch:
@@ -285,6 +288,15 @@ class NativeTransport(Transport):
     @property
     def channels(self) -> dict[str, ChannelWriter]:
         return {Channel(ch).name.lower(): w for ch, w in self._writers.items()}
+
+
+def _report_bug(exc: BaseException) -> None:
+    import traceback
+
+    from ..stdio import diagnose
+
+    diagnose("runner: error while handling a message from the host:\n"
+             + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
 def _send_all(sock: socket.socket, buffers: list[Any]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from runner.config import OPTIONS
 from runner.protocol import (
     Channel,
     Code,
@@ -41,7 +42,9 @@ def runner_cmd(*args: str) -> list[str]:
 
 
 def runner_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEQUENCE_RUNNER_")}
+    # Settings come from the test; framer/uvloop switches (PURE_PYTHON, UVLOOP, ...) pass through.
+    settings = {env_var for env_var, _ in OPTIONS.values()}
+    env = {k: v for k, v in os.environ.items() if k not in settings and k != "INSTANCES_SERVER_PORT"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra or {})
     return env
