@@ -76,8 +76,9 @@ for _ch in MESSAGE_CHANNELS:
 del _ch
 
 
-cdef inline Py_ssize_t _be32(const unsigned char* p) noexcept nogil:
-    return <Py_ssize_t>(
+# 64-bit so that a length near 2**32 stays positive where Py_ssize_t is 32-bit.
+cdef inline long long _be32(const unsigned char* p) noexcept nogil:
+    return <long long>(
         (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | <uint32_t>p[3]
     )
 
@@ -156,7 +157,7 @@ cdef class FrameDecoder:
     cdef Py_ssize_t _fill
     # The protocol error found by the C loop, turned into an exception afterwards.
     cdef int _err
-    cdef Py_ssize_t _err_a
+    cdef long long _err_a
     cdef int _err_b
     cdef int _err_lead
 
@@ -193,12 +194,13 @@ cdef class FrameDecoder:
         cdef Py_ssize_t pos = 0
         cdef int gc_was_enabled
         cdef bint own_exporter
+        # Frame tuples are untracked by the cyclic GC when their payload's exporter is
+        # an exact bytes/bytearray: such a tuple can never be part of a reference cycle.
         if isinstance(data, (bytes, bytearray)):
             view = PyMemoryView_FromObject(data)
-            own_exporter = True
         else:
             view = memoryview(data).cast("B")
-            own_exporter = type(view.obj) is bytes or type(view.obj) is bytearray
+        own_exporter = type(view.obj) is bytes or type(view.obj) is bytearray
         PyObject_GetBuffer(view, &pb, PyBUF_SIMPLE)
         # Only C code runs between pause and resume (errors are built afterwards),
         # so no Python code, thread or signal handler can see the collector paused.
@@ -220,7 +222,7 @@ cdef class FrameDecoder:
         self.frames_decoded += len(frames)
         return frames
 
-    cdef inline Py_ssize_t _fail(self, int code, Py_ssize_t a, int b, int lead) noexcept:
+    cdef inline Py_ssize_t _fail(self, int code, long long a, int b, int lead) noexcept:
         self._err = code
         self._err_a = a
         self._err_b = b
@@ -260,7 +262,7 @@ cdef class FrameDecoder:
         -1 (with the error recorded) if what is there already breaks protocol.
         """
         cdef unsigned char lead = b[0]
-        cdef Py_ssize_t length
+        cdef long long length
         if lead == 0x92:
             if n < 3:
                 return 3
@@ -292,7 +294,8 @@ cdef class FrameDecoder:
         # The order of checks matches _framer_py._parse exactly, so that both twins
         # raise the same class for the same bytes.
         cdef Py_ssize_t max_size = self._max
-        cdef Py_ssize_t n, stop
+        cdef long long n
+        cdef Py_ssize_t stop
         cdef unsigned char lead, ch, t
         cdef tuple item
         while pos < end:
