@@ -1,0 +1,320 @@
+"""Bridge: owns many Instances and the listeners runners connect to.
+
+Use it as ``async with Bridge() as bridge:``. Every Instance's supervision task
+runs in the bridge's task group; leaving the block kills what still runs
+(KILL, then signals, bounded) and reaps every process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from runner.protocol import Connection, ProtocolError, Role, Status
+
+from .errors import BridgeError, SpawnError
+from .instance import Instance
+from .link import HandshakeFailed, read_ping
+from .options import InstanceOptions
+from .process import SpawnOptions, start_process
+from .supervisor import Supervisor, reject_and_close, verify_ping
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A connection the bridge refused (kept in ``Bridge.refused`` for the hub to inspect)."""
+
+    instance_id: str | None
+    reason: str
+
+
+class Listener:
+    """A unix socket or TCP port runners connect to (``--connect <address>``)."""
+
+    def __init__(self, bridge: Bridge, listener: anyio.abc.SocketListener, address: str, path: str | None) -> None:
+        self._bridge = bridge
+        self._listener = listener
+        self.address = address
+        self._path = path
+        self._scope = anyio.CancelScope()
+
+    async def _serve(self, tg: anyio.abc.TaskGroup) -> None:
+        with self._scope:
+            while True:
+                try:
+                    stream = await self._listener.accept()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except OSError:
+                    await anyio.sleep(0.05)  # e.g. out of file descriptors: do not spin
+                    continue
+                tg.start_soon(self._bridge._handle_connection, stream)
+
+    async def aclose(self) -> None:
+        self._scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._listener.aclose()
+        if self._path is not None:
+            try:
+                os.unlink(self._path)
+            except OSError:
+                pass
+
+
+class Bridge:
+    """Starts runners or accepts their connections; one Instance per runner.
+
+    Keyword arguments are the defaults for every Instance (see InstanceOptions):
+    ``window``, ``max_frame_size``, ``handshake_timeout``, ``exit_grace``,
+    ``term_grace``, ``heartbeat_timeout``, ``protocol_error_grace``; plus
+    ``python`` (the interpreter that runs ``-m runner``) and ``shutdown_timeout``.
+    """
+
+    def __init__(self, *, python: str = sys.executable, shutdown_timeout: float = 10.0, **defaults: Any) -> None:
+        self.python = python
+        self.shutdown_timeout = shutdown_timeout
+        self.defaults = InstanceOptions(**defaults)
+        self.instances: dict[str, Instance] = {}
+        self.refused: list[Refusal] = []
+        self.listeners: list[Listener] = []
+        self._supervisors: dict[str, Supervisor] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> Bridge:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.aclose()
+        finally:
+            assert self._tg is not None
+            self._tg.cancel_scope.cancel()
+            result = await self._tg.__aexit__(exc_type, exc, tb)
+        return result
+
+    def _group(self) -> anyio.abc.TaskGroup:
+        if self._tg is None:
+            raise BridgeError("use the Bridge as `async with Bridge() as bridge:`")
+        return self._tg
+
+    def _options(self, sequence: str | None, overrides: dict[str, Any]) -> InstanceOptions:
+        known = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self.defaults, sequence=sequence, **known)
+
+    # -- starting runners -----------------------------------------------------------
+    async def spawn(
+        self,
+        sequence: str | os.PathLike[str],
+        *,
+        args: Sequence[Any] | None = None,
+        app_config: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        inherit_env: bool = True,
+        cwd: str | os.PathLike[str] | None = None,
+        python: str | None = None,
+        command: Sequence[str] | None = None,
+        extra_args: Sequence[str] = (),
+        memory_limit: int | None = None,
+        input_content_type: str | None = None,
+        listener: Listener | None = None,
+        instance_id: str | None = None,
+        **options: Any,
+    ) -> Instance:
+        """Start ``python -m runner --sequence <sequence>`` for a new Instance.
+
+        The runner gets an inherited socketpair (``--fd``) unless ``listener`` is
+        given (then ``--connect <listener.address>``); its instance id and token
+        go through the environment. ``command`` replaces ``[python, "-m", "runner"]``;
+        ``memory_limit`` (bytes) sets RLIMIT_AS. ``options`` override the bridge's
+        InstanceOptions for this Instance (e.g. ``exit_grace=2``). Returns once the
+        process started (status "starting"); ``await instance.wait_started()``
+        for the handshake. Raises SpawnError if the process cannot be started.
+        """
+        tg = self._group()
+        opts = self._options(
+            str(sequence),
+            dict(
+                options,
+                args=list(args) if args is not None else None,
+                app_config=dict(app_config) if app_config is not None else None,
+                input_content_type=input_content_type,
+            ),
+        )
+        instance = self._new_instance(instance_id, opts)
+        spec = SpawnOptions(
+            sequence=str(sequence),
+            python=python or self.python,
+            command=command,
+            extra_args=extra_args,
+            env=env,
+            inherit_env=inherit_env,
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            memory_limit=memory_limit,
+        )
+        ours: socket.socket | None = None
+        theirs: socket.socket | None = None
+        if listener is None:
+            ours, theirs = socket.socketpair()
+            spec.fd = theirs.fileno()
+        else:
+            spec.connect = listener.address
+        try:
+            env_vars = spec.environment(instance.id, instance.token)
+            process = await start_process(spec, env_vars, [theirs.fileno()] if theirs else [])
+        except (OSError, ValueError, TypeError) as exc:
+            del self.instances[instance.id]
+            if ours is not None:
+                ours.close()
+            raise SpawnError(f"cannot start the runner for {sequence}: {exc}") from exc
+        finally:
+            if theirs is not None:
+                theirs.close()  # the child has its own copy; ours would hide its end of file
+        instance.info.pid = process.pid
+        instance.status = Status.STARTING
+        stream = await anyio.abc.SocketStream.from_socket(ours) if ours is not None else None
+        supervisor = Supervisor(instance, process, stream)
+        self._supervisors[instance.id] = supervisor
+        tg.start_soon(supervisor.run)
+        return instance
+
+    def expect(
+        self,
+        instance_id: str | None = None,
+        token: str | None = None,
+        *,
+        args: Sequence[Any] | None = None,
+        app_config: Mapping[str, Any] | None = None,
+        sequence: str | None = None,
+        input_content_type: str | None = None,
+        **options: Any,
+    ) -> Instance:
+        """Register an Instance whose runner is started elsewhere (a container) and connects in.
+
+        Give the runner ``instance.id`` and ``instance.token`` (SEQUENCE_RUNNER_INSTANCE_ID,
+        SEQUENCE_RUNNER_TOKEN) and a listener's address. The Instance fails if no runner
+        connects within ``handshake_timeout``.
+        """
+        tg = self._group()
+        opts = self._options(
+            sequence,
+            dict(
+                options,
+                args=list(args) if args is not None else None,
+                app_config=dict(app_config) if app_config is not None else None,
+                input_content_type=input_content_type,
+            ),
+        )
+        instance = self._new_instance(instance_id, opts, token)
+        instance.status = Status.STARTING
+        supervisor = Supervisor(instance, None, None)
+        self._supervisors[instance.id] = supervisor
+        tg.start_soon(supervisor.run)
+        return instance
+
+    def _new_instance(self, instance_id: str | None, opts: InstanceOptions, token: str | None = None) -> Instance:
+        instance_id = instance_id or str(uuid.uuid4())
+        if instance_id in self.instances:
+            raise BridgeError(f"instance id {instance_id} is already in use")
+        instance = Instance(instance_id, token or secrets.token_urlsafe(32), opts)
+        self.instances[instance_id] = instance
+        return instance
+
+    # -- listening -------------------------------------------------------------------
+    async def listen_unix(self, path: str | os.PathLike[str]) -> Listener:
+        """Accept runners on a unix socket at ``path`` (address ``unix:<path>``)."""
+        path = os.fspath(path)
+        raw = await anyio.create_unix_listener(path)
+        return self._start_listener(raw, f"unix:{path}", path)
+
+    async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> Listener:
+        """Accept runners on TCP (port 0 picks a free port; see ``listener.address``)."""
+        multi = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        first, *others = multi.listeners
+        for extra in others:
+            await extra.aclose()
+        if not isinstance(first, anyio.abc.SocketListener):
+            raise BridgeError(f"unexpected listener type {type(first).__name__}")
+        raw = first
+        bound = raw.extra(anyio.abc.SocketAttribute.local_address)
+        assert isinstance(bound, tuple)
+        return self._start_listener(raw, f"tcp:{bound[0]}:{bound[1]}", None)
+
+    def _start_listener(self, raw: anyio.abc.SocketListener, address: str, path: str | None) -> Listener:
+        tg = self._group()
+        listener = Listener(self, raw, address, path)
+        self.listeners.append(listener)
+        tg.start_soon(listener._serve, tg)
+        return listener
+
+    async def _handle_connection(self, stream: anyio.abc.ByteStream) -> None:
+        conn = Connection(
+            Role.HOST,
+            window=self.defaults.window,
+            max_frame_size=self.defaults.max_frame_size,
+            exit_grace=self.defaults.exit_grace,
+        )
+        try:
+            with anyio.fail_after(self.defaults.handshake_timeout):
+                ping = await read_ping(stream, conn)
+        except (TimeoutError, ProtocolError, HandshakeFailed) as exc:
+            text = "no PING within the handshake timeout" if isinstance(exc, TimeoutError) else str(exc)
+            self.refused.append(Refusal(None, text))
+            await reject_and_close(stream, conn, None)
+            return
+        claimed = ping.get("instanceId")
+        instance = self.instances.get(claimed) if isinstance(claimed, str) else None
+        supervisor = self._supervisors.get(claimed) if isinstance(claimed, str) else None
+        reason = verify_ping(instance if supervisor is not None and supervisor.stream is None else None, ping)
+        if reason is None and supervisor is not None and not supervisor.awaiting_connection:
+            reason = f"duplicate connection for instance {claimed}"
+        if reason is not None or supervisor is None:
+            reason = reason or f"unknown instance id {claimed!r}"
+            self.refused.append(Refusal(claimed if isinstance(claimed, str) else None, reason))
+            await reject_and_close(stream, conn, reason)
+            return
+        supervisor.attach(stream, conn, ping)
+
+    # -- lookup and shutdown ----------------------------------------------------------
+    def get(self, instance_id: str) -> Instance:
+        return self.instances[instance_id]
+
+    def forget(self, instance_id: str) -> None:
+        """Drop an ended Instance from ``instances`` (a hub's finalize step)."""
+        instance = self.instances[instance_id]
+        if not instance.done.is_set():
+            raise BridgeError(f"instance {instance_id} is still {instance.status.value}")
+        del self.instances[instance_id]
+        self._supervisors.pop(instance_id, None)
+
+    async def aclose(self) -> None:
+        """Kill every Instance still running (bounded), reap them, close the listeners."""
+        for listener in list(self.listeners):
+            await listener.aclose()
+        self.listeners.clear()
+        running = [inst for inst in self.instances.values() if not inst.done.is_set()]
+        for inst in running:
+            await inst.kill()
+        with anyio.move_on_after(self.shutdown_timeout):
+            for inst in running:
+                await inst.done.wait()
+        for inst in running:
+            if not inst.done.is_set():
+                await inst.kill()  # second kill: SIGKILL now
+        with anyio.move_on_after(self.shutdown_timeout):
+            for inst in running:
+                await inst.done.wait()
