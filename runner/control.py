@@ -305,4 +305,5 @@ class ControlPlane:
             transport.send_message(Code.EXITING, {"exitCode": code, "reason": reason})
             transport.flush(FLUSH_TIMEOUT / 2)
         transport.close()
+        bounded(lambda: transport.on_exit(code), FLUSH_TIMEOUT / 2, "runner-on-exit")
         os._exit(code)

@@ -82,6 +82,10 @@ class Transport(ABC):
     def close(self) -> None:
         """Stop writing and half-close so the host sees end of file. Does not flush."""
 
+    def on_exit(self, code: int) -> None:
+        """The process exits with ``code`` right after this returns (after ``close``). The STH
+        transport writes STH's exit-code file here; other transports need nothing."""
+
     @property
     @abstractmethod
     def broken(self) -> bool:

@@ -1,0 +1,188 @@
+"""STH mode: the runner started the way Scramjet Transform Hub starts its Python runner.
+
+STH's adapters pass no options, only an environment (``SEQUENCE_PATH``,
+``INSTANCES_SERVER_HOST``, ``INSTANCES_SERVER_PORT``, ``INSTANCE_ID``,
+``SEQUENCE_INFO``, ``RUNNER_CONNECT_INFO``) and, under the process adapter, a
+startup-log path as the only argument (docs/sth-compat.md §1). This module
+reads that, logs to the startup log until LOG is connected, takes the
+startup-log argument out of ``sys.argv`` before the Sequence is imported, and
+runs the ordinary runner core over ``runner.transport.sth``. Every exit path
+writes the exit-code file ``/tmp/runner-<pid>`` (early exits here, the others
+through ``Transport.on_exit``).
+
+Standard library only until the handshake (start-up time counts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .protocol import sth
+
+#: Tuning for operators and tests (STH passes them through ``runnerEnvs``).
+ENV_RECONNECT_DELAY = "SEQUENCE_RUNNER_STH_RECONNECT_DELAY"  # seconds, default 10 (STH-Node)
+ENV_REPLY_TIMEOUT = "SEQUENCE_RUNNER_STH_REPLY_TIMEOUT"  # seconds, default 1 (STH-Node); 0 = never
+ENV_EXIT_TIMEOUT = "SEQUENCE_RUNNER_STH_EXIT_TIMEOUT_MS"  # default 1000, below STH's 15 s watchdog
+DEFAULT_EXIT_TIMEOUT_MS = 1000
+MAX_EXIT_TIMEOUT_MS = 10_000
+
+INVALID_ENV = 20
+INVALID_SEQUENCE_PATH = 21
+
+
+class STHEnvError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def wanted(words: Sequence[str], env: Mapping[str, str]) -> bool:
+    """STH mode: STH's variables are set and no protocol-v1 connection is asked for.
+
+    ``words`` (argv without the program) may hold only the startup-log path.
+    """
+    if env.get("SEQUENCE_RUNNER_FD") or env.get("SEQUENCE_RUNNER_CONNECT"):
+        return False
+    if len(words) > 1 or any(w.startswith("-") for w in words):
+        return False
+    return bool(env.get("INSTANCES_SERVER_PORT") or env.get("INSTANCE_ID"))
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise STHEnvError(INVALID_ENV, f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise STHEnvError(INVALID_ENV, f"{name}={raw!r} is negative")
+    return value
+
+
+def parse_env(env: Mapping[str, str]) -> Any:
+    """STHConfig and the Sequence path from STH's environment; STHEnvError(20/21) names what is wrong."""
+    from .transport.sth import STHConfig
+
+    missing = [name for name in sth.ENV_VARS if not env.get(name)]
+    if missing:
+        raise STHEnvError(INVALID_ENV, f"missing environment variable(s): {', '.join(missing)}")
+    port_text = env["INSTANCES_SERVER_PORT"].strip()
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise STHEnvError(INVALID_ENV, f"INSTANCES_SERVER_PORT={port_text!r} is not a port number")
+    instance_id = env["INSTANCE_ID"]
+    if len(instance_id) != sth.INSTANCE_ID_LENGTH or not instance_id.isascii() or not instance_id.isprintable():
+        raise STHEnvError(INVALID_ENV, f"INSTANCE_ID={instance_id!r} is not {sth.INSTANCE_ID_LENGTH} ASCII "
+                                       "characters")
+    parsed: dict[str, dict[str, Any]] = {}
+    for name in ("SEQUENCE_INFO", "RUNNER_CONNECT_INFO"):
+        try:
+            value = json.loads(env[name])
+        except ValueError as exc:
+            raise STHEnvError(INVALID_ENV, f"{name} is not JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise STHEnvError(INVALID_ENV, f"{name} is not a JSON object")
+        parsed[name] = value
+    sequence_path = env["SEQUENCE_PATH"]
+    if not os.path.exists(sequence_path):
+        raise STHEnvError(INVALID_SEQUENCE_PATH, f"SEQUENCE_PATH {sequence_path!r} does not exist "
+                                                 "(check `main` in the Sequence's package.json)")
+    exit_timeout = _number(env, ENV_EXIT_TIMEOUT, DEFAULT_EXIT_TIMEOUT_MS)
+    cfg = STHConfig(
+        host=env["INSTANCES_SERVER_HOST"],
+        port=int(port_text),
+        instance_id=instance_id,
+        sequence_info=parsed["SEQUENCE_INFO"],
+        connect_info=parsed["RUNNER_CONNECT_INFO"],
+        connect_timeout=_number(env, "SEQUENCE_RUNNER_CONNECT_TIMEOUT", 10.0) or 10.0,
+        reply_timeout=_number(env, ENV_REPLY_TIMEOUT, 1.0),
+        reconnect_delay=_number(env, ENV_RECONNECT_DELAY, 10.0),
+        exit_timeout_ms=int(min(exit_timeout, MAX_EXIT_TIMEOUT_MS)),
+    )
+    return cfg, sequence_path
+
+
+class _StartupLogHandler(logging.Handler):
+    """JSON lines to the startup log (or stdout) until the LOG channel takes over."""
+
+    def __init__(self, path: str | None) -> None:
+        super().__init__()
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from .logs import format_record
+
+        try:
+            line = format_record(record)
+            if self.path is None:
+                os.write(1, line)
+            else:
+                with open(self.path, "ab") as f:
+                    f.write(line)
+        except Exception:  # noqa: BLE001, S110 - logging must never break the start
+            pass
+
+
+def _startup_logging(path: str | None) -> logging.Logger:
+    log = logging.getLogger("runner")
+    log.handlers[:] = [_StartupLogHandler(path)]
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    return log
+
+
+def early_exit(code: int, message: str) -> int:
+    """Exit before the core runs: the message to stderr (STH's crash log) and the log, the exit-code file."""
+    from .transport.sth import write_exit_code
+
+    logging.getLogger("runner").error("%s (exit %d)", message, code)
+    try:
+        sys.stderr.write(f"runner: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    write_exit_code(code)
+    return code
+
+
+def main(words: Sequence[str]) -> int:
+    """Run in STH mode; returns an exit code only for exits before the core takes over."""
+    startup_log = words[0] if words else None
+    # STH-Py leaked the startup-log path to the Sequence's argparse; take it out before the import
+    if startup_log is not None and len(sys.argv) > 1 and sys.argv[1] == startup_log:
+        del sys.argv[1]
+    log = _startup_logging(startup_log)
+    try:
+        cfg, sequence_path = parse_env(os.environ)
+    except STHEnvError as exc:
+        return early_exit(exc.code, str(exc))
+    log.info("STH mode: instance %s, host %s:%d, Sequence %s", cfg.instance_id, cfg.host, cfg.port,
+             sequence_path)
+    from .app import App, ConfigExit
+    from .config import LOG_LEVELS, Settings
+    from .transport.sth import STHTransport
+
+    app_config = cfg.connect_info.get("appConfig")
+    args = cfg.connect_info.get("args")
+    level = os.environ.get("SEQUENCE_RUNNER_LOG_LEVEL", "INFO").upper()
+    settings = Settings(
+        instance_id=cfg.instance_id,
+        sequence=sequence_path,
+        app_config=app_config if isinstance(app_config, dict) else None,
+        args=args if isinstance(args, list) else None,
+        connect_timeout=cfg.connect_timeout,
+        log_level=level if level in LOG_LEVELS else "INFO",
+        sources={"--sequence": "SEQUENCE_PATH", "--instance-id": "INSTANCE_ID"},
+    )
+    transport = STHTransport(cfg)
+    try:
+        App(settings, transport).run()
+    except ConfigExit as exc:
+        return early_exit(INVALID_ENV, str(exc))
+    return 0  # pragma: no cover - App.run never returns
