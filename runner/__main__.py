@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = argv[1:]
     if words and words[0] in RESERVED_COMMANDS:
         try:
-            from . import cli  # type: ignore[attr-defined]
+            from . import cli
         except ImportError as exc:
             if getattr(exc, "name", None) not in ("runner.cli", None):
                 raise

@@ -206,6 +206,7 @@ class App:
         self.transport.writer(Channel.LOG).write(_exc_line(message, stack))
         self.transport.send_message(Code.ERROR, {"message": message, "stack": stack, "exitCode": code})
         self.control.exit(code, message)
+        raise SystemExit(code)  # not reached: exit() ends the process
 
     def _install_signals(self) -> None:
         import signal
@@ -262,7 +263,8 @@ class App:
 
             def input_ct() -> str | None:
                 run = self.run_info
-                return (run.input_content_type if run is not None else None) or seq.input_content_type
+                declared = (run.input_content_type if run is not None else None) or seq.input_content_type
+                return str(declared) if declared else None
 
             tg.start_soon(self._guard, stream.attach_to(sequence_input, input_ct))
             await self._guard(self._run_sequence(loop, seq, context, sequence_input, args))

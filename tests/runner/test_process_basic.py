@@ -204,3 +204,10 @@ def test_exception_exits_23_after_output_with_traceback_and_error() -> None:
         assert "TestException" in error["message"] and "Traceback" in error["stack"]
         assert any("TestException" in rec.get("exc", "") for rec in host.log_records())
         assert host.messages(Code.EXITING)[-1]["exitCode"] == 23
+
+
+def test_run_and_pack_are_handed_to_runner_cli() -> None:
+    pytest.importorskip("runner.cli")
+    done = run_cli("run", "--help")
+    assert done.returncode == 0
+    assert "usage: python -m runner run" in done.stdout
