@@ -86,6 +86,7 @@ class Instance:
         self.kill_requested = False
         # set by the supervisor
         self.escalate_now: Any = None  # Callable[[bool], None]: (immediate SIGKILL?) -> None
+        self.stop_timer: Any = None  # Callable[[float], None]: KILL after the stop timeout
 
     def new_connection(self) -> Connection:
         o = self.options
@@ -353,6 +354,8 @@ class Instance:
         self.info.keepalive_ms = None
         assert self.link is not None
         self.link.flush()
+        if self.stop_timer is not None:
+            self.stop_timer(timeout_ms / 1000.0)
 
     async def kill(self) -> None:
         """KILL the runner now; a second kill() (or a runner that does not exit) escalates to signals."""

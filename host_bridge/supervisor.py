@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from runner.protocol import Connection, ProtocolError, Status
+from runner.protocol import Code, Connection, LocalProtocolError, ProtocolError, State, Status
 
 from .info import describe_exit, exit_code_for_signal, final_status
 from .instance import Instance
@@ -75,7 +75,9 @@ class Supervisor:
         self._handshake_scope: anyio.CancelScope | None = None
         self._escalating = False
         self._tg: anyio.abc.TaskGroup | None = None
+        self._stop_generation = 0
         instance.escalate_now = self.escalate
+        instance.stop_timer = self.start_stop_timer
 
     # -- listener side -----------------------------------------------------------
     @property
@@ -236,6 +238,29 @@ class Supervisor:
             await self.exited.wait()
         if not self.exited.is_set():
             signal_group(pid, signal.SIGKILL)
+
+    def start_stop_timer(self, timeout: float) -> None:
+        """KILL at the stop timeout even when SEQUENCE_STOPPED came first.
+
+        The Connection's lifecycle replaces the pending STOP deadline with the exit
+        grace when SEQUENCE_STOPPED arrives, which would delay KILL by the whole
+        exit grace; docs/protocol.md §5 (and STH) send KILL at the stop timeout.
+        """
+        self._stop_generation += 1
+        if self._tg is not None:
+            self._tg.start_soon(self._kill_after_stop, self._stop_generation, timeout)
+
+    async def _kill_after_stop(self, generation: int, timeout: float) -> None:
+        await anyio.sleep(timeout)
+        inst = self.inst
+        if generation != self._stop_generation or inst.closed or inst.link is None:
+            return
+        if inst.conn.state is State.STOPPED:
+            try:
+                inst.conn.send_message(Code.KILL, {}, anyio.current_time())
+            except LocalProtocolError:
+                return
+            inst.link.flush()
 
     # -- the report ------------------------------------------------------------------
     async def _finish(self) -> None:
