@@ -1,0 +1,254 @@
+"""Terminal side of ``python -m runner run``: rendering to stderr, reading input files.
+
+Shared by the child-process path (cli_run.py) and ``--inline`` (inline.py), so
+both look the same: the Sequence's stdout/stderr, log records, events and the
+command's own notes go to stderr, prefixed (``[stdout] ``, ``[stderr] ``,
+``[log INFO] ``, ``[event NAME] ``), coloured on a terminal, or as one JSON
+object per line with ``--log-format json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import IO, Any
+
+from .protocol import ExitCode
+
+READ_SIZE = 64 * 1024
+
+EXIT_MEANINGS = {
+    0: "completed",
+    20: "invalid configuration",
+    21: "invalid Sequence path",
+    22: "the Sequence failed on start",
+    23: "the Sequence failed during execution",
+    137: "killed",
+    138: "stopped",
+}
+
+_RESET = "\x1b[0m"
+_COLORS = {
+    "stdout": "\x1b[36m",  # cyan
+    "stderr": "\x1b[31m",  # red
+    "event": "\x1b[35m",  # magenta
+    "note": "\x1b[1m",  # bold
+    "TRACE": "\x1b[2m",
+    "DEBUG": "\x1b[2m",
+    "INFO": "\x1b[32m",
+    "WARN": "\x1b[33m",
+    "ERROR": "\x1b[1;31m",
+    "FATAL": "\x1b[1;31m",
+}
+_RUNNER_QUIET_LEVELS = ("TRACE", "DEBUG", "INFO")
+
+
+def want_color(choice: str, stream: Any) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class Render:
+    """Writes everything but the output to stderr. Thread-safe."""
+
+    def __init__(self, log_format: str = "text", color: str = "auto", verbose: bool = False,
+                 stream: IO[bytes] | None = None) -> None:
+        if stream is None:
+            stream = sys.__stderr__.buffer if sys.__stderr__ is not None else open(os.devnull, "wb")  # noqa: SIM115
+        self.out = stream
+        self.json = log_format == "json"
+        self.color = not self.json and want_color(color, sys.__stderr__)
+        self.verbose = verbose
+        self._lock = threading.RLock()
+        self._open: str | None = None  # the channel whose line is unfinished
+        self._partial: dict[str, bytes] = {}  # json mode: unfinished lines per channel
+
+    # -- low level
+    def _prefix(self, label: str, color_key: str) -> bytes:
+        text = f"[{label}] "
+        if self.color and color_key in _COLORS:
+            text = f"{_COLORS[color_key]}{text}{_RESET}"
+        return text.encode()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.out.write(data)
+            self.out.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _emit_json(self, obj: dict[str, Any]) -> None:
+        self._write((json.dumps(obj, ensure_ascii=False, default=repr) + "\n").encode("utf-8", "backslashreplace"))
+
+    def _close_open_line(self) -> None:
+        if self._open is not None:
+            self._write(b"\n")
+            self._open = None
+
+    def _record_line(self, label: str, color_key: str, text: str) -> None:
+        """One whole line (or several, each prefixed) outside the stdio streams."""
+        with self._lock:
+            self._close_open_line()
+            prefix = self._prefix(label, color_key)
+            lines = text.rstrip("\n").split("\n") or [""]
+            self._write(b"".join(prefix + line.encode("utf-8", "backslashreplace") + b"\n" for line in lines))
+
+    # -- the Sequence's stdout/stderr
+    def stdio(self, kind: str, data: bytes) -> None:
+        """Bytes of the Sequence's ``stdout`` or ``stderr``: written through at once, each line prefixed."""
+        if not data:
+            return
+        with self._lock:
+            if self.json:
+                pending = self._partial.get(kind, b"") + data
+                *lines, rest = pending.split(b"\n")
+                self._partial[kind] = rest
+                for line in lines:
+                    self._emit_json({"type": kind, "text": line.decode("utf-8", "replace")})
+                return
+            parts = data.split(b"\n")
+            chunks: list[bytes] = []
+            for i, part in enumerate(parts):
+                last = i == len(parts) - 1
+                if last and not part:
+                    break
+                if self._open is not None and self._open != kind:
+                    chunks.append(b"\n")
+                    self._open = None
+                if self._open is None:
+                    chunks.append(self._prefix(kind, kind))
+                chunks.append(part)
+                if last:
+                    self._open = kind
+                else:
+                    chunks.append(b"\n")
+                    self._open = None
+            self._write(b"".join(chunks))
+
+    def stdio_end(self, kind: str) -> None:
+        with self._lock:
+            if self.json:
+                rest = self._partial.pop(kind, b"")
+                if rest:
+                    self._emit_json({"type": kind, "text": rest.decode("utf-8", "replace")})
+            elif self._open == kind:
+                self._close_open_line()
+
+    # -- records
+    def log(self, record: dict[str, Any]) -> None:
+        level = str(record.get("level", "INFO")).upper()
+        origin = str(record.get("from", ""))
+        runner_own = origin == "runner"
+        if runner_own and not self.verbose and (level in _RUNNER_QUIET_LEVELS or record.get("exc")):
+            return  # a runner error with a traceback: the traceback is on the Sequence's stderr already
+        if self.json:
+            self._emit_json({"type": "log", **record})
+            return
+        text = str(record.get("msg", ""))
+        if origin not in ("Sequence", "") and not runner_own:
+            text = f"{origin}: {text}"
+        exc = record.get("exc")
+        if exc and not runner_own:  # the runner's own errors are on the Sequence's stderr already
+            text = f"{text}\n{str(exc).rstrip()}"
+        label = f"log {level}" if not runner_own else f"runner {level}"
+        self._record_line(label, level, text)
+
+    def event(self, name: str, message: Any) -> None:
+        if self.json:
+            self._emit_json({"type": "event", "name": name, "message": message})
+            return
+        try:
+            shown = json.dumps(message, ensure_ascii=False)
+        except (TypeError, ValueError):
+            shown = repr(message)
+        self._record_line(f"event {name}", "event", shown)
+
+    def note(self, text: str, *, always: bool = True) -> None:
+        """A message from this command itself (``[run] ...``)."""
+        if not always and not self.verbose:
+            return
+        if self.json:
+            self._emit_json({"type": "note", "ts": int(time.time() * 1000), "msg": text})
+            return
+        self._record_line("run", "note", text)
+
+    def exit(self, code: int | None, detail: str | None = None) -> None:
+        meaning = EXIT_MEANINGS.get(code or 0, "") if code is not None else "unknown"
+        if self.json:
+            self._emit_json({"type": "exit", "code": code, "meaning": meaning, "detail": detail})
+            return
+        if code == 0 and not self.verbose:
+            return
+        text = f"exit {code}" + (f" ({meaning})" if meaning else "") + (f": {detail}" if detail else "")
+        self._record_line("run", "note", text)
+
+
+def exit_meaning(code: int | None) -> str:
+    return EXIT_MEANINGS.get(int(code), "") if code is not None else "unknown"
+
+
+def stdin_readable() -> bool:
+    """Whether fd 0 is open (CI may have no stdin at all)."""
+    try:
+        os.fstat(0)
+    except OSError:
+        return False
+    return True
+
+
+def open_source(path: str | None) -> int | None:
+    """A file descriptor to read: ``path``, or stdin when None/"-"; None means empty."""
+    if path in (None, "-"):
+        return 0 if stdin_readable() else None
+    return os.open(path, os.O_RDONLY)
+
+
+async def read_chunks(fd: int | None) -> AsyncIterator[bytes]:
+    """Chunks read from ``fd`` by a daemon thread (so a terminal or a silent pipe never blocks
+    the loop or the exit); ends at EOF or on a read error. ``fd is None`` is an empty source."""
+    if fd is None:
+        return
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(4)
+
+    def work() -> None:
+        while True:
+            try:
+                data: bytes | None = os.read(fd, READ_SIZE)
+            except OSError:
+                data = None
+            try:
+                asyncio.run_coroutine_threadsafe(queue.put(data or None), loop).result()
+            except (RuntimeError, asyncio.CancelledError):  # the loop is gone: nobody reads any more
+                return
+            except Exception:  # noqa: BLE001 - e.g. concurrent.futures.CancelledError at shutdown
+                return
+            if not data:
+                return
+
+    threading.Thread(target=work, name="runner-cli-input", daemon=True).start()
+    while True:
+        chunk = await queue.get()
+        if chunk is None:
+            return
+        yield chunk
+
+
+def exit_code_of(code: int | None) -> int:
+    """The status this command exits with for an Instance's exit code."""
+    if code is None:
+        return 1
+    if code < 0 or code > 255:
+        return int(ExitCode.KILLED)
+    return int(code)

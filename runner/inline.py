@@ -1,0 +1,355 @@
+"""``python -m runner run --inline PATH``: the Sequence in this process, for debuggers.
+
+No child process and no protocol: the Sequence is loaded here and its
+AppContext talks to an :class:`InlineBackend` that plays both the runner and
+the host of the child path, with the same observable behaviour:
+
+* output → stdout (the real fd 1, saved before anything else); ``print()``
+  and ``sys.stderr`` of the Sequence → stderr as ``[stdout] ``/``[stderr] ``
+  lines, written through at once (so pdb prompts appear); fd 1 itself is
+  pointed at stderr so C code and child processes cannot corrupt the output;
+* ``context.emit`` → ``[event NAME] message``; ``context.logger`` →
+  ``[log LEVEL] ...``; ``--event`` calls the ``context.on`` callbacks;
+* SIGINT/SIGTERM: stop handlers with keepalive allowed, under --stop-timeout
+  (a timer thread, so a Sequence blocking the loop still ends); a signal while
+  a stop is pending kills (kill handlers, 100 ms); after a keepalive the next
+  signal is a final stop. ``context.end()``/``destroy()`` end the run like the
+  host's KILL after SEQUENCE_STOPPED does;
+* exit codes 0/21/22/23/137/138 as the runner gives them;
+* ``breakpoint()`` opens pdb on the terminal (/dev/tty) unless PYTHONBREAKPOINT
+  is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+
+from .cli import RunOptions
+from .cli_io import Render, open_source, read_chunks
+from .protocol import ExitCode
+
+KILL_HANDLER_BUDGET = 0.1
+MAX_EXIT_TIMEOUT_MS = 10_000
+
+
+class PrefixedText(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` of an inline Sequence: text straight to the renderer."""
+
+    def __init__(self, render: Render, kind: str) -> None:
+        super().__init__()
+        self._render = render
+        self._kind = kind
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._render.stdio(self._kind, text.encode("utf-8", "backslashreplace"))
+        return len(text)
+
+    def fileno(self) -> int:
+        return 2  # fd 1 points at stderr too; faulthandler and friends write there
+
+    def isatty(self) -> bool:
+        return False
+
+
+class RenderLogHandler(logging.Handler):
+    def __init__(self, render: Render) -> None:
+        super().__init__()
+        self._render = render
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from .logs import level_name
+
+        try:
+            entry: dict[str, Any] = {"ts": int(record.created * 1000), "level": level_name(record.levelno),
+                                     "from": record.name, "msg": record.getMessage()}
+            if record.exc_info and record.exc_info[0] is not None:
+                entry["exc"] = "".join(traceback.format_exception(*record.exc_info))
+        except Exception:  # noqa: BLE001 - a broken record must not break the Sequence
+            self.handleError(record)
+            return
+        self._render.log(entry)
+
+
+def _hard_exit(code: int) -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)
+
+
+class InlineBackend:
+    """ContextBackend of an inline run, and the host's decisions too."""
+
+    def __init__(self, render: Render, opts: RunOptions) -> None:
+        self.render = render
+        self.opts = opts
+        self.context: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.finished: asyncio.Future[int] | None = None
+        self.stop_requested = False
+        self.kill_requested = False
+        self._lock = threading.Lock()
+        self._stop_deadline: float | None = None  # monotonic; None: no stop pending
+        self._stop_can_keepalive = False
+        self._kept_alive = False
+        self._timer: threading.Timer | None = None
+
+    # -- ContextBackend
+    def emit(self, event_name: str, message: Any) -> None:
+        self.render.event(str(event_name), message)
+
+    def keep_alive(self, ms: float) -> None:
+        with self._lock:
+            allowed = self._stop_deadline is not None and self._stop_can_keepalive
+            if allowed:
+                self._kept_alive = True
+                self._stop_deadline = None
+                self._cancel_timer()
+        if allowed:
+            self.render.note(f"the Sequence asked to keep running (keepalive {ms:g} ms); "
+                             "Ctrl-C again stops it for good")
+
+    def end(self) -> None:
+        self._sequence_stopped(None)
+
+    def destroy(self, error: BaseException | None) -> None:
+        self._sequence_stopped(error)
+
+    def stop_time_remaining_ms(self) -> float | None:
+        deadline = self._stop_deadline
+        return None if deadline is None else max(0.0, (deadline - time.monotonic()) * 1000.0)
+
+    # -- lifecycle
+    def _sequence_stopped(self, error: BaseException | None) -> None:
+        """SEQUENCE_STOPPED: the host answers with KILL."""
+        if error is not None:
+            self.render.note(f"the Sequence stopped with an error: {type(error).__name__}: {error}")
+        self.kill("the Sequence stopped")
+
+    def finish(self, code: int) -> None:
+        if self.loop is None or self.finished is None:
+            return
+        fut = self.finished
+
+        def set_result() -> None:
+            if not fut.done():
+                fut.set_result(code)
+
+        self.loop.call_soon_threadsafe(set_result)
+
+    def kill(self, reason: str, *, hard: bool = False) -> None:
+        """KILL: kill handlers (bounded), then end with 137, or 138 after a stop."""
+        self.kill_requested = True
+        code = int(ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED)
+        self.render.note(f"{reason}; ending with {code}", always=False)
+        if self.context is not None:
+            self.context.run_kill_handlers(KILL_HANDLER_BUDGET)
+        if hard:  # the loop may be blocked by the Sequence: nothing but exiting is certain
+            self.render.exit(code)
+            _hard_exit(code)
+        self.finish(code)
+
+    def begin_stop(self, timeout_ms: float, can_keepalive: bool) -> None:
+        """Any thread: a stop is pending from now on; a timer thread keeps its deadline."""
+        with self._lock:
+            self.stop_requested = True
+            self._stop_deadline = time.monotonic() + timeout_ms / 1000.0
+            self._stop_can_keepalive = can_keepalive
+            self._kept_alive = False
+            self._cancel_timer()
+            timer = threading.Timer(timeout_ms / 1000.0, self._deadline_passed, (timeout_ms,))
+            timer.daemon = True
+            self._timer = timer
+        timer.start()
+
+    def run_stop_handlers(self, timeout_ms: float, can_keepalive: bool) -> None:
+        """On the loop: run the stop handlers of the pending stop."""
+        assert self.context is not None
+
+        async def handlers() -> None:
+            error = await self.context.run_stop_handlers(timeout_ms, can_keepalive)
+            with self._lock:
+                if self._stop_deadline is None and not self._kept_alive:
+                    return  # the deadline acted already
+                self._stop_deadline = None
+                self._cancel_timer()
+                kept_alive = self._kept_alive and can_keepalive
+            if not kept_alive:
+                self._sequence_stopped(error)
+
+        asyncio.ensure_future(handlers())
+
+    def _deadline_passed(self, timeout_ms: float) -> None:
+        with self._lock:
+            if self._stop_deadline is None:
+                return
+            self._stop_deadline = None
+        self.kill(f"stop handlers did not finish within {timeout_ms:g} ms", hard=True)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def on_signal(self, signum: int, _frame: Any = None) -> None:
+        """Main thread, between bytecodes (also while the Sequence blocks the loop)."""
+        name = signal.Signals(signum).name
+        stop_pending = self._stop_deadline is not None
+        if self.kill_requested or stop_pending or self.loop is None:
+            self.render.note(f"{name}: killing the Sequence")
+            self.kill(f"signal {name}", hard=True)
+            return
+        can_keepalive = not self.stop_requested  # after a keepalive: a final stop
+        timeout = self.opts.stop_timeout_ms
+        if can_keepalive:
+            self.render.note(f"{name}: stopping the Sequence (stop handlers get {timeout:g} ms; again to kill)")
+        else:
+            self.render.note(f"{name}: stopping the Sequence, no keepalive this time (again to kill)")
+        self.begin_stop(timeout, can_keepalive)
+        self.loop.call_soon_threadsafe(self.run_stop_handlers, timeout, can_keepalive)
+
+
+def _terminal() -> tuple[Any, Any]:
+    try:
+        tty = open("/dev/tty", "r+", encoding="utf-8")  # noqa: SIM115 - lives as long as pdb does
+        return tty, tty
+    except OSError:
+        return sys.__stdin__, sys.__stderr__
+
+
+def _breakpointhook(*args: Any, **kwargs: Any) -> None:
+    import pdb  # noqa: T100 - breakpoint() in inline mode is the point
+
+    stdin, stdout = _terminal()
+    pdb.Pdb(stdin=stdin, stdout=stdout).set_trace(sys._getframe(1))
+
+
+def run_inline(opts: RunOptions) -> int:
+    render = Render(opts.log_format, opts.color, opts.verbose)
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = PrefixedText(render, "stdout")
+    sys.stderr = PrefixedText(render, "stderr")
+    if not os.environ.get("PYTHONBREAKPOINT"):
+        sys.breakpointhook = _breakpointhook
+    backend = InlineBackend(render, opts)
+    input_fd = None if opts.stdin_path == "-" and opts.input_path is None else open_source(opts.input_path)
+    if input_fd == 0 and os.isatty(0):
+        render.note("reading the input from the terminal; end it with Ctrl-D")
+
+    from .sequence.loader import SequenceLoadError, SequencePathError, load_sequence
+
+    try:
+        seq = load_sequence(opts.path)
+    except SequencePathError as exc:
+        render.stdio("stderr", f"{exc}\n".encode())
+        render.exit(int(ExitCode.INVALID_SEQUENCE_PATH))
+        return int(ExitCode.INVALID_SEQUENCE_PATH)
+    except SequenceLoadError as exc:
+        render.stdio("stderr", exc.traceback_text.encode())
+        render.exit(int(ExitCode.FAILED_ON_START))
+        return int(ExitCode.FAILED_ON_START)
+    except Exception:  # noqa: BLE001 - any import-time failure of the Sequence is exit 22
+        render.stdio("stderr", traceback.format_exc().encode())
+        render.exit(int(ExitCode.FAILED_ON_START))
+        return int(ExitCode.FAILED_ON_START)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, backend.on_signal)
+    code = asyncio.run(_main(seq, opts, backend, render, out_fd, input_fd))
+    render.exit(code)
+    return code
+
+
+async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Render,
+                out_fd: int, input_fd: int | None) -> int:
+    from .sequence.content import decode_input, output_encoder
+    from .sequence.context import AppContext
+    from .sequence.shapes import SequenceInput, start_sequence
+    from .stdio import StdinBuffer, StdinText, _StdinRaw
+
+    loop = asyncio.get_running_loop()
+    backend.loop = loop
+    backend.finished = loop.create_future()
+    logger = logging.getLogger("Sequence")
+    logger.handlers[:] = [RenderLogHandler(render)]
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    context = AppContext(backend, config=opts.config or {}, instance_id=f"inline-{uuid.uuid4()}",
+                         logger=logger)
+    backend.context = context
+
+    stdin_buffer = StdinBuffer(lambda n: None)
+    sys.stdin = StdinText(io.BufferedReader(_StdinRaw(stdin_buffer)), encoding="utf-8", errors="replace")
+
+    async def feed_stdin() -> None:
+        fd = open_source(opts.stdin_path) if opts.stdin_path is not None else None
+        async for chunk in read_chunks(fd):
+            stdin_buffer.feed([chunk])
+        stdin_buffer.end()
+
+    async def send_events() -> None:
+        for name, message in opts.events:
+            context.dispatch_event(name, message)
+
+    async def run() -> None:
+        sequence_input = SequenceInput()
+        content_type = opts.content_type or seq.input_content_type or "text/plain"
+        sequence_input.attach(decode_input(content_type, read_chunks(input_fd)))
+        args = opts.args if opts.args is not None else list(seq.default_args or [])
+        result = await start_sequence(seq, context, sequence_input, args)
+        if result.output is None:
+            return
+        encode = output_encoder(result.content_type)
+        broken = False
+        async for batch in result.output:
+            data = encode(batch)
+            view = memoryview(data)
+            while view and not broken:
+                try:
+                    view = view[os.write(out_fd, view):]
+                except BrokenPipeError:
+                    broken = True
+
+    async def guarded() -> None:
+        try:
+            await run()
+        except Exception as exc:  # noqa: BLE001 - whatever the Sequence raises fails it with 23
+            render.stdio("stderr", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).encode())
+            backend.finish(int(ExitCode.FAILED_DURING_EXECUTION))
+            return
+        exit_timeout = max(0, min(int(getattr(context, "exit_timeout", 0) or 0), MAX_EXIT_TIMEOUT_MS))
+        await asyncio.sleep(exit_timeout / 1000.0)
+        backend.finish(0)
+
+    helpers = [asyncio.ensure_future(feed_stdin())]
+    task = asyncio.ensure_future(guarded())
+    await asyncio.sleep(0)  # run() registers its context.on callbacks before --event arrives
+    helpers.append(asyncio.ensure_future(send_events()))
+    code = await backend.finished
+    for t in (task, *helpers):
+        t.cancel()
+    await asyncio.wait([task, *helpers], timeout=2.0)
+    return code
