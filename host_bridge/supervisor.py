@@ -130,8 +130,8 @@ class Supervisor:
             if self.exited.is_set():
                 self.fail("the runner exited before completing the handshake")
             elif scope.cancelled_caught:
-                what = "PING" if self.stream is not None else "a connection"
-                self.fail(f"no {what} from the runner within {timeout:g} s (handshake timeout)")
+                what = "PING from the runner" if self.stream is not None else "runner connected"
+                self.fail(f"no {what} within {timeout:g} s (handshake timeout)")
             if self.stream is not None:
                 await reject_and_close(self.stream, inst.conn, None)
             inst.ready.set()
