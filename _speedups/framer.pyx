@@ -9,7 +9,12 @@ byte and error for error). What differs is only how the work is done:
 * headers are read with C pointer loads from one buffer acquired per ``decode()``
   call, never through ``struct`` or per-byte Python objects;
 * payloads of frames lying whole inside one ``decode()`` argument are memoryview
-  slices of it (zero copy);
+  slices of it (zero copy), made without slice or int objects (see _subview);
+* on Python < 3.12 the cyclic GC is paused around the C loop (3.12+ never collects
+  inside it), and frame tuples are untracked when that is provably safe: per-frame
+  object churn, not parsing, is what a small frame costs;
+* protocol errors are recorded as C codes in the loop and turned into exceptions
+  after it, so no Python code runs while the GC is paused;
 * a frame cut by the end of a chunk keeps its header in a 10-byte C array and its
   payload in one bytes object allocated at its final size, so the bytes are copied
   once and memory held stays bounded by max_frame_size + 10;
