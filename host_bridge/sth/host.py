@@ -617,8 +617,14 @@ class STHInstance:
             tg.start_soon(pump, proc.stderr)
             rc = await proc.wait()
         if self.host.exit_code_source == "file":
-            # the process adapter: only the exit-code file counts
+            # the process adapter: only the exit-code file counts once the PING told the PID;
+            # before it, STH's start request fails with the spawned process's own exit code
             if not self.exited:
+                if self.pid is None:
+                    self.pid = proc.pid
+                    code = self._read_exit_file()
+                    self._set_exit(code if code is not None else 137 if rc < 0 else rc)
+                    return
                 code = self._read_exit_file()
                 self._set_exit(EXIT_CODE_UNKNOWN if code is None else code)
             return
