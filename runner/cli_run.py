@@ -127,7 +127,17 @@ async def _run(opts: RunOptions, render: Render) -> int:
 
         async def watch_lifecycle() -> None:
             noted_keepalive: float | None = None
+            noted_running = False
+            noted_healthy = True
             while not inst.done.is_set():
+                if not noted_running and inst.heartbeats:
+                    noted_running = True  # the first heartbeat comes once run() has been called
+                    render.note("the Sequence is running", always=False)
+                healthy = bool(inst.heartbeat.get("healthy", True)) if inst.heartbeat else True
+                if healthy != noted_healthy:
+                    render.note("the Sequence reports itself healthy again" if healthy
+                                else "the Sequence reports itself unhealthy (its health check says so)")
+                    noted_healthy = healthy
                 if inst.conn.state is State.STOPPED and not inst.kill_requested:
                     render.note("the Sequence stopped; killing the runner", always=False)
                     await inst.kill()

@@ -347,6 +347,8 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
     helpers = [asyncio.ensure_future(feed_stdin())]
     task = asyncio.ensure_future(guarded())
     await asyncio.sleep(0)  # run() registers its context.on callbacks before --event arrives
+    if not task.done():
+        render.note("the Sequence is running", always=False)
     helpers.append(asyncio.ensure_future(send_events()))
     code = await backend.finished
     for t in (task, *helpers):
