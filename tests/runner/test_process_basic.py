@@ -123,7 +123,7 @@ def test_hello_text_in_out_exact_and_message_order() -> None:
         host.wait_closed()
         assert code == 0
         assert bytes(host.data[Channel.OUT]) == "Hello python runner!\nHello żółw!\n".encode()
-        codes = host.codes()
+        codes = [c for c in host.codes() if c != Code.MONITORING]  # heartbeats may come any time
         assert codes[0] == Code.PING and codes[1] == Code.PANG
         assert codes[-2:] == [Code.SEQUENCE_COMPLETED, Code.EXITING]
         assert host.messages(Code.EXITING)[0]["exitCode"] == 0
