@@ -47,8 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from .config import ConfigError, parse
 
-    if not words and os.environ.get("INSTANCES_SERVER_PORT"):
-        return _config_error("STH transport not implemented yet")
+    if os.environ.get("INSTANCES_SERVER_PORT") or os.environ.get("INSTANCE_ID"):
+        from . import sth_mode  # started the way Scramjet Transform Hub starts its runner
+
+        if sth_mode.wanted(words, os.environ):
+            return sth_mode.main(words)
     try:
         settings = parse(words)
     except ConfigError as exc:

@@ -32,10 +32,10 @@ class ConfigExit(Exception):
 
 
 def select_transport(settings: Settings, env: dict[str, str] | None = None) -> Transport:
-    """The transport for these settings. STH mode (INSTANCES_SERVER_PORT, no options) plugs in here."""
+    """The protocol-v1 transport for these settings (STH mode is runner.sth_mode's, before this)."""
     env = dict(os.environ) if env is None else env
     if settings.fd is None and settings.connect is None and env.get("INSTANCES_SERVER_PORT"):
-        raise ConfigExit("STH transport not implemented yet")
+        raise ConfigExit("STH mode takes no options (see docs/sth-compat.md)")
     from .transport import native
 
     try:
@@ -175,7 +175,8 @@ class App:
         from .sequence.context import AppContext
 
         context = AppContext(self.control, config=app_config, instance_id=self.settings.instance_id,
-                             logger=self.sequence_log)
+                             logger=self.sequence_log,
+                             exit_timeout_ms=int(getattr(self.transport, "exit_timeout_ms", 0)))
         self.control.context = context
         self._run_loop(seq, context, args)
         raise AssertionError("unreachable")

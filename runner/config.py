@@ -41,7 +41,9 @@ OTHER_ENV_HELP = """other environment variables:
   SEQUENCE_RUNNER_UVLOOP=0           do not use uvloop even when it is installed
   SEQUENCE_RUNNER_PURE_PYTHON=1      force the pure-Python framer
   SEQUENCE_RUNNER_REQUIRE_EXTENSION=1  fail if the compiled framer is missing
-  INSTANCES_SERVER_PORT              (without options) STH compatibility mode, not implemented yet"""
+  INSTANCES_SERVER_PORT, INSTANCE_ID (without options, at most a startup-log path)
+                                     Scramjet Transform Hub mode (docs/sth-compat.md); tuned by
+                                     SEQUENCE_RUNNER_STH_RECONNECT_DELAY, _REPLY_TIMEOUT, _EXIT_TIMEOUT_MS"""
 
 
 class ConfigError(Exception):

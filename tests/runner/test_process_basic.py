@@ -72,9 +72,10 @@ def test_env_settings_work_and_argv_wins(tmp_path: Path) -> None:
 
 
 def test_sth_mode_is_a_clear_hook() -> None:
+    # STH mode (runner.sth_mode, tests/sth/test_sth_runner_*) names what STH's environment lacks
     done = run_cli(env={"INSTANCES_SERVER_PORT": "8001"})
     assert done.returncode == 20
-    assert "STH transport not implemented yet" in done.stderr
+    assert "missing environment variable(s): SEQUENCE_PATH" in done.stderr
 
 
 def test_handshake_timeout_exits_20() -> None:

@@ -23,7 +23,7 @@ SEQUENCES = HERE / "sequences"
 SAMPLES = ROOT / "sample_sequences"
 
 #: How STH starts our runner (the default of STHHost).
-RUNNER_COMMAND: tuple[str, ...] = ("-c", "import sys; from runner.sth_mode import main; sys.exit(main(sys.argv[1:]))")  # DEV
+RUNNER_COMMAND: tuple[str, ...] = ("-m", "runner")
 #: Fast exits for tests (the default, 1000 ms, has its own test).
 FAST_ENVS = {"SEQUENCE_RUNNER_STH_EXIT_TIMEOUT_MS": "0"}
 
