@@ -1,0 +1,58 @@
+"""Drop-in for Scramjet Transform Hub's ``python-runner/runner.py`` (docs/sth-compat.md §6).
+
+STH's process adapter starts a Python Sequence as
+``/usr/bin/env python3 <python-runner dir>/runner.py ./python-runner-startup.log``
+with STH's environment. Put this file there (in place of STH's runner.py) and
+the hub runs sequence-runner instead, unchanged otherwise.
+
+It runs ``runner.__main__`` in this process (the PID the hub spawned is the
+PID in PING and in /tmp/runner-<pid>), with the startup-log argument and the
+environment as given. sequence-runner is found, in this order, wherever
+``python3`` already imports it from (pip install sequence-runner, or
+``pip install --target <python-runner dir>/__pypackages__ sequence-runner``:
+STH puts that directory on PYTHONPATH), then in ``$SEQUENCE_RUNNER_HOME`` (a
+source checkout or an install target; set it through STH's ``runnerEnvs``),
+then in ``RUNNER_HOME`` below.
+"""
+
+import os
+import sys
+
+#: Fallback location of the directory holding the ``runner`` package (edit when installing).
+RUNNER_HOME = ""
+
+
+def _locate() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    # This file is itself named runner.py: its directory must not shadow the package, nor (like
+    # STH's own runner modules there) the Sequence's modules.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    import importlib.util
+
+    if importlib.util.find_spec("runner") is not None:
+        return
+    for home in (os.environ.get("SEQUENCE_RUNNER_HOME", ""), RUNNER_HOME):
+        if home and os.path.isfile(os.path.join(home, "runner", "__main__.py")):
+            sys.path.insert(0, home)
+            # the runner's own child processes (none today) and `python -m runner` find it too
+            os.environ["PYTHONPATH"] = os.pathsep.join(
+                p for p in (home, os.environ.get("PYTHONPATH", "")) if p
+            )
+            return
+    sys.stderr.write(
+        "runner.py: sequence-runner is not installed for this python3; pip install it or set "
+        "SEQUENCE_RUNNER_HOME (docs/sth-compat.md)\n"
+    )
+    try:
+        with open(f"/tmp/runner-{os.getpid()}", "w") as f:
+            f.write("20")
+    except OSError:
+        pass
+    sys.exit(20)
+
+
+if __name__ == "__main__":
+    _locate()
+    import runpy
+
+    runpy.run_module("runner", run_name="__main__", alter_sys=True)

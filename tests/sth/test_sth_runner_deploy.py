@@ -1,0 +1,70 @@
+"""deploy/sth: the runner.py shim STH's process adapter starts, and the Docker image's contract.
+
+Docker cannot run on the development machine or in CI, so the Dockerfile is
+checked for what STH and PID 1 need; PID-1 behaviour itself is tested in
+test_sth_runner_transport.py (a PID namespace instead of a container).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_sth_runner_support import ROOT, collect, new_host, seq
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+SHIM = ROOT / "deploy" / "sth" / "runner.py"
+DOCKERFILE = ROOT / "deploy" / "sth" / "Dockerfile"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_shim_runs_the_runner_in_the_spawned_process(tmp_path: Path) -> None:
+    """`python3 <dir>/runner.py ./python-runner-startup.log`, as STH's process adapter runs it."""
+    runner_dir = tmp_path / "python-runner"  # stands for node_modules/@scramjet/python-runner
+    runner_dir.mkdir()
+    shutil.copy(SHIM, runner_dir / "runner.py")
+    async with new_host(tmp_path, runner_command=[str(runner_dir / "runner.py")]) as host:
+        inst = await host.start(seq("argv-check"))
+        assert inst._process is not None and inst.pid == inst._process.pid  # no extra process
+        report = json.loads(await collect(inst.output()))
+        assert report["argv"] == []
+        assert await inst.wait() == 0
+        assert inst.exit_code_from_file == 0
+
+
+async def test_shim_finds_the_package_through_sequence_runner_home(tmp_path: Path) -> None:
+    runner_dir = tmp_path / "python-runner"
+    runner_dir.mkdir()
+    shutil.copy(SHIM, runner_dir / "runner.py")
+    envs = {"SEQUENCE_RUNNER_HOME": str(ROOT)}
+    async with new_host(tmp_path, runner_command=[str(runner_dir / "runner.py")],
+                        runner_pythonpath=str(tmp_path / "elsewhere"), runner_envs=envs) as host:
+        inst = await host.start(seq("hello"))
+        await inst.send_input(b"shim\n")
+        await inst.end_input()
+        assert await collect(inst.output()) == b"Hello shim!\n"
+        assert await inst.wait() == 0
+
+
+def test_dockerfile_contract() -> None:
+    text = DOCKERFILE.read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    assert any(line.startswith("FROM python:") and line.endswith("-slim") for line in lines)
+    assert 'ENTRYPOINT ["python", "-m", "runner"]' in lines
+    assert not any(line.startswith("CMD") for line in lines)  # STH passes no argument
+    assert "USER runner" in lines
+    assert "--uid 1200" in text and "--gid 1200" in text
+    assert "VOLUME /package" in lines
+    assert "PYTHONPATH=/package/__pypackages__" in text
+    for wrapper in ("tini", "gosu", "dumb-init", "bash -c", "sh -c"):
+        assert wrapper not in "\n".join(lines), wrapper
+    assert (ROOT / "deploy" / "sth" / "Dockerfile.dockerignore").is_file()
+    assert os.access(SHIM, os.R_OK)
