@@ -57,11 +57,18 @@ def format_record(record: logging.LogRecord) -> bytes:
 
 
 class ChannelLogHandler(logging.Handler):
-    """Writes JSON lines to the LOG channel; from the control thread it drops when LOG is full."""
+    """Writes JSON lines to the LOG channel.
 
-    def __init__(self, writer: ChannelWriter, level: int = logging.NOTSET) -> None:
+    ``block=True`` (the Sequence's logger): a full LOG makes the logging thread wait,
+    like print() on a full STDOUT. ``block=False`` (the runner's own logger, used by the
+    control, heartbeat and exit threads): a full LOG drops the record, so a host that
+    does not read LOG can never hold up control.
+    """
+
+    def __init__(self, writer: ChannelWriter, level: int = logging.NOTSET, *, block: bool = True) -> None:
         super().__init__(level)
         self.writer = writer
+        self.timeout: float | None = None if block else 0.0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -69,17 +76,16 @@ class ChannelLogHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - a broken record must not break the Sequence
             self.handleError(record)
             return
-        self.writer.write(line)
+        self.writer.write(line, self.timeout)
 
 
 def setup(writer: ChannelWriter, runner_level: str = "INFO") -> tuple[logging.Logger, logging.Logger]:
     """Attach the LOG handler to the runner's and the Sequence's loggers; return (runner, sequence)."""
-    handler = ChannelLogHandler(writer)
     runner_log = logging.getLogger(RUNNER_LOGGER)
     runner_log.setLevel(LEVEL_NUMBERS.get(runner_level.upper(), logging.INFO))
     sequence_log = logging.getLogger(SEQUENCE_LOGGER)
     sequence_log.setLevel(logging.DEBUG)
-    for logger in (runner_log, sequence_log):
-        logger.handlers[:] = [handler]
+    for logger, block in ((runner_log, False), (sequence_log, True)):
+        logger.handlers[:] = [ChannelLogHandler(writer, block=block)]
         logger.propagate = False
     return runner_log, sequence_log

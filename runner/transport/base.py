@@ -133,7 +133,7 @@ class ChannelWriter:
         nowait = threading.get_ident() in self.never_block
         with self._lock:
             while self.pending_bytes >= self.limit and not (self.failed or self.end_requested):
-                if nowait or not self._space.wait(timeout):
+                if nowait or timeout == 0 or not self._space.wait(timeout):
                     self.dropped += len(data)
                     return False
             return self._queue(data)

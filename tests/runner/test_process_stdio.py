@@ -163,3 +163,31 @@ def test_host_not_reading_stdout_blocks_only_stdout(tmp_path: Path) -> None:
         lines = host.text(Channel.STDOUT).splitlines()
         assert len(lines) == 20001
         assert lines[12345].startswith("line 12345 ")
+
+
+def test_host_not_reading_log_never_holds_up_control(tmp_path: Path) -> None:
+    path = sequence(tmp_path, """
+        import asyncio, threading
+
+        def chatter(context):
+            while True:
+                context.logger.info("chatter " + "y" * 200)
+
+        async def run(context, input):
+            threading.Thread(target=chatter, args=(context,), daemon=True).start()
+            context.on("ping", lambda m: context.emit("pong", m))
+            while True:
+                await asyncio.sleep(0.05)
+    """)
+    with TestHost(path, consume=(Channel.STDOUT, Channel.STDERR, Channel.OUT), window=32 * 1024) as host:
+        host.wait_until(lambda: len(host.data[Channel.LOG]) >= 32 * 1024, what="LOG window filled")
+        host.send(Code.MONITORING_RATE, {"monitoringRate": 10})
+        count = len(host.messages(Code.MONITORING))
+        host.wait_message(Code.MONITORING, count=count + 3, timeout=10)
+        host.send(Code.EVENT, {"eventName": "ping", "message": 1})
+        assert host.wait_message(Code.EVENT, timeout=10)["message"] == 1
+        host.send(Code.STOP, {"timeout": 200, "canCallKeepalive": False})
+        host.wait_message(Code.SEQUENCE_STOPPED)
+        host.send(Code.KILL)
+        assert host.finish(15)[0] == 138
+        assert len(host.data[Channel.LOG]) <= 32 * 1024
