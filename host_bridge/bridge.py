@@ -17,6 +17,11 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # anyio depends on typing_extensions before 3.13
+    from typing_extensions import Self
+
 import anyio
 import anyio.abc
 
@@ -90,7 +95,7 @@ class Bridge:
         self._supervisors: dict[str, Supervisor] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
-    async def __aenter__(self) -> Bridge:
+    async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         return self

@@ -13,10 +13,16 @@ a bounded queue that drops its oldest entries when a subscriber falls behind.
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # anyio depends on typing_extensions before 3.13
+    from typing_extensions import Self
 
 import anyio
 
@@ -148,7 +154,7 @@ class EventSubscription:
             raise StopAsyncIteration
         return event
 
-    def __enter__(self) -> EventSubscription:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -332,8 +332,10 @@ class Instance:
         return self._events.last.get(name)
 
     # -- lifecycle control ---------------------------------------------------------
-    async def stop(self, timeout_ms: float = 7000, can_call_keepalive: bool = False) -> None:
+    async def stop(self, timeout_ms: float | None = None, can_call_keepalive: bool = False) -> None:
         """Ask the Sequence to stop: STOP now, KILL after ``timeout_ms`` unless it asks for keepalive.
+
+        ``timeout_ms`` defaults to the ``stop_timeout_ms`` option (7000, as STH).
 
         Returns once STOP is queued; ``wait()`` for the exit. Escalation continues by
         itself: KILL, then SIGTERM and SIGKILL after the exit and term graces.
@@ -343,6 +345,8 @@ class Instance:
         if not self.connected.is_set() or self.closed:
             await self.kill()
             return
+        if timeout_ms is None:
+            timeout_ms = self.options.stop_timeout_ms
         self.stop_requested = True
         if self.status not in (Status.KILLING,):
             self.status = Status.STOPPING

@@ -20,6 +20,8 @@ class InstanceOptions:
     input_content_type: str | None = None
     window: int = DEFAULT_HOST_WINDOW
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    #: stop() without a timeout uses this (STH's default stop timeout).
+    stop_timeout_ms: float = 7000.0
     #: Seconds to wait for the runner's PING (spawned) or for it to connect (listener).
     handshake_timeout: float = 10.0
     #: Seconds a runner has to exit after SEQUENCE_STOPPED/COMPLETED or KILL (STH: 15 s).

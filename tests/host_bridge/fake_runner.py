@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from runner.protocol import Channel, Code, Connection, ProtocolError, Role  # noqa: E402
-from runner.protocol.connection import ConnectionClosed, Data, EndOfStream, Message  # noqa: E402
+from runner.protocol import Channel, Code, Connection, ProtocolError, Role
+from runner.protocol.connection import ConnectionClosed, Data, EndOfStream, Message
 
 
 class Fake:
@@ -104,9 +104,8 @@ class Fake:
                 self.conn.send_message(Code.ALIVE, {"keepAlive": 1000})
             else:
                 self.conn.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": None})
-        elif code == Code.KILL:
-            if self.mode != "ignore-term":
-                self.exit(138 if self.stop_seen else 137)
+        elif code == Code.KILL and self.mode != "ignore-term":
+            self.exit(138 if self.stop_seen else 137)
 
     def run(self) -> None:
         while True:

@@ -23,7 +23,7 @@ async def spawn_fake(bridge: Bridge, mode: str = "echo", **kwargs: Any) -> Insta
 def real_runner_available() -> bool:
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "runner", "--version"], cwd=ROOT, capture_output=True, timeout=30
+            [sys.executable, "-m", "runner", "--version"], cwd=ROOT, capture_output=True, timeout=30, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -180,3 +180,37 @@ async def test_large_input_waits_for_credit(bridge: Bridge) -> None:
             await inst.end_input()
             await inst.wait()
     assert bytes(received) == payload
+
+
+async def test_discarded_channel_never_holds_the_runner_back(bridge: Bridge) -> None:
+    inst = await spawn_fake(bridge, "flood", window=256 * 1024)
+    inst.discard("stdout", "log")
+    await inst.send_input("done\n")
+    with anyio.fail_after(20):
+        assert await collect(inst.output()) == b"done\n"
+        assert await inst.wait() == 0
+    assert await collect(inst.stdout()) == b""
+
+
+async def test_default_stop_timeout_option_and_lookup(bridge: Bridge) -> None:
+    inst = await spawn_fake(bridge, stop_timeout_ms=200, instance_id="my-instance")
+    assert bridge.get("my-instance") is inst and inst.id == "my-instance"
+    await inst.wait_started()
+    await inst.stop()  # KILL after the 200 ms default of this Instance
+    with anyio.fail_after(4):
+        assert await inst.wait() == 138
+    bridge.forget("my-instance")
+    assert "my-instance" not in bridge.instances
+
+
+async def test_set_input_content_type_before_data(bridge: Bridge) -> None:
+    inst = await spawn_fake(bridge)
+    await inst.set_input_content_type("application/octet-stream")
+    with anyio.fail_after(10):
+        event = await inst.once("content-type") if inst.last_event("content-type") is None else None
+    got = event or inst.last_event("content-type")
+    assert got is not None and got.message == "application/octet-stream"
+    await inst.send_input(b"\x00\x01")  # keeps the content type already sent
+    with anyio.fail_after(10):
+        assert await collect(inst.output()) == b"\x00\x01"
+        assert await inst.wait() == 0
