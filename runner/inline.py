@@ -106,7 +106,8 @@ class InlineBackend:
         self.finished: asyncio.Future[int] | None = None
         self.stop_requested = False
         self.kill_requested = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # RLock: a signal handler may interrupt its holder
+        self._stop_pending = False  # set first thing by a signal: a second one kills
         self._stop_deadline: float | None = None  # monotonic; None: no stop pending
         self._stop_can_keepalive = False
         self._kept_alive = False
@@ -122,6 +123,7 @@ class InlineBackend:
             if allowed:
                 self._kept_alive = True
                 self._stop_deadline = None
+                self._stop_pending = False
                 self._cancel_timer()
         if allowed:
             self.render.note(f"the Sequence asked to keep running (keepalive {ms:g} ms); "
@@ -210,21 +212,24 @@ class InlineBackend:
             self._timer = None
 
     def on_signal(self, signum: int, _frame: Any = None) -> None:
-        """Main thread, between bytecodes (also while the Sequence blocks the loop)."""
+        """Main thread, between bytecodes (also while the Sequence blocks the loop). A second
+        signal may arrive inside this handler, so the decision is recorded before anything else."""
         name = signal.Signals(signum).name
-        stop_pending = self._stop_deadline is not None
-        if self.kill_requested or stop_pending or self.loop is None:
+        if self.kill_requested or self._stop_pending or self.loop is None:
+            self.kill_requested = True
             self.render.note(f"{name}: killing the Sequence")
             self.kill(f"signal {name}", hard=True)
             return
+        self._stop_pending = True
         can_keepalive = not self.stop_requested  # after a keepalive: a final stop
+        self.stop_requested = True
         timeout = self.opts.stop_timeout_ms
+        self.begin_stop(timeout, can_keepalive)
+        self.loop.call_soon_threadsafe(self.run_stop_handlers, timeout, can_keepalive)
         if can_keepalive:
             self.render.note(f"{name}: stopping the Sequence (stop handlers get {timeout:g} ms; again to kill)")
         else:
             self.render.note(f"{name}: stopping the Sequence, no keepalive this time (again to kill)")
-        self.begin_stop(timeout, can_keepalive)
-        self.loop.call_soon_threadsafe(self.run_stop_handlers, timeout, can_keepalive)
 
 
 def _terminal() -> tuple[Any, Any]:
@@ -235,11 +240,17 @@ def _terminal() -> tuple[Any, Any]:
         return sys.__stdin__, sys.__stderr__
 
 
-def _breakpointhook(*args: Any, **kwargs: Any) -> None:
-    import pdb  # noqa: T100 - breakpoint() in inline mode is the point
+def _breakpointhook(render: Render) -> Any:
+    def hook(*args: Any, **kwargs: Any) -> None:
+        import pdb  # noqa: T100 - breakpoint() in inline mode is the point
 
-    stdin, stdout = _terminal()
-    pdb.Pdb(stdin=stdin, stdout=stdout).set_trace(sys._getframe(1))
+        stdin, stdout = _terminal()
+        if stdin is None or not stdin.isatty():
+            render.note("breakpoint() ignored: no terminal to debug on")
+            return
+        pdb.Pdb(stdin=stdin, stdout=stdout).set_trace(sys._getframe(1))
+
+    return hook
 
 
 def run_inline(opts: RunOptions) -> int:
@@ -253,7 +264,7 @@ def run_inline(opts: RunOptions) -> int:
     sys.stdout = PrefixedText(render, "stdout")
     sys.stderr = PrefixedText(render, "stderr")
     if not os.environ.get("PYTHONBREAKPOINT"):
-        sys.breakpointhook = _breakpointhook
+        sys.breakpointhook = _breakpointhook(render)
     backend = InlineBackend(render, opts)
     input_fd = None if opts.stdin_path == "-" and opts.input_path is None else open_source(opts.input_path)
     if input_fd == 0 and os.isatty(0):

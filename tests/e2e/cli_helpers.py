@@ -46,6 +46,7 @@ def run_cli(*args: str, input: bytes | None = None, cwd: Path | str = REPO,
         env=cli_env(),
         timeout=timeout,
         check=False,
+        start_new_session=True,  # no controlling terminal: /dev/tty is unavailable, as on CI
     )
 
 
@@ -60,6 +61,7 @@ class Running:
             stderr=subprocess.PIPE,
             cwd=cwd,
             env=cli_env(),
+            start_new_session=True,
         )
         self.stderr_lines: list[str] = []
         self.stdout = b""
