@@ -447,18 +447,18 @@ class STHTransport(Transport):
                 return
             was_done = self._in_reader.done
             try:
-                body = self._in_reader.feed(data)
+                payload = self._in_reader.feed(data)
             except sth.BadHeaderBlock as err:
                 log.error("STH: bad IN header block (%s); taking the input as it is", err)
                 self._in_reader = sth.InputHeaderReader(expect_headers=False)
-                body = data
+                payload = data
             if not was_done and self._in_reader.done:
                 self._headers_seen = True
                 content_type = self._in_reader.content_type
                 if content_type:
                     handler.on_message(Code.INPUT_CONTENT_TYPE, {"contentType": content_type})
-            if body:
-                chunk = bytes(body)
+            if payload:
+                chunk = bytes(payload)
                 with self._window_lock:
                     self._outstanding[channel] += len(chunk)
                 handler.on_data(Channel.IN, [chunk])
@@ -686,8 +686,10 @@ class STHTransport(Transport):
                     self._lifecycle.handle(code, body, time.monotonic())
                 except ProtocolError:
                     return False
-                self._status = {Code.SEQUENCE_COMPLETED: "completed", Code.ERROR: "errored"}.get(
-                    code, self._status)
+                if code == Code.SEQUENCE_COMPLETED:
+                    self._status = "completed"
+                elif code == Code.ERROR:
+                    self._status = "errored"
             connected = self._connected
             if code == Code.PANG:
                 self._pangs.append(data)
