@@ -324,6 +324,7 @@ class App:
         while not (writer.ended or writer.failed):  # END goes out once the host gave credit for all
             await anyio.sleep(0.005)
         exit_timeout = max(0, min(int(getattr(context, "exit_timeout", 0) or 0), MAX_EXIT_TIMEOUT_MS))
+        self.control.stop_overtaken()
         if not self.transport.send_message(Code.SEQUENCE_COMPLETED, {"timeout": exit_timeout}):
             # SEQUENCE_STOPPED went first (stop or end()): the host decides with KILL.
             self.runner_log.info("run() finished after SEQUENCE_STOPPED; waiting for KILL")

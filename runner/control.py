@@ -214,6 +214,12 @@ class ControlPlane:
                                     {"sequenceError": {"message": message, "stack": ""}})
         self.exit(int(ExitCode.STOPPED), message, kill_handlers=True)
 
+    def stop_overtaken(self) -> None:
+        """run() completed: a stop still in progress no longer needs its deadline."""
+        with self._lock:
+            self._stop_deadline = None
+            self._cancel_timer()
+
     def _cancel_timer(self) -> None:
         if self._stop_timer is not None:
             self._stop_timer.cancel()

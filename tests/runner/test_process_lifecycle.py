@@ -48,6 +48,29 @@ def test_stop_runs_handler_then_kill_exits_138(tmp_path: Path) -> None:
         assert host.messages(Code.EXITING)[-1]["exitCode"] == 138
 
 
+def test_run_ending_because_of_stop_waits_for_kill(tmp_path: Path) -> None:
+    path = sequence(tmp_path, """
+        import asyncio
+
+        async def run(context, input):
+            stopping = asyncio.Event()
+            context.set_stop_handler(lambda: stopping.set())
+            yield "working\\n"
+            await stopping.wait()
+            yield "bye\\n"
+    """)
+    with TestHost(path) as host:
+        host.wait_data(Channel.OUT, b"working\n")
+        host.send(Code.STOP, {"timeout": 3000, "canCallKeepalive": False})
+        host.wait_message(Code.SEQUENCE_STOPPED)
+        host.wait_until(lambda: Channel.OUT in host.ended, what="END OUT")
+        assert bytes(host.data[Channel.OUT]) == b"working\nbye\n"
+        time.sleep(0.3)
+        assert host.proc.poll() is None and not host.messages(Code.SEQUENCE_COMPLETED)
+        host.send(Code.KILL)
+        assert host.finish()[0] == 138
+
+
 def test_stop_handler_error_is_reported(tmp_path: Path) -> None:
     path = sequence(tmp_path, """
         import asyncio
