@@ -94,6 +94,7 @@ class Bridge:
         self.listeners: list[Listener] = []
         self._supervisors: dict[str, Supervisor] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self._closing = False
 
     async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
@@ -115,6 +116,8 @@ class Bridge:
     def _group(self) -> anyio.abc.TaskGroup:
         if self._tg is None:
             raise BridgeError("use the Bridge as `async with Bridge() as bridge:`")
+        if self._closing:
+            raise BridgeError("the bridge is closing")
         return self._tg
 
     def _options(self, sequence: str | None, overrides: dict[str, Any]) -> InstanceOptions:
@@ -151,6 +154,7 @@ class Bridge:
         for the handshake. Raises SpawnError if the process cannot be started.
         """
         tg = self._group()
+        sequence = os.path.abspath(sequence)  # the hub's path, whatever the runner's cwd
         opts = self._options(
             str(sequence),
             dict(
@@ -276,6 +280,10 @@ class Bridge:
         try:
             with anyio.fail_after(self.defaults.handshake_timeout):
                 ping = await read_ping(stream, conn)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
         except (TimeoutError, ProtocolError, HandshakeFailed) as exc:
             text = "no PING within the handshake timeout" if isinstance(exc, TimeoutError) else str(exc)
             self.refused.append(Refusal(None, text))
@@ -308,6 +316,7 @@ class Bridge:
 
     async def aclose(self) -> None:
         """Kill every Instance still running (bounded), reap them, close the listeners."""
+        self._closing = True
         for listener in list(self.listeners):
             await listener.aclose()
         self.listeners.clear()

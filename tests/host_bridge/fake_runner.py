@@ -28,8 +28,9 @@ from runner.protocol.connection import ConnectionClosed, Data, EndOfStream, Mess
 
 
 class Fake:
-    def __init__(self, sock: socket.socket, mode: str) -> None:
+    def __init__(self, sock: socket.socket, mode: str, sequence: str) -> None:
         self.sock = sock
+        self.sequence = sequence
         self.mode = mode
         self.conn = Connection(Role.RUNNER, window=256 * 1024)
         self.pending: dict[int, bytearray] = {int(ch): bytearray() for ch in (1, 2, 6, 7)}
@@ -71,6 +72,8 @@ class Fake:
         self.log("connected")
         info = {"appConfig": body.get("appConfig"), "args": body.get("args")}
         self.conn.send_message(Code.EVENT, {"eventName": "config", "message": info})
+        process = {"cwd": os.getcwd(), "env": os.environ.get("HB_TEST"), "sequence": self.sequence}
+        self.conn.send_message(Code.EVENT, {"eventName": "process", "message": process})
         if self.mode == "malformed":
             self.flush()
             self.sock.sendall(b"\x94\x06\x01\x02")  # 0x94 is no frame lead byte
@@ -170,7 +173,7 @@ def main() -> None:
     sock.setblocking(True)
     if mode == "no-handshake":
         time.sleep(1000)
-    fake = Fake(sock, mode)
+    fake = Fake(sock, mode, opts.sequence)
     token = "not-the-token" if mode == "wrong-token" else os.environ.get("SEQUENCE_RUNNER_TOKEN", "")
     fake.conn.send_ping(
         os.environ.get("SEQUENCE_RUNNER_INSTANCE_ID", ""),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import anyio
 import pytest
 from hb_helpers import collect, spawn_fake
@@ -214,3 +217,13 @@ async def test_set_input_content_type_before_data(bridge: Bridge) -> None:
     with anyio.fail_after(10):
         assert await collect(inst.output()) == b"\x00\x01"
         assert await inst.wait() == 0
+
+
+async def test_env_cwd_and_absolute_sequence_path(bridge: Bridge, tmp_path: Path) -> None:
+    inst = await spawn_fake(bridge, env={"HB_TEST": "yes"}, cwd=tmp_path)
+    with anyio.fail_after(10):
+        event = inst.last_event("process") or await inst.once("process")
+    assert event.message == {"cwd": str(tmp_path), "env": "yes", "sequence": os.path.abspath("unused")}
+    await inst.kill()
+    with anyio.fail_after(10):
+        await inst.wait()
