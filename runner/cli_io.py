@@ -64,9 +64,11 @@ class Render:
 
     def __init__(self, log_format: str = "text", color: str = "auto", verbose: bool = False,
                  stream: IO[bytes] | None = None) -> None:
-        if stream is None:
-            stream = sys.__stderr__.buffer if sys.__stderr__ is not None else open(os.devnull, "wb")  # noqa: SIM115
-        self.out = stream
+        out: Any = stream
+        if out is None:
+            real = sys.__stderr__
+            out = real.buffer if real is not None else open(os.devnull, "wb")  # noqa: SIM115
+        self.out = out
         self.json = log_format == "json"
         self.color = not self.json and want_color(color, sys.__stderr__)
         self.verbose = verbose
@@ -115,7 +117,8 @@ class Render:
                 *lines, rest = pending.split(b"\n")
                 self._partial[kind] = rest
                 for line in lines:
-                    self._emit_json({"type": kind, "text": line.decode("utf-8", "replace")})
+                    self._emit_json({"type": kind, "ts": int(time.time() * 1000),
+                                     "text": line.decode("utf-8", "replace")})
                 return
             parts = data.split(b"\n")
             chunks: list[bytes] = []
@@ -141,7 +144,8 @@ class Render:
             if self.json:
                 rest = self._partial.pop(kind, b"")
                 if rest:
-                    self._emit_json({"type": kind, "text": rest.decode("utf-8", "replace")})
+                    self._emit_json({"type": kind, "ts": int(time.time() * 1000),
+                                     "text": rest.decode("utf-8", "replace")})
             elif self._open == kind:
                 self._close_open_line()
 

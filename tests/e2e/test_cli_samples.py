@@ -187,7 +187,7 @@ def test_log_format_json(tmp_path):
     records = [json.loads(line) for line in stderr_lines(proc)]
     kinds = {r["type"] for r in records}
     assert {"log", "stdout", "event", "exit"} <= kinds, records
-    assert {"type": "stdout", "text": "printed"} in records
+    assert any(r["type"] == "stdout" and r["text"] == "printed" and "ts" in r for r in records)
     assert {"type": "event", "name": "e", "message": [1, 2]} in records
     assert any(r["type"] == "log" and r["msg"] == "hi" and r["level"] == "INFO" for r in records)
     assert records[-1]["type"] == "exit" and records[-1]["code"] == 0
