@@ -7,8 +7,6 @@ and drives the same object.
 
 from __future__ import annotations
 
-import codecs
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -27,15 +25,13 @@ from runner.protocol.connection import (
 )
 
 from .channels import ByteChannel, EventHub, EventMessage, EventSubscription
+from .content import TEXT, decode_items, encode_item, log_records
 from .errors import ChannelClosed, InstanceNotRunning
 from .info import Health, InstanceInfo
 from .link import Link
 from .options import InstanceOptions
 from .process import TailBuffer
 
-OCTET_STREAM = "application/octet-stream"
-NDJSON = "application/x-ndjson"
-TEXT = "text/plain"
 _BATCH = 1 << 16
 
 _CHANNEL_NAMES = {
@@ -175,13 +171,13 @@ class Instance:
             await self.write_input(b"", content_type=ctype)
             if isinstance(source, AsyncIterable):
                 async for item in source:
-                    batch += _encode_item(item, ctype)
+                    batch += encode_item(item, ctype)
                     if len(batch) >= _BATCH:
                         await self.write_input(bytes(batch))
                         batch.clear()
             else:
                 for item in source:
-                    batch += _encode_item(item, ctype)
+                    batch += encode_item(item, ctype)
                     if len(batch) >= _BATCH:
                         await self.write_input(bytes(batch))
                         batch.clear()
@@ -263,36 +259,26 @@ class Instance:
     async def output_items(self, content_type: str | None = None) -> AsyncIterator[Any]:
         """Decoded output: JSON values (ndjson), str lines with their "\\n" (text), bytes chunks (octet-stream).
 
-        The content type is the argument, else the one the runner declared (PANG), else text/plain.
+        The content type is the argument, else the one the runner declared (PANG), else
+        text/plain. It is decided when the first chunk arrives (PANG comes before output).
         """
-        pending = b""
-        ctype: str | None = content_type
-        text = codecs.getincrementaldecoder("utf-8")("replace")
-        async for chunk in self.output():
-            ctype = ctype or self.info.output_content_type or TEXT
-            if ctype == OCTET_STREAM:
-                yield chunk
-                continue
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                if ctype == NDJSON:
-                    if line.strip():
-                        yield json.loads(line)
-                else:
-                    yield text.decode(line + b"\n")
-        if pending and ctype != OCTET_STREAM:
-            yield json.loads(pending) if ctype == NDJSON else text.decode(pending, final=True)
+        channel = self._channels[Channel.OUT]
+        first = await channel.receive()
+        if first is None:
+            return
+        ctype = content_type or self.info.output_content_type or TEXT
 
-    async def logs(self) -> AsyncIterator[dict[str, Any]]:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in channel:
+                yield chunk
+
+        async for item in decode_items(chunks(), ctype):
+            yield item
+
+    def logs(self) -> AsyncIterator[dict[str, Any]]:
         """Log records (one dict per LOG line: ts, level, from, msg, exc)."""
-        pending = b""
-        async for chunk in self._channels[Channel.LOG]:
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                if line.strip():
-                    yield _parse_log(line)
-        if pending.strip():
-            yield _parse_log(pending)
+        return log_records(self._channels[Channel.LOG].__aiter__())
 
     def discard(self, *channels: str) -> None:
         """Drop what arrives on these channels ("stdout", "stderr", "output", "log") unread,
@@ -453,20 +439,3 @@ class Instance:
             event.set()
         self._events.close()
 
-
-def _encode_item(item: Any, content_type: str) -> bytes:
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return bytes(item)
-    if content_type == NDJSON:
-        return json.dumps(item, separators=(",", ":")).encode() + b"\n"
-    return str(item).encode()
-
-
-def _parse_log(line: bytes) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict):
-        return {"level": "INFO", "msg": line.decode("utf-8", "replace"), "invalid": True}
-    return record
