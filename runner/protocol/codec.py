@@ -32,6 +32,8 @@ SCHEMA: dict[int, dict[str, tuple[Any, bool]]] = {
         "capabilities": (list, False),
         "pid": (int, False),
         "created": (_NUMBER, False),
+        "runnerVersion": (str, False),
+        "python": (str, False),
     },
     Code.PONG: {
         "protocol": (int, True),
@@ -61,6 +63,10 @@ SCHEMA: dict[int, dict[str, tuple[Any, bool]]] = {
     Code.MONITORING_REPLY: {},
     Code.EVENT: {"eventName": (str, True), "source": (str, False)},
 }
+
+
+#: Number fields that are durations, rates or sizes: a negative value is an error.
+NON_NEGATIVE = frozenset({"timeout", "keepAlive", "monitoringRate", "maxFrameSize", "window", "pid"})
 
 
 def channel_for(code: int) -> Channel:
@@ -101,6 +107,8 @@ def check_body(code: int, body: Any, error: type[Exception] = UnknownMessage) ->
             raise error(f"{_name(code)} field {field!r} must be {_type_names(types)}, got bool")
         if not isinstance(value, types):
             raise error(f"{_name(code)} field {field!r} must be {_type_names(types)}, got {type(value).__name__}")
+        if field in NON_NEGATIVE and value < 0:
+            raise error(f"{_name(code)} field {field!r} must not be negative, got {value}")
     return body
 
 

@@ -243,7 +243,10 @@ class Connection:
 
     def consumed(self, channel: int, n: int) -> None:
         """The application took ``n`` bytes of ``channel``; return credit to the peer when due."""
-        credit = self._recv[channel].consume(n)
+        window = self._recv.get(channel)
+        if window is None:
+            raise LocalProtocolError(f"the {self.role.value} does not receive on channel {channel}")
+        credit = window.consume(n)
         if credit and channel not in self._ended_in:
             self._encoder.credit(channel, credit)
 

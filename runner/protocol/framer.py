@@ -27,7 +27,7 @@ def _load() -> tuple[Any, str]:
             raise ImportError(f"{PURE_PYTHON_ENV} and {REQUIRE_EXTENSION_ENV} are both set")
         return _framer_py, "python"
     try:
-        from . import _framer_c  # type: ignore[attr-defined]
+        from . import _framer_c
     except ImportError as exc:
         if _flag(REQUIRE_EXTENSION_ENV):
             raise ImportError(

@@ -28,8 +28,9 @@ class State(str, enum.Enum):
 
 
 S = State
-_SAME = "same"  # no-op: stay in the current state
-_ERR = "error"
+NO_OP = "same"  # the message is allowed and changes nothing
+REFUSED = "error"  # the message is a protocol error in this state
+_SAME, _ERR = NO_OP, REFUSED
 
 # Lifecycle messages; every other message (MONITORING, PANG, EVENT, ...) leaves the
 # state alone once the connection is open and is an error before it.
@@ -108,6 +109,18 @@ class Lifecycle:
         self.exit_code: int | None = None
         self.deadline: float | None = None
         self.deadline_kind: Deadline | None = None
+
+    def effect(self, code: int) -> State | str:
+        """What a lifecycle message would do now: the next state, NO_OP or REFUSED.
+
+        Lets a sender skip a message that crossed with the peer's (e.g. ALIVE after
+        KILL) instead of sending something that changes nothing or breaks protocol.
+        """
+        row = TABLE[self.state]
+        if code not in row:
+            return REFUSED if self.state in (S.STARTING, S.EXITED) else NO_OP
+        target: State | str = row[code]
+        return target
 
     def handle(self, code: int, body: dict[str, Any], now: float) -> State:
         """Apply a lifecycle message (sent or received); return the new state."""

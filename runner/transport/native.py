@@ -30,7 +30,7 @@ from ..protocol import (
 )
 from ..protocol.constants import RUNNER_TO_HOST
 from ..protocol.framer import IMPLEMENTATION
-from ..protocol.lifecycle import LIFECYCLE_CODES, TABLE
+from ..protocol.lifecycle import LIFECYCLE_CODES, NO_OP, REFUSED
 from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
 
 RECV_SIZE = 256 * 1024
@@ -238,7 +238,7 @@ class NativeTransport(Transport):
             conn = self._conn
             if not conn.open:
                 return False
-            if code in LIFECYCLE_CODES and TABLE[conn.state].get(code) in ("error", "same"):
+            if code in LIFECYCLE_CODES and conn.lifecycle.effect(code) in (NO_OP, REFUSED):
                 return False
             conn.send_message(code, body, time.monotonic())
             self._wake.notify()

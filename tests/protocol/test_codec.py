@@ -68,3 +68,11 @@ def test_garbage_bodies_raise_only_unknown_message(code: int, raw: bytes) -> Non
         decode_body(code, raw)
     except UnknownMessage:
         pass
+
+
+@pytest.mark.parametrize(
+    "code,body", [(Code.STOP, {"timeout": -1}), (Code.MONITORING_RATE, {"monitoringRate": -0.5})]
+)
+def test_negative_durations_and_rates_are_refused(code: Code, body: dict) -> None:
+    with pytest.raises(UnknownMessage, match="must not be negative"):
+        decode_body(code, msgpack.packb(body))

@@ -84,3 +84,13 @@ def test_completion_and_stop_set_an_exit_deadline() -> None:
     life = in_state(State.RUNNING)
     life.handle(Code.SEQUENCE_COMPLETED, {}, now=1.0)
     assert life.deadline_kind == Deadline.EXIT and life.deadline == pytest.approx(1.0 + life.exit_grace)
+
+
+def test_effect_tells_a_sender_what_a_message_would_do() -> None:
+    from runner.protocol.lifecycle import NO_OP, REFUSED
+
+    assert in_state(State.RUNNING).effect(Code.ALIVE) == NO_OP
+    assert in_state(State.STOPPING).effect(Code.ALIVE) == State.STOPPING
+    assert in_state(State.STOPPED).effect(Code.ALIVE) == REFUSED
+    assert in_state(State.RUNNING).effect(Code.MONITORING) == NO_OP
+    assert in_state(State.EXITED).effect(Code.MONITORING) == REFUSED
