@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 
 import anyio
@@ -209,3 +210,14 @@ async def test_fifty_concurrent_runners_streaming(anyio_backend: str) -> None:
                     tg.start_soon(drain, inst)
     assert all(inst.exit_code == 0 for inst in instances), [i.info.error for i in instances if i.exit_code]
     assert all(out == expected for out in results.values())
+
+
+async def test_real_runner_with_wrong_token_is_rejected(bridge: Bridge) -> None:
+    # argv wins over the environment in the runner: hand it a token that is not the Instance's.
+    command = [sys.executable, "-m", "runner", "--token", "not-the-token"]
+    inst = await bridge.spawn(sample("events"), command=command)
+    with anyio.fail_after(30):
+        assert await inst.wait() == 20
+    assert inst.status is Status.ERRORED and not inst.connected.is_set()
+    assert inst.info.error is not None and "wrong token" in inst.info.error
+    assert any("wrong token" in line for line in inst.info.process_output_tail)
