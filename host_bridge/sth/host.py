@@ -744,9 +744,14 @@ class STHHost:
     async def __aexit__(self, *exc: object) -> bool | None:
         assert self._tg is not None and self._listener is not None
         with anyio.CancelScope(shield=True):
-            for inst in self.instances.values():
-                if inst._process is not None and inst._process.returncode is None:
-                    _signal_group(inst._process.pid, signal.SIGKILL)
+            procs = [inst._process for inst in self.instances.values() if inst._process is not None]
+            for proc in procs:
+                if proc.returncode is None:
+                    _signal_group(proc.pid, signal.SIGKILL)
+            # reap them before the loop goes away (an exit-code file can come before the exit)
+            with anyio.move_on_after(5):
+                for proc in procs:
+                    await proc.wait()
             await self._listener.aclose()
             for conns in self._in_progress.values():
                 for stream, _ in conns.values():
