@@ -7,7 +7,7 @@ and drives the same object.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -81,8 +81,9 @@ class Instance:
         self.stop_requested = False
         self.kill_requested = False
         # set by the supervisor
-        self.escalate_now: Any = None  # Callable[[bool], None]: (immediate SIGKILL?) -> None
-        self.stop_timer: Any = None  # Callable[[float], None]: KILL after the stop timeout
+        self.escalate_now: Callable[[bool], None] | None = None  # (SIGKILL now?) -> None
+        self.stop_timer: Callable[[float], None] | None = None  # KILL after the stop timeout
+        self._monitoring_rate: float | None = None  # None: the runner's default (1/s)
 
     def new_connection(self) -> Connection:
         o = self.options
@@ -114,6 +115,10 @@ class Instance:
         """The latest heartbeat and whether the runner counts as healthy now."""
         now = anyio.current_time()
         timeout = self.options.heartbeat_timeout
+        if self._monitoring_rate is not None and self._monitoring_rate > 0:
+            timeout = max(timeout, 3.0 / self._monitoring_rate)  # slow heartbeats are not missing ones
+        if self._monitoring_rate == 0:
+            timeout = float("inf")  # the host turned heartbeats off
         if self.heartbeat_at is None:
             age = None
             stale = self.connected_at is not None and now - self.connected_at > timeout
@@ -370,8 +375,9 @@ class Instance:
             self.escalate_now(immediate)
 
     async def set_monitoring_rate(self, per_second: float) -> None:
-        """Heartbeats per second (0 turns them off)."""
+        """Heartbeats per second (0 turns them off, and with them the staleness check)."""
         link = await self._open()
+        self._monitoring_rate = float(per_second)
         self.conn.send_message(Code.MONITORING_RATE, {"monitoringRate": per_second}, anyio.current_time())
         link.flush()
 

@@ -96,6 +96,8 @@ class Fake:
             sys.exit(20)
         elif code == Code.INPUT_CONTENT_TYPE:
             self.conn.send_message(Code.EVENT, {"eventName": "content-type", "message": body["contentType"]})
+        elif code == Code.EVENT and body["eventName"] == "mute":
+            self.mode = "silent"  # heartbeats stop as if the runner hung
         elif code == Code.EVENT:
             reply = {"eventName": body["eventName"] + "-reply", "message": body.get("message")}
             self.conn.send_message(Code.EVENT, reply)

@@ -84,11 +84,13 @@ async def test_health_reports_heartbeats_then_stale(bridge: Bridge) -> None:
             await anyio.sleep(0.05)
     health = inst.health()
     assert health.healthy and not health.stale and health.stats["rss"] == 1234
-    await inst.set_monitoring_rate(0)  # heartbeats stop: the runner goes stale
+    await inst.send_event("mute")  # heartbeats stop as if the runner hung: it goes stale
     with anyio.fail_after(10):
         while inst.healthy:
             await anyio.sleep(0.1)
     assert inst.health().stale
+    await inst.set_monitoring_rate(0)  # the host turned heartbeats off: silence is not a fault
+    assert not inst.health().stale
     await inst.kill()
     with anyio.fail_after(10):
         assert await inst.wait() == 137
