@@ -6,7 +6,7 @@ misbehave on purpose. It echoes IN to OUT, STDIN to STDOUT (prefixed), answers
 event ``x`` with ``x-reply``, and follows the lifecycle of docs/protocol.md §5.
 
 Modes: echo (default), malformed, no-handshake, ignore-term, wrong-token,
-crash-early, silent (no heartbeats), keepalive, child, fail, flood.
+crash-early, silent (no heartbeats), keepalive, child, fail, flood, alloc.
 """
 
 from __future__ import annotations
@@ -85,6 +85,10 @@ class Fake:
             self.pending[Channel.STDERR] += b"Traceback: FakeError: boom\n"
             self.conn.send_message(Code.ERROR, {"message": "FakeError: boom", "stack": "", "exitCode": 23})
             self.exit(23)
+        if self.mode == "alloc":
+            self.flush()
+            hog = bytearray(2 << 30)  # more than the memory limit: MemoryError, a crash
+            del hog
         if self.mode == "flood":
             self.pending[Channel.STDOUT] += b"x" * (4 << 20)  # far more than the host's window
 

@@ -9,7 +9,7 @@ import anyio
 import pytest
 from hb_helpers import collect, spawn_fake
 
-from host_bridge import Bridge, SpawnError, Status
+from host_bridge import Bridge, BridgeError, SpawnError, Status
 
 pytestmark = pytest.mark.anyio
 
@@ -165,3 +165,17 @@ async def test_bridge_exit_kills_and_reaps_what_still_runs(anyio_backend: str) -
             await inst.wait_started()
     for inst in instances:
         assert inst.done.is_set() and inst.pid is not None and not _alive(inst.pid)
+
+
+async def test_runner_over_its_memory_limit_crashes_and_is_reported(bridge: Bridge) -> None:
+    inst = await spawn_fake(bridge, "alloc", memory_limit=1 << 30)
+    with anyio.fail_after(15):
+        code = await inst.wait()
+    assert code == 1 and inst.status is Status.ERRORED
+    assert any("MemoryError" in line for line in inst.info.process_output_tail)
+    assert inst.info.error is not None and "MemoryError" in inst.info.error
+
+
+async def test_bridge_must_be_entered(anyio_backend: str) -> None:
+    with pytest.raises(BridgeError):
+        await Bridge().spawn("x")
