@@ -1,0 +1,462 @@
+"""The table (text and Markdown), the targets and the chart, from run.py's results document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+#: STH 1.0.1's own Python runner, as measured by the founders on this machine class
+#: (Python 3.10, its own protocol, median of 5). Source: issue 6, "What to beat".
+STH_REFERENCE: dict[str, Any] = {
+    "source": "issue 6 'What to beat': STH 1.0.1 Python runner, founders' measurement, "
+    "this machine class, Python 3.10, its own protocol, median of 5",
+    "lines_per_s": 10_000,
+    "lines_mb_s": 1.0,
+    "bulk_mb_s": 83.0,
+    "ready_ms": 61.0,
+    "idle_rss_mib": 19.0,
+    "rtt_idle_p50_ms": 0.41,
+    "rtt_idle_p99_ms": 0.57,
+    "rtt_flood_p99_ms": 4.2,
+    "kill_cpu_bound": "never (only SIGTERM ends it)",
+    "flood_slope_mib_s": 4.0,
+}
+
+MB = 1e6
+
+
+def _row(
+    figure: str,
+    value: float | None,
+    unit: str,
+    compare: str = "",
+    ratio: float | None = None,
+    target: str = "",
+    met: bool | None = None,
+    fmt: str = "{:,.0f}",
+) -> dict[str, Any]:
+    return {
+        "figure": figure,
+        "value": value,
+        "text": "-" if value is None else fmt.format(value),
+        "unit": unit,
+        "compare": compare,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+    }
+
+
+def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    res = doc["results"]
+    ref = STH_REFERENCE
+    out: list[dict[str, Any]] = []
+    if "bulk" in res:
+        v = res["bulk"]["variants"]
+        raw, nat = v["raw"]["bytes_per_s"] / MB, v["native"]["bytes_per_s"] / MB
+        out.append(_row("1 bulk 64 KiB, raw echo (baseline)", raw, "MB/s"))
+        ok = nat >= 0.5 * raw and nat >= 10 * ref["bulk_mb_s"]
+        out.append(
+            _row(
+                "1 bulk 64 KiB, native",
+                nat,
+                "MB/s",
+                f"vs raw echo {raw:,.0f}",
+                nat / raw,
+                f">= 50% raw and >= {10 * ref['bulk_mb_s']:.0f}",
+                ok,
+            )
+        )
+        if "sth" in v:
+            sth = v["sth"]["bytes_per_s"] / MB
+            out.append(_row("8 bulk 64 KiB, STH transport", sth, "MB/s", f"vs native {nat:,.0f}", sth / nat))
+        out.append(
+            _row(
+                "8 bulk, STH's runner (reference)",
+                ref["bulk_mb_s"],
+                "MB/s",
+                "cited",
+                nat / ref["bulk_mb_s"],
+                "native / STH",
+            )
+        )
+    if "records" in res:
+        for kind, label in (("text", "100 B text lines"), ("ndjson", "100 B ndjson records")):
+            if kind not in res["records"]:
+                continue
+            v = res["records"][kind]["variants"]
+            raw, nat = v["raw"]["records_per_s"], v["native"]["records_per_s"]
+            out.append(_row(f"2 {label}, raw echo (baseline)", raw, "rec/s"))
+            if kind == "text":
+                out.append(
+                    _row(
+                        f"2 {label}, native",
+                        nat,
+                        "lines/s",
+                        f"vs raw echo {raw:,.0f}",
+                        nat / raw,
+                        ">= 500,000",
+                        nat >= 500_000,
+                    )
+                )
+            else:
+                out.append(_row(f"2 {label}, native", nat, "rec/s", f"vs raw echo {raw:,.0f}", nat / raw))
+            if "sth" in v:
+                sth = v["sth"]["records_per_s"]
+                out.append(
+                    _row(f"8 {label}, STH transport", sth, "lines/s", f"vs native {nat:,.0f}", sth / nat)
+                )
+        if "text" in res["records"]:
+            nat = res["records"]["text"]["variants"]["native"]["records_per_s"]
+            out.append(
+                _row(
+                    "8 100 B text lines, STH's runner (reference)",
+                    ref["lines_per_s"],
+                    "lines/s",
+                    "cited",
+                    nat / ref["lines_per_s"],
+                    "native / STH",
+                )
+            )
+    if "events" in res:
+        e = res["events"]
+        f2 = "{:.3f}"
+        out.append(
+            _row(
+                "3 event RTT idle p50",
+                e["idle"]["p50_ms"],
+                "ms",
+                f"STH {ref['rtt_idle_p50_ms']}",
+                e["idle"]["p50_ms"] / ref["rtt_idle_p50_ms"],
+                fmt=f2,
+            )
+        )
+        out.append(
+            _row(
+                "3 event RTT idle p99",
+                e["idle"]["p99_ms"],
+                "ms",
+                f"STH {ref['rtt_idle_p99_ms']}",
+                e["idle"]["p99_ms"] / ref["rtt_idle_p99_ms"],
+                "<= 0.5",
+                e["idle"]["p99_ms"] <= 0.5,
+                f2,
+            )
+        )
+        out.append(
+            _row(
+                "3 event RTT, unread stdout flood, p50",
+                e["flood"]["p50_ms"],
+                "ms",
+                f"vs idle {e['idle']['p50_ms']:.3f}",
+                e["flood"]["p50_ms"] / e["idle"]["p50_ms"],
+                fmt=f2,
+            )
+        )
+        out.append(
+            _row(
+                "3 event RTT, unread stdout flood, p99",
+                e["flood"]["p99_ms"],
+                "ms",
+                f"STH {ref['rtt_flood_p99_ms']}",
+                e["flood"]["p99_ms"] / ref["rtt_flood_p99_ms"],
+                "<= 2",
+                e["flood"]["p99_ms"] <= 2.0,
+                f2,
+            )
+        )
+    if "startup" in res:
+        s = res["startup"]
+        f1 = "{:.1f}"
+        out.append(_row("4 python -c 'import asyncio' (floor)", s["import_asyncio_ms"], "ms", fmt=f1))
+        out.append(
+            _row(
+                "4 spawn -> ready (handshake done)",
+                s["ready_ms"],
+                "ms",
+                f"vs floor {s['import_asyncio_ms']:.1f}",
+                s["ready_ms"] / s["import_asyncio_ms"],
+                f"<= {ref['ready_ms']:.0f} (STH)",
+                s["ready_ms"] <= ref["ready_ms"],
+                f1,
+            )
+        )
+        out.append(
+            _row(
+                "4 spawn -> first output (hello)",
+                s["first_output_ms"],
+                "ms",
+                f"vs floor {s['import_asyncio_ms']:.1f}",
+                s["first_output_ms"] / s["import_asyncio_ms"],
+                fmt=f1,
+            )
+        )
+    if "kill" in res:
+        k = res["kill"]
+        f1 = "{:.1f}"
+        out.append(
+            _row(
+                "5 KILL -> exit, CPU-bound Sequence",
+                k["kill_cpu_bound_ms"],
+                "ms",
+                "STH: never",
+                None,
+                "<= 100",
+                k["kill_cpu_bound_ms"] <= 100 and not k["kill_needed_signal"],
+                f1,
+            )
+        )
+        out.append(_row("5 STOP -> stop handler done (at host)", k["stop_handler_ms"], "ms", fmt=f1))
+        out.append(_row("5 STOP -> exit (KILL when handler done)", k["stop_then_kill_exit_ms"], "ms", fmt=f1))
+    if "memory" in res:
+        m = res["memory"]
+        out.append(
+            _row(
+                "6 idle runner RSS",
+                m["idle_rss_mib"],
+                "MiB",
+                f"STH {ref['idle_rss_mib']}",
+                m["idle_rss_mib"] / ref["idle_rss_mib"],
+                "<= 20",
+                m["idle_rss_mib"] <= 20,
+                "{:.1f}",
+            )
+        )
+        out.append(
+            _row(
+                f"6 RSS slope, stdout unread {m['flood_seconds']:.0f} s",
+                m["flood_slope_mib_s"],
+                "MiB/s",
+                f"STH +{ref['flood_slope_mib_s']:.0f}",
+                None,
+                "flat (<= 0.05 in 2nd half)",
+                m["flood_slope_second_half_mib_s"] <= 0.05,
+                "{:+.3f}",
+            )
+        )
+        out.append(
+            _row(
+                "6 RSS max under unread flood",
+                m["flood_max_mib"],
+                "MiB",
+                f"start {m['flood_start_mib']:.1f}",
+                None,
+                fmt="{:.1f}",
+            )
+        )
+    for r in res.get("framer", []):
+        if r["unit"] == "frames/s":
+            value, unit, fmt = r["rate"] / 1e6, "M frames/s", "{:.2f}"
+        else:
+            value, unit, fmt = r["rate"], "GB/s", "{:.2f}"
+        out.append(
+            _row(
+                f"7 framer {r['workload']} {r['op']}, {r['impl']}",
+                value,
+                unit,
+                "vs msgpack",
+                r["vs_msgpack"],
+                fmt=fmt,
+            )
+        )
+    return out
+
+
+def _met(m: bool | None) -> str:
+    return "" if m is None else ("met" if m else "MISSED")
+
+
+def table(doc: dict[str, Any]) -> str:
+    meta = doc["meta"]
+    lines = [
+        f"sequence-runner benchmarks: {meta['nproc']} CPUs ({meta['cpu']}), Python {meta['python']}, "
+        f"framer {meta['framer']}, median of {meta['config']['runs']} runs"
+        + (" (--quick)" if meta["config"]["quick"] else ""),
+    ]
+    header = f"{'figure':<46} {'value':>12} {'unit':<10} {'compared with':<22} {'ratio':>7}  {'target':<26} {'':<6}"
+    lines += [header, "-" * len(header)]
+    for r in rows(doc):
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(
+            f"{r['figure']:<46} {r['text']:>12} {r['unit']:<10} {r['compare']:<22} {ratio:>7}  "
+            f"{r['target']:<26} {_met(r['met']):<6}"
+        )
+    lines.append(f"STH reference: {STH_REFERENCE['source']}")
+    return "\n".join(lines)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    out = [
+        "| # | figure | value | unit | compared with | ratio | target | |",
+        "|---|---|--:|---|---|--:|---|---|",
+    ]
+    for r in rows(doc):
+        num, _, fig = r["figure"].partition(" ")
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        met = {None: "", True: "met", False: "**missed**"}[r["met"]]
+        out.append(
+            f"| {num} | {fig} | {r['text']} | {r['unit']} | {r['compare']} | {ratio} | {r['target']} | {met} |"
+        )
+    return "\n".join(out)
+
+
+def chart(doc: dict[str, Any], path: Path) -> str:
+    """Draw the chart; returns a message (the chart is skipped when matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "chart skipped: matplotlib is not installed (pip install matplotlib, or the 'bench' extra)"
+    res, ref, meta = doc["results"], STH_REFERENCE, doc["meta"]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    colors = {"raw": "#999999", "native": "#1f77b4", "sth": "#ff7f0e", "ref": "#d62728", "floor": "#bbbbbb"}
+
+    def bars(
+        ax: Any,
+        labels: list[str],
+        values: list[float],
+        kinds: list[str],
+        title: str,
+        unit: str,
+        log: bool = False,
+        target: float | None = None,
+    ) -> None:
+        ax.bar(labels, values, color=[colors[k] for k in kinds])
+        for i, v in enumerate(values):
+            ax.annotate(f"{v:,.3g}", (i, v), ha="center", va="bottom", fontsize=8)
+        if target is not None:
+            ax.axhline(target, color="green", linestyle="--", linewidth=1, label=f"target {target:g}")
+            ax.legend(fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(unit)
+        if log:
+            ax.set_yscale("log")
+        ax.tick_params(axis="x", labelsize=8)
+
+    if "bulk" in res:
+        v = res["bulk"]["variants"]
+        bars(
+            axes[0][0],
+            ["raw echo", "native", "STH transport", "STH runner\n(cited)"],
+            [
+                v["raw"]["bytes_per_s"] / MB,
+                v["native"]["bytes_per_s"] / MB,
+                v.get("sth", {}).get("bytes_per_s", 0) / MB,
+                ref["bulk_mb_s"],
+            ],
+            ["raw", "native", "sth", "ref"],
+            "1/8 bulk pass-through, 64 KiB chunks",
+            "MB/s",
+            target=max(10 * ref["bulk_mb_s"], 0.5 * v["raw"]["bytes_per_s"] / MB),
+        )
+    if "records" in res and "text" in res["records"]:
+        t = res["records"]["text"]["variants"]
+        n = res["records"].get("ndjson", {}).get("variants", {})
+        bars(
+            axes[0][1],
+            [
+                "raw echo\n(same bytes)",
+                "native\ntext",
+                "native\nndjson",
+                "STH transport\ntext",
+                "STH runner\n(cited)",
+            ],
+            [
+                t["raw"]["records_per_s"],
+                t["native"]["records_per_s"],
+                n.get("native", {}).get("records_per_s", 0),
+                t.get("sth", {}).get("records_per_s", 0),
+                ref["lines_per_s"],
+            ],
+            ["raw", "native", "native", "sth", "ref"],
+            "2/8 100-byte records end to end",
+            "records/s",
+            log=True,
+            target=500_000,
+        )
+    if "events" in res:
+        e = res["events"]
+        ax = axes[0][2]
+        x = [0, 1]
+        ax.bar(
+            [i - 0.2 for i in x],
+            [e["idle"]["p50_ms"], e["flood"]["p50_ms"]],
+            0.2,
+            label="ours p50",
+            color="#6baed6",
+        )
+        ax.bar(x, [e["idle"]["p99_ms"], e["flood"]["p99_ms"]], 0.2, label="ours p99", color=colors["native"])
+        ax.bar(
+            [i + 0.2 for i in x],
+            [ref["rtt_idle_p99_ms"], ref["rtt_flood_p99_ms"]],
+            0.2,
+            label="STH p99 (cited)",
+            color=colors["ref"],
+        )
+        ax.plot([-0.35, 0.35], [0.5, 0.5], "g--", linewidth=1)
+        ax.plot([0.65, 1.35], [2.0, 2.0], "g--", linewidth=1, label="targets")
+        ax.set_xticks(x, ["idle", "stdout flooding,\nunread"])
+        ax.set_ylabel("ms")
+        ax.set_title("3 event round trip host -> Sequence -> host", fontsize=10)
+        ax.legend(fontsize=8)
+    if "startup" in res:
+        s = res["startup"]
+        bars(
+            axes[1][0],
+            ["import asyncio\n(floor)", "spawn -> ready", "spawn -> first\noutput", "STH ready\n(cited)"],
+            [s["import_asyncio_ms"], s["ready_ms"], s["first_output_ms"], ref["ready_ms"]],
+            ["floor", "native", "native", "ref"],
+            "4 start-up",
+            "ms",
+            target=ref["ready_ms"],
+        )
+    if "memory" in res:
+        m = res["memory"]
+        ax = axes[1][1]
+        ts = [t for t, _ in m["flood_samples"]]
+        ys = [y for _, y in m["flood_samples"]]
+        ax.plot(ts, ys, color=colors["native"], label=f"ours ({m['flood_slope_mib_s']:+.3f} MiB/s)")
+        if ts:
+            ax.plot(
+                [0, ts[-1]],
+                [ys[0], ys[0] + ref["flood_slope_mib_s"] * ts[-1]],
+                color=colors["ref"],
+                linestyle=":",
+                label="STH +4 MiB/s (cited)",
+            )
+        ax.axhline(
+            m["idle_rss_mib"],
+            color=colors["floor"],
+            linestyle="--",
+            label=f"idle {m['idle_rss_mib']:.1f} MiB",
+        )
+        ax.set_xlabel("s, host not reading stdout")
+        ax.set_ylabel("runner RSS, MiB")
+        ax.set_title("6 memory under an unread output flood", fontsize=10)
+        ax.legend(fontsize=8)
+    if "kill" in res:
+        k = res["kill"]
+        bars(
+            axes[1][2],
+            ["KILL -> exit\nCPU-bound", "STOP -> handler\ndone", "STOP -> exit"],
+            [k["kill_cpu_bound_ms"], k["stop_handler_ms"], k["stop_then_kill_exit_ms"]],
+            ["native", "native", "native"],
+            "5 kill and stop (STH: CPU-bound never dies by KILL)",
+            "ms",
+            target=100,
+        )
+    for ax in axes.flat:
+        if not ax.has_data():
+            ax.set_visible(False)
+    fig.suptitle(
+        f"sequence-runner, {meta['nproc']} CPUs ({meta['cpu']}), Python {meta['python']}, framer {meta['framer']}; "
+        f"medians of {meta['config']['runs']} runs" + (" (--quick)" if meta["config"]["quick"] else ""),
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return f"chart: {path}"

@@ -1,0 +1,359 @@
+"""sequence-runner benchmarks: one command, one table, a JSON file and a chart.
+
+    python benchmarks/run.py [--quick] [--runs N] [--json FILE] [--png FILE] [--md FILE] [--only NAMES]
+
+Every figure is the median of several runs (5, --quick 3; start-up 15/7) and every
+comparison is measured side by side in the same run: each round runs the baseline
+and the contenders one after the other, so noise on this shared machine hits them
+alike, and the table shows the ratio of the medians. What each row means, the
+targets and the machine are in docs/benchmarks.md.
+
+Sections (--only takes a comma-separated subset): bulk, records, events, startup,
+kill, memory, framer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_baseline
+import bench_e2e
+import bench_sth
+import report
+from common import (
+    CHUNK,
+    HERE,
+    MIB,
+    Hasher,
+    Verifier,
+    bulk_chunks,
+    bulk_pool,
+    expected_digest,
+    machine,
+    median,
+    ndjson_records,
+    text_records,
+)
+
+from host_bridge import Bridge
+
+SECTIONS = ("bulk", "records", "events", "startup", "kill", "memory", "framer")
+RECORD = 100
+RECORDS_PER_BLOCK = CHUNK // RECORD  # 655 records: one 65 500-byte write
+
+
+class Config:
+    def __init__(self, quick: bool, runs: int | None) -> None:
+        self.quick = quick
+        self.runs = runs or (3 if quick else 5)
+        self.bulk_bytes = (128 if quick else 1024) * MIB
+        self.record_blocks = 300 if quick else 1600  # x 655 records: ~196k / ~1.05M records
+        self.rtt_count = 300 if quick else 2000
+        self.startup_runs = 7 if quick else 15
+        self.idle_rss_runs = 3
+        self.flood_seconds = 5.0 if quick else 30.0
+        self.flood_runs = 1 if quick else 3
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def say(*parts: object) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+# -- pass-through: raw echo, native transport, STH transport, side by side -------------------
+
+
+async def pass_through(
+    cfg: Config,
+    label: str,
+    name: str,
+    content_type: str,
+    period: bytes,
+    blocks: Callable[[], Iterable[bytes]],
+    total: int,
+    with_sth: bool,
+    with_raw: bool,
+    bridge: Bridge,
+    sth_host: Any,
+) -> dict[str, Any]:
+    """Round-robin the variants; round 0 is a warm-up checked by sha256, the others by exact compare."""
+    digest = expected_digest(iter(blocks()), (hash(period), total))
+    variants: dict[str, Callable[[Hasher | Verifier], Any]] = {}
+    if with_raw:
+
+        async def raw(checker: Hasher | Verifier) -> dict[str, Any]:
+            seconds, got, _ = await anyio.to_thread.run_sync(bench_baseline.raw_echo, blocks, total, checker)
+            return {"seconds": seconds, "digest": got}
+
+        variants["raw"] = raw
+    variants["native"] = lambda c: bench_e2e.pipe(bridge, name, content_type, blocks, total, c)
+    if with_sth:
+        variants["sth"] = lambda c: bench_sth.pipe(sth_host, name, content_type, blocks, total, c)
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    hashed: dict[str, float] = {}
+    for rnd in range(cfg.runs + 1):
+        for variant, run in variants.items():
+            checker: Hasher | Verifier = Hasher() if rnd == 0 else Verifier(period)
+            result = await run(checker)
+            if rnd == 0:
+                if result["digest"] != digest:
+                    raise AssertionError(f"{label} {variant}: sha256 of output != sha256 of input")
+                hashed[variant] = result["seconds"]
+            else:
+                samples[variant].append(result["seconds"])
+                if result.get("runner_cpu_s") is not None:
+                    cpu[variant].append(result["runner_cpu_s"])
+        if rnd == 0:
+            say(
+                f"  {label} warm-up, sha256 of output == sha256 of input: "
+                + ", ".join(f"{v} {s:.3f}s" for v, s in hashed.items())
+            )
+        else:
+            say(
+                f"  {label} round {rnd}/{cfg.runs}: "
+                + ", ".join(f"{v} {samples[v][-1]:.3f}s" for v in samples)
+            )
+    out: dict[str, Any] = {"bytes": total, "sha256": digest, "hashed_warmup_s": hashed, "variants": {}}
+    for variant, secs in samples.items():
+        m = median(secs)
+        out["variants"][variant] = {
+            "runs_s": secs,
+            "median_s": m,
+            "bytes_per_s": total / m,
+            "runner_cpu_s": median(cpu[variant]) if cpu[variant] else None,
+        }
+    return out
+
+
+async def bench_bulk(cfg: Config, bridge: Bridge, sth_host: Any) -> dict[str, Any]:
+    pool = bulk_pool()
+    total = cfg.bulk_bytes
+    return await pass_through(
+        cfg,
+        "bulk",
+        "identity-bytes",
+        bench_e2e.OCTET,
+        b"".join(pool),
+        lambda: bulk_chunks(pool, total),
+        total,
+        True,
+        True,
+        bridge,
+        sth_host,
+    )
+
+
+async def bench_records(cfg: Config, bridge: Bridge, sth_host: Any) -> dict[str, Any]:
+    out = {}
+    for kind, name, ctype, make, with_sth in (
+        ("text", "identity-text", bench_e2e.TEXT, text_records, True),
+        ("ndjson", "identity-ndjson", bench_e2e.NDJSON, ndjson_records, False),
+    ):
+        block = make(RECORDS_PER_BLOCK, RECORD)
+        n = cfg.record_blocks
+        res = await pass_through(
+            cfg,
+            kind,
+            name,
+            ctype,
+            block,
+            lambda b=block, n=n: [b] * n,
+            len(block) * n,
+            with_sth,
+            True,
+            bridge,
+            sth_host,
+        )
+        res["records"] = RECORDS_PER_BLOCK * n
+        for v in res["variants"].values():
+            v["records_per_s"] = res["records"] / v["median_s"]
+        out[kind] = res
+    return out
+
+
+async def bench_events(cfg: Config, bridge: Bridge) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {"idle": [], "flood": []}
+    for rnd in range(cfg.runs):
+        for kind, kind_runs in runs.items():
+            kind_runs.append(await bench_e2e.event_rtt(bridge, cfg.rtt_count, kind == "flood"))
+        say(
+            f"  events round {rnd + 1}/{cfg.runs}: "
+            + ", ".join(
+                f"{k} p50 {v[-1]['p50_ms']:.3f} p99 {v[-1]['p99_ms']:.3f} ms" for k, v in runs.items()
+            )
+        )
+    return {
+        kind: {
+            "p50_ms": median([r["p50_ms"] for r in rs]),
+            "p99_ms": median([r["p99_ms"] for r in rs]),
+            "max_ms": median([r["max_ms"] for r in rs]),
+            "round_trips_per_run": cfg.rtt_count,
+            "runs": rs,
+        }
+        for kind, rs in runs.items()
+    }
+
+
+async def bench_startup(cfg: Config, bridge: Bridge) -> dict[str, Any]:
+    ready, first, floor = [], [], []
+    await bench_e2e.import_asyncio_floor()  # warm the page cache for both
+    await bench_e2e.startup(bridge)
+    for _ in range(cfg.startup_runs):
+        floor.append(await bench_e2e.import_asyncio_floor())
+        r = await bench_e2e.startup(bridge)
+        ready.append(r["ready_s"])
+        first.append(r["first_output_s"])
+    say(
+        f"  startup: ready {median(ready) * 1e3:.1f} ms, first output {median(first) * 1e3:.1f} ms, "
+        f"floor {median(floor) * 1e3:.1f} ms"
+    )
+    return {
+        "ready_ms": median(ready) * 1e3,
+        "first_output_ms": median(first) * 1e3,
+        "import_asyncio_ms": median(floor) * 1e3,
+        "runs": {"ready_s": ready, "first_output_s": first, "import_asyncio_s": floor},
+    }
+
+
+async def bench_kill(cfg: Config, bridge: Bridge) -> dict[str, Any]:
+    kills, handler, exits = [], [], []
+    for _ in range(cfg.runs):
+        kills.append(await bench_e2e.kill_cpu_bound(bridge))
+        s = await bench_e2e.stop_latency(bridge)
+        handler.append(s["handler_s"])
+        exits.append(s["exit_s"])
+    say(
+        f"  kill {median([k['seconds'] for k in kills]) * 1e3:.1f} ms, stop handler {median(handler) * 1e3:.1f} ms"
+    )
+    return {
+        "kill_cpu_bound_ms": median([k["seconds"] for k in kills]) * 1e3,
+        "kill_needed_signal": any(k["signal"] is not None for k in kills),
+        "kill_exit_codes": [k["exit_code"] for k in kills],
+        "stop_handler_ms": median(handler) * 1e3,
+        "stop_then_kill_exit_ms": median(exits) * 1e3,
+        "runs": {"kill": kills, "stop_handler_s": handler, "stop_exit_s": exits},
+    }
+
+
+async def bench_memory(cfg: Config, bridge: Bridge) -> dict[str, Any]:
+    idle = [await bench_e2e.idle_rss(bridge) for _ in range(cfg.idle_rss_runs)]
+    floods = []
+    for _ in range(cfg.flood_runs):
+        floods.append(await bench_e2e.rss_unread_flood(bridge, cfg.flood_seconds))
+        f = floods[-1]
+        say(
+            f"  unread flood: {f['start_mib']:.1f} -> {f['end_mib']:.1f} MiB, slope {f['slope_mib_s']:+.3f} MiB/s"
+        )
+    return {
+        "idle_rss_mib": median(idle) / 2**20,
+        "idle_runs_bytes": idle,
+        "flood_seconds": cfg.flood_seconds,
+        "flood_slope_mib_s": median([f["slope_mib_s"] for f in floods]),
+        "flood_slope_second_half_mib_s": median([f["slope_second_half_mib_s"] for f in floods]),
+        "flood_max_mib": median([f["max_mib"] for f in floods]),
+        "flood_start_mib": median([f["start_mib"] for f in floods]),
+        "flood_unread_stdout_bytes": floods[-1]["unread_stdout_bytes"],
+        "flood_samples": floods[len(floods) // 2]["samples"],
+        "runs": [{k: v for k, v in f.items() if k != "samples"} for f in floods],
+    }
+
+
+def bench_framer_rows(cfg: Config) -> list[dict[str, Any]]:
+    import bench_framer
+
+    args = argparse.Namespace(
+        quick=cfg.quick,
+        runs=cfg.runs,
+        chunk=256 * 1024,
+        small_frames=20_000 if cfg.quick else 200_000,
+        large_frames=64 if cfg.quick else 512,
+        json=None,
+    )
+    return bench_framer.bench(args)
+
+
+async def run_all(cfg: Config, only: set[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-sth-") as sth_cwd:
+        async with Bridge() as bridge, bench_sth.host(sth_cwd) as sth_host:
+            steps: list[tuple[str, Callable[[], Any]]] = [
+                ("bulk", lambda: bench_bulk(cfg, bridge, sth_host)),
+                ("records", lambda: bench_records(cfg, bridge, sth_host)),
+                ("events", lambda: bench_events(cfg, bridge)),
+                ("startup", lambda: bench_startup(cfg, bridge)),
+                ("kill", lambda: bench_kill(cfg, bridge)),
+                ("memory", lambda: bench_memory(cfg, bridge)),
+            ]
+            for section, step in steps:
+                if section in only:
+                    say(f"{section} ...")
+                    start = time.perf_counter()
+                    results[section] = await step()
+                    results[section]["section_s"] = time.perf_counter() - start
+    if "framer" in only:
+        say("framer ...")
+        results["framer"] = await anyio.to_thread.run_sync(bench_framer_rows, cfg)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer runs (~2 minutes)")
+    parser.add_argument("--runs", type=int, default=None, help="timed rounds per figure (default 5, quick 3)")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json", metavar="FILE")
+    parser.add_argument("--png", type=Path, default=HERE / "results" / "latest.png", metavar="FILE")
+    parser.add_argument(
+        "--md", type=Path, default=None, metavar="FILE", help="also write the table as Markdown"
+    )
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    if unknown := only - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    cfg = Config(args.quick, args.runs)
+    started = time.perf_counter()
+    results = anyio.run(run_all, cfg, only)
+    doc = {
+        "meta": {
+            **machine(),
+            "config": cfg.as_dict(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "wall_s": time.perf_counter() - started,
+            "host_backend": "asyncio (anyio), host process separate from the runner",
+        },
+        "results": results,
+        "reference_sth": report.STH_REFERENCE,
+    }
+    table = report.table(doc)
+    print(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(doc, indent=1))
+    say(f"results: {args.json}")
+    if args.md:
+        args.md.write_text(report.markdown(doc) + "\n")
+    if args.png:
+        message = report.chart(doc, args.png)
+        say(message)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The benchmark modules import, and the smallest end-to-end pass-through gives bytes out == bytes in.
+
+Timing belongs in benchmarks/ (python benchmarks/run.py), not in the test suite:
+this only checks that the harness still works against the current runner and host_bridge.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_baseline
+import bench_e2e
+import bench_framer  # noqa: F401
+import bench_sth  # noqa: F401
+import report  # noqa: F401
+import run  # noqa: F401
+from common import MIB, Hasher, Verifier, bulk_chunks, bulk_pool, expected_digest
+
+from host_bridge import Bridge
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_bulk_pass_through_hash_and_compare() -> None:
+    pool = bulk_pool()
+    total = 4 * MIB
+
+    def blocks() -> Iterator[bytes]:
+        return bulk_chunks(pool, total)
+
+    digest = expected_digest(iter(blocks()), (0xB0, total))
+
+    async def main() -> tuple[dict[str, object], dict[str, object]]:
+        async with Bridge() as bridge:
+            hashed = await bench_e2e.pipe(bridge, "identity-bytes", bench_e2e.OCTET, blocks, total, Hasher())
+            compared = await bench_e2e.pipe(
+                bridge, "identity-bytes", bench_e2e.OCTET, blocks, total, Verifier(b"".join(pool))
+            )
+            return hashed, compared
+
+    hashed, compared = anyio.run(main)
+    assert hashed["digest"] == digest and hashed["bytes"] == total
+    assert compared["digest"] == "compared"
+    _, raw_digest, raw_bytes = bench_baseline.raw_echo(blocks, total)
+    assert (raw_digest, raw_bytes) == (digest, total)
+
+
+def test_verifier_catches_a_lost_byte() -> None:
+    verifier = Verifier(b"abcdefgh")
+    verifier.feed(b"abcdefghab")
+    with pytest.raises(AssertionError):
+        verifier.feed(b"defgh")
