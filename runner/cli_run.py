@@ -128,19 +128,27 @@ async def _run(opts: RunOptions, render: Render) -> int:
         async def watch_lifecycle() -> None:
             noted_keepalive: float | None = None
             noted_running = False
-            noted_healthy = True
+            seen_beats = 0
+            unhealthy_streak = 0
             while not inst.done.is_set():
-                if not noted_running and inst.heartbeats:
-                    noted_running = True  # the first heartbeat comes once run() has been called
-                    render.note("the Sequence is running", always=False)
-                healthy = bool(inst.heartbeat.get("healthy", True)) if inst.heartbeat else True
-                if healthy != noted_healthy:
-                    render.note("the Sequence reports itself healthy again" if healthy
-                                else "the Sequence reports itself unhealthy (its health check says so)")
-                    noted_healthy = healthy
                 if inst.conn.state is State.STOPPED and not inst.kill_requested:
                     render.note("the Sequence stopped; killing the runner", always=False)
                     await inst.kill()
+                beat = inst.heartbeat or {}
+                if not noted_running and (beat.get("healthy") or inst.heartbeats >= 2):
+                    # a healthy heartbeat means the loop answered the probe: run() has been called
+                    noted_running = True
+                    render.note("the Sequence is running", always=False)
+                if inst.heartbeats != seen_beats:
+                    seen_beats = inst.heartbeats
+                    if beat.get("healthy", True):
+                        if unhealthy_streak >= 2:
+                            render.note("the Sequence reports itself healthy again")
+                        unhealthy_streak = 0
+                    else:
+                        unhealthy_streak += 1
+                        if unhealthy_streak == 2:  # one slow probe on a busy machine is not news
+                            render.note("the Sequence reports itself unhealthy (health check or a blocked loop)")
                 keepalive = inst.info.keepalive_ms
                 if keepalive is not None and keepalive != noted_keepalive:
                     render.note(f"the Sequence asked to keep running (keepalive {keepalive:g} ms); "

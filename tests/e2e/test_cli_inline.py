@@ -89,7 +89,7 @@ def test_keepalive_inline(running):
     r = running("run", "--inline", "-v", sample("stop-keepalive"), "SEND_KEEPALIVE")
     r.wait_for("[run] the Sequence is running")
     r.signal(signal.SIGINT)
-    r.wait_for("[stdout] Keeping alive for 3000 ms")
+    r.wait_for("asked to keep running (keepalive 3000 ms)")  # after ALIVE, not just the print before it
     r.signal(signal.SIGINT)
     assert r.finish() == 138
     assert "[stdout] Cleanup done." in r.stderr.splitlines()

@@ -47,7 +47,7 @@ def test_keepalive_from_config_and_sigterm(running):
     r = running("run", "-v", sample("stop-keepalive"), "--config", '{"sendKeepalive": true}')
     r.wait_for(RUNNING)
     r.signal(signal.SIGTERM)
-    r.wait_for("[stdout] Keeping alive for 3000 ms")
+    r.wait_for("asked to keep running (keepalive 3000 ms)")  # after ALIVE, not just the print before it
     r.signal(signal.SIGTERM)
     assert r.finish() == 138
 
