@@ -150,10 +150,11 @@ async def test_host_not_reading_out_blocks_nothing_else(tmp_path: Path) -> None:
         inst = await host.start(seq("out-flood"))
         await inst.wait_running()
         await anyio.sleep(1.0)  # OUT is full by now (the test never reads it)
+        await inst.set_monitoring_rate(10)  # CONTROL still reaches the runner ...
         beats = inst.heartbeats
         with anyio.fail_after(10):
-            while inst.heartbeats < beats + 2:
-                await anyio.sleep(0.05)
+            while inst.heartbeats < beats + 5:  # ... and MONITORING still reaches the host, 10 a second
+                await anyio.sleep(0.02)
         await inst.kill()
         with anyio.fail_after(10):
             assert await inst.wait() == 137
