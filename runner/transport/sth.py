@@ -617,6 +617,8 @@ class STHTransport(Transport):
                 socks[STHChannel.MONITORING].sendall(sth.encode_runner_message(STHCode.PING, data))
                 mon = self._out[int(STHChannel.MONITORING)]
                 with mon.lock:
+                    while mon.sending:  # a write to the lost socket still unwinding
+                        mon.wake.wait(0.05)
                     # PANGs go first, before what waited (PING went directly)
                     for pang in reversed(self._pangs):
                         line = sth.encode_runner_message(STHCode.PANG, pang)
