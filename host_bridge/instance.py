@@ -61,7 +61,7 @@ class Instance:
             args=options.args,
             app_config=options.app_config,
         )
-        self.conn = self.new_connection()
+        self.conn = self._new_connection()
         self.link: Link | None = None
         self._channels = {int(ch): ByteChannel(int(ch), self._consumed) for ch in _CHANNEL_NAMES.values()}
         self._events = EventHub()
@@ -85,7 +85,7 @@ class Instance:
         self.stop_timer: Callable[[float], None] | None = None  # KILL after the stop timeout
         self._monitoring_rate: float | None = None  # None: the runner's default (1/s)
 
-    def new_connection(self) -> Connection:
+    def _new_connection(self) -> Connection:
         o = self.options
         return Connection(Role.HOST, max_frame_size=o.max_frame_size, window=o.window, exit_grace=o.exit_grace)
 
@@ -382,7 +382,7 @@ class Instance:
         link.flush()
 
     # -- events from the connection (called by the link's reader and timer) --------
-    def on_events(self, events: list[Event]) -> None:
+    def _on_events(self, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Data):
                 channel = self._channels.get(event.channel)
@@ -436,7 +436,7 @@ class Instance:
             info.reported_exit_code = int(body["exitCode"])
             info.exit_reason = body.get("reason")
 
-    def close_streams(self) -> None:
+    def _close_streams(self) -> None:
         """The connection is gone: readers drain what is buffered, writers fail."""
         self.closed = True
         for channel in self._channels.values():

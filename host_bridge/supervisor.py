@@ -101,7 +101,7 @@ class Supervisor:
                 await self._connect()
                 if self.inst.link is not None:
                     await self.inst.link.run()
-                self.inst.close_streams()
+                self.inst._close_streams()
                 await self._await_exit()
                 tg.cancel_scope.cancel()
         except Exception as exc:  # noqa: BLE001 - one Instance must never take the bridge down
@@ -167,7 +167,7 @@ class Supervisor:
         if inst.options.args is not None:
             fields["args"] = list(inst.options.args)
         conn.accept(anyio.current_time(), **fields)
-        inst.link = Link(stream, conn, inst.on_events, self._on_link_failure)
+        inst.link = Link(stream, conn, inst._on_events, self._on_link_failure)
         inst.connected_at = anyio.current_time()
         inst.info.started = datetime.now(timezone.utc)
         if inst.status is Status.STARTING:
@@ -276,7 +276,7 @@ class Supervisor:
                 await process.aclose()
         if inst.link is not None:
             inst.link.abort()
-        inst.close_streams()
+        inst._close_streams()
         self._report()
         inst.ready.set()
         inst.done.set()
