@@ -47,7 +47,7 @@ async def _run(opts: RunOptions, render: Render) -> int:
     from host_bridge import Bridge, ChannelClosed, InstanceNotRunning, SpawnError
     from runner.protocol.lifecycle import State
 
-    out = sys.stdout.buffer
+    out: Any = sys.stdout.buffer if sys.stdout is not None else open(os.devnull, "wb")  # noqa: SIM115, ASYNC230 - fd 1 closed
     async with Bridge() as bridge:
         try:
             inst = await bridge.spawn(opts.path, args=opts.args, app_config=opts.config,

@@ -256,10 +256,14 @@ def _breakpointhook(render: Render) -> Any:
 def run_inline(opts: RunOptions) -> int:
     render = Render(opts.log_format, opts.color, opts.verbose)
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except (OSError, ValueError):
         pass
-    out_fd = os.dup(1)
+    try:
+        out_fd = os.dup(1)
+    except OSError:  # fd 1 is closed: the output goes nowhere
+        out_fd = os.open(os.devnull, os.O_WRONLY)
     os.dup2(2, 1)
     sys.stdout = PrefixedText(render, "stdout")
     sys.stderr = PrefixedText(render, "stderr")
