@@ -25,14 +25,13 @@ from runner.protocol.connection import (
 )
 
 from .channels import ByteChannel, EventHub, EventMessage, EventSubscription
-from .content import TEXT, decode_items, encode_item, log_records
-from .errors import ChannelClosed, InstanceNotRunning
+from .content import TEXT, decode_items, log_records
+from .errors import InstanceNotRunning
 from .info import Health, InstanceInfo
+from .inputs import InputSide
 from .link import Link
 from .options import InstanceOptions
 from .process import TailBuffer
-
-_BATCH = 1 << 16
 
 _CHANNEL_NAMES = {
     "stdout": Channel.STDOUT,
@@ -65,10 +64,7 @@ class Instance:
         self.link: Link | None = None
         self._channels = {int(ch): ByteChannel(int(ch), self._consumed) for ch in _CHANNEL_NAMES.values()}
         self._events = EventHub()
-        self._credit = {int(Channel.IN): anyio.Event(), int(Channel.STDIN): anyio.Event()}
-        self._write_locks = {int(Channel.IN): anyio.Lock(), int(Channel.STDIN): anyio.Lock()}
-        self._input_content_type_sent: str | None = None
-        self._input_started = False
+        self._input = InputSide(self._open_link, options.input_content_type)
         self.connected = anyio.Event()  # handshake accepted
         self.ready = anyio.Event()  # connected, or ended without connecting
         self.done = anyio.Event()
@@ -141,20 +137,27 @@ class Instance:
             raise InstanceNotRunning(f"instance {self.id} is {self.status.value} and has no open connection")
         return self.link
 
+    async def _open_link(self) -> tuple[Connection, Link]:
+        link = await self._open()
+        return self.conn, link
+
     async def write_input(self, data: bytes | bytearray | memoryview | str, *, content_type: str | None = None) -> None:
         """Write bytes (str as UTF-8) to the Sequence's input, waiting for credit.
 
         ``content_type`` (or the bridge option ``input_content_type``) is sent as
         INPUT_CONTENT_TYPE before the first input byte; it cannot change afterwards.
+        Without one the runner uses the Sequence's ``requires`` content type.
         """
-        await self._write(Channel.IN, data, content_type)
+        await self._input.write(Channel.IN, data, content_type)
+        self._note_input_type()
 
     async def write_stdin(self, data: bytes | bytearray | memoryview | str) -> None:
         """Write to the Sequence's ``sys.stdin``."""
-        await self._write(Channel.STDIN, data, None)
+        await self._input.write(Channel.STDIN, data)
 
     async def set_input_content_type(self, content_type: str) -> None:
-        await self._write(Channel.IN, b"", content_type)
+        await self._input.write(Channel.IN, b"", content_type)
+        self._note_input_type()
 
     async def send_input(
         self,
@@ -165,83 +168,26 @@ class Instance:
     ) -> None:
         """Send a whole input: bytes/str, or items (str lines, bytes, or JSON values for ndjson).
 
-        Items are encoded for the content type (ndjson: one JSON line per item) and
-        written in batches; the input is ended afterwards unless ``end=False``.
+        Items are encoded for the content type (named here or in the options, else
+        the Sequence's declared one, else text) and written in batches; the input is
+        ended afterwards unless ``end=False``.
         """
-        ctype = content_type or self.options.input_content_type or self.info.input_content_type or TEXT
-        if isinstance(source, (bytes, bytearray, memoryview, str)):
-            await self.write_input(source, content_type=ctype)
-        else:
-            batch = bytearray()
-            await self.write_input(b"", content_type=ctype)
-            if isinstance(source, AsyncIterable):
-                async for item in source:
-                    batch += encode_item(item, ctype)
-                    if len(batch) >= _BATCH:
-                        await self.write_input(bytes(batch))
-                        batch.clear()
-            else:
-                for item in source:
-                    batch += encode_item(item, ctype)
-                    if len(batch) >= _BATCH:
-                        await self.write_input(bytes(batch))
-                        batch.clear()
-            if batch:
-                await self.write_input(bytes(batch))
-        if end:
-            await self.end_input()
+        declared = self.info.input_content_type
+        try:
+            await self._input.send_all(source, content_type, declared, end)
+        finally:
+            self._note_input_type()
+
+    def _note_input_type(self) -> None:
+        if self._input.content_type_sent:
+            self.info.input_content_type = self._input.content_type_sent
 
     async def end_input(self) -> None:
         """End the input stream (the Sequence's input iterator finishes)."""
-        await self._end(Channel.IN)
+        await self._input.end(Channel.IN)
 
     async def end_stdin(self) -> None:
-        await self._end(Channel.STDIN)
-
-    async def _end(self, channel: int) -> None:
-        link = await self._open()
-        async with self._write_locks[channel]:
-            self.conn.send_end(channel)
-            link.flush()
-
-    async def _write(self, channel: int, data: Any, content_type: str | None) -> None:
-        link = await self._open()
-        if isinstance(data, str):
-            data = data.encode()
-        elif not isinstance(data, bytes):
-            data = bytes(data)  # the encoder may hold the buffer until it is written
-        async with self._write_locks[channel]:
-            if channel == Channel.IN:
-                self._send_content_type(content_type)
-            view = memoryview(data)
-            while True:
-                if self.closed:
-                    raise ChannelClosed(f"instance {self.id} ended; channel {channel} is closed")
-                try:
-                    taken = self.conn.send_data(channel, view)
-                except LocalProtocolError as exc:
-                    raise ChannelClosed(str(exc)) from exc
-                link.flush()
-                view = view[taken:]
-                if not view:
-                    return
-                event = self._credit[channel]
-                if event.is_set():
-                    event = self._credit[channel] = anyio.Event()
-                if self.conn.credit(channel) == 0:
-                    await event.wait()
-
-    def _send_content_type(self, content_type: str | None) -> None:
-        if self._input_started:
-            if content_type is not None and content_type != self._input_content_type_sent:
-                raise ValueError("the input content type must be set before the first input byte")
-            return
-        self._input_started = True
-        ctype = content_type or self.options.input_content_type
-        if ctype:
-            self.conn.send_message(Code.INPUT_CONTENT_TYPE, {"contentType": ctype}, anyio.current_time())
-            self._input_content_type_sent = ctype
-            self.info.input_content_type = ctype
+        await self._input.end(Channel.STDIN)
 
     # -- output ------------------------------------------------------------------
     def _consumed(self, channel: int, n: int) -> None:
@@ -394,9 +340,7 @@ class Instance:
             elif isinstance(event, Message):
                 self._on_message(event.code, event.body)
             elif isinstance(event, CreditAvailable):
-                credit = self._credit.get(event.channel)
-                if credit is not None:
-                    credit.set()
+                self._input.credit_available(event.channel)
             elif isinstance(event, EndOfStream):
                 channel = self._channels.get(event.channel)
                 if channel is not None:
@@ -424,7 +368,7 @@ class Instance:
                 info.output_encoding = body.get("outputEncoding")
             if "requires" in body:
                 info.requires = body["requires"]
-                if not self._input_content_type_sent:
+                if not self._input.content_type_sent:
                     info.input_content_type = body.get("contentType") or info.input_content_type
         elif code == Code.ALIVE:
             info.keepalive_ms = float(body.get("keepAlive", 0))
@@ -441,7 +385,6 @@ class Instance:
         self.closed = True
         for channel in self._channels.values():
             channel.end()
-        for event in self._credit.values():
-            event.set()
+        self._input.close()
         self._events.close()
 

@@ -229,3 +229,13 @@ async def test_env_cwd_and_absolute_sequence_path(bridge: Bridge, tmp_path: Path
     await inst.kill()
     with anyio.fail_after(10):
         await inst.wait()
+
+
+async def test_no_content_type_named_means_none_sent(bridge: Bridge) -> None:
+    # The runner then applies the Sequence's own `requires` content type (protocol.md §6).
+    inst = await spawn_fake(bridge)
+    await inst.send_input(["a\n", "b\n"])
+    with anyio.fail_after(10):
+        assert await collect(inst.output()) == b"a\nb\n"
+        assert await inst.wait() == 0
+    assert inst.last_event("content-type") is None

@@ -1,0 +1,115 @@
+"""The host's writing side of one Instance: IN and STDIN with credit, and the input content type.
+
+Writers wait for flow-control credit (a slow Sequence slows its writer, never
+the connection); one lock per channel keeps concurrent writers from
+interleaving partial writes. INPUT_CONTENT_TYPE goes out only when the hub
+named a content type, before the first input byte: otherwise the runner applies
+the Sequence's own ``requires`` content type (docs/protocol.md §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+
+from runner.protocol import Channel, Code, Connection, LocalProtocolError
+
+from .content import TEXT, encode_item
+from .errors import ChannelClosed
+from .link import Link
+
+_BATCH = 1 << 16
+Source = bytes | bytearray | memoryview | str | Iterable[Any] | AsyncIterable[Any]
+
+
+class InputSide:
+    def __init__(self, open_link: Callable[[], Awaitable[tuple[Connection, Link]]], default_type: str | None) -> None:
+        self._open_link = open_link
+        self._default_type = default_type
+        self._credit = {int(Channel.IN): anyio.Event(), int(Channel.STDIN): anyio.Event()}
+        self._locks = {int(Channel.IN): anyio.Lock(), int(Channel.STDIN): anyio.Lock()}
+        self.content_type_sent: str | None = None
+        self._started = False
+        self.closed = False
+
+    def credit_available(self, channel: int) -> None:
+        event = self._credit.get(channel)
+        if event is not None:
+            event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        for event in self._credit.values():
+            event.set()
+
+    async def write(self, channel: int, data: Any, content_type: str | None = None) -> None:
+        conn, link = await self._open_link()
+        if isinstance(data, str):
+            data = data.encode()
+        elif not isinstance(data, bytes):
+            data = bytes(data)  # the encoder may hold the buffer until it is written
+        async with self._locks[channel]:
+            if channel == Channel.IN:
+                self._send_content_type(conn, content_type)
+            view = memoryview(data)
+            while True:
+                if self.closed:
+                    raise ChannelClosed(f"the instance ended; channel {channel} is closed")
+                try:
+                    taken = conn.send_data(channel, view)
+                except LocalProtocolError as exc:
+                    raise ChannelClosed(str(exc)) from exc
+                link.flush()
+                view = view[taken:]
+                if not view:
+                    return
+                event = self._credit[channel]
+                if event.is_set():
+                    event = self._credit[channel] = anyio.Event()
+                if conn.credit(channel) == 0:
+                    await event.wait()
+
+    async def end(self, channel: int) -> None:
+        conn, link = await self._open_link()
+        async with self._locks[channel]:
+            conn.send_end(channel)
+            link.flush()
+
+    async def send_all(self, source: Source, content_type: str | None, declared: str | None, end: bool) -> None:
+        """Write a whole input; items are encoded for the content type (named, sent, declared, text)."""
+        named = content_type or self._default_type
+        encoding = named or self.content_type_sent or declared or TEXT
+        if isinstance(source, (bytes, bytearray, memoryview, str)):
+            await self.write(Channel.IN, source, named)
+        else:
+            await self.write(Channel.IN, b"", named)
+            batch = bytearray()
+            if isinstance(source, AsyncIterable):
+                async for item in source:
+                    batch += encode_item(item, encoding)
+                    if len(batch) >= _BATCH:
+                        await self.write(Channel.IN, bytes(batch))
+                        batch.clear()
+            else:
+                for item in source:
+                    batch += encode_item(item, encoding)
+                    if len(batch) >= _BATCH:
+                        await self.write(Channel.IN, bytes(batch))
+                        batch.clear()
+            if batch:
+                await self.write(Channel.IN, bytes(batch))
+        if end:
+            await self.end(Channel.IN)
+
+    def _send_content_type(self, conn: Connection, content_type: str | None) -> None:
+        if self._started:
+            if content_type is not None and content_type != self.content_type_sent:
+                raise ValueError("the input content type must be set before the first input byte")
+            return
+        self._started = True
+        ctype = content_type or self._default_type
+        if ctype:
+            conn.send_message(Code.INPUT_CONTENT_TYPE, {"contentType": ctype}, anyio.current_time())
+            self.content_type_sent = ctype
