@@ -179,3 +179,15 @@ async def test_runner_over_its_memory_limit_crashes_and_is_reported(bridge: Brid
 async def test_bridge_must_be_entered(anyio_backend: str) -> None:
     with pytest.raises(BridgeError):
         await Bridge().spawn("x")
+
+
+async def test_kill_before_the_handshake_signals_the_process(bridge: Bridge) -> None:
+    inst = await spawn_fake(bridge, "no-handshake", term_grace=1)
+    await anyio.sleep(0.3)
+    await inst.stop()  # not connected: a stop is a kill, and a kill can only be a signal
+    with anyio.fail_after(10):
+        await inst.wait()
+    assert inst.info.exit_signal == signal.SIGTERM and inst.exit_code == 137
+    assert inst.status is Status.ERRORED  # it never ran
+    assert inst.info.error is not None and ("PING" in inst.info.error or "handshake" in inst.info.error)
+    assert inst.pid is not None and not _alive(inst.pid)
