@@ -268,9 +268,22 @@ cdef class FrameDecoder:
         """
         cdef unsigned char lead = b[0]
         cdef long long length
+        # One order of checks for whole and cut headers (lead, channel, type bytes,
+        # size), so the error does not depend on where a read happened to end.
+        if lead != 0x91 and lead != 0x92 and lead != 0x93:
+            return self._fail(ERR_BAD_LEAD, 0, 0, lead)
+        if n < 2:
+            return 2
+        if lead == 0x93:
+            if _CHANNEL_KIND[b[1]] != KIND_MESSAGE_CH:
+                return self._channel_fail(b[1], KIND_MESSAGE_CH, lead)
+        elif _CHANNEL_KIND[b[1]] != KIND_DATA_CH:
+            return self._channel_fail(b[1], KIND_DATA_CH, lead)
+        if lead == 0x91:
+            return 2
+        if n < 3:
+            return 3
         if lead == 0x92:
-            if n < 3:
-                return 3
             if b[2] == 0xCE:
                 return DATA_HEADER
             if b[2] != 0xC6:
@@ -281,18 +294,14 @@ cdef class FrameDecoder:
             if length > self._max:
                 return self._fail(ERR_DATA_TOO_LARGE, length, 0, lead)
             return DATA_HEADER + length
-        if lead == 0x93:
-            if n < MESSAGE_HEADER:
-                return MESSAGE_HEADER
-            if b[2] != 0xCD or b[5] != 0xC6:
-                return self._fail(ERR_BAD_MESSAGE_TYPES, 0, 0, lead)
-            length = _be32(b + 6)
-            if length > self._max:
-                return self._fail(ERR_MESSAGE_TOO_LARGE, length, 0, lead)
-            return MESSAGE_HEADER + length
-        if lead == 0x91:
-            return 2
-        return self._fail(ERR_BAD_LEAD, 0, 0, lead)
+        if b[2] != 0xCD or (n >= 6 and b[5] != 0xC6):
+            return self._fail(ERR_BAD_MESSAGE_TYPES, 0, 0, lead)
+        if n < MESSAGE_HEADER:
+            return MESSAGE_HEADER
+        length = _be32(b + 6)
+        if length > self._max:
+            return self._fail(ERR_MESSAGE_TOO_LARGE, length, 0, lead)
+        return MESSAGE_HEADER + length
 
     cdef int _parse(self, object view, bint own_exporter, const unsigned char* p, Py_ssize_t pos,
                     Py_ssize_t end, list frames) except -1:
@@ -341,11 +350,11 @@ cdef class FrameDecoder:
                 pos += 2
             elif lead == 0x93 and end - pos >= MESSAGE_HEADER:
                 ch = p[pos + 1]
-                if p[pos + 2] != 0xCD or p[pos + 5] != 0xC6:
-                    self._fail(ERR_BAD_MESSAGE_TYPES, 0, 0, lead)
-                    return 0
                 if _CHANNEL_KIND[ch] != KIND_MESSAGE_CH:
                     self._channel_fail(ch, KIND_MESSAGE_CH, lead)
+                    return 0
+                if p[pos + 2] != 0xCD or p[pos + 5] != 0xC6:
+                    self._fail(ERR_BAD_MESSAGE_TYPES, 0, 0, lead)
                     return 0
                 n = _be32(p + pos + 6)
                 if n > max_size:

@@ -102,11 +102,24 @@ class FrameDecoder:
         return frames
 
     def _wanted(self, b: Buffer, n: int) -> int:
-        """Total bytes of the frame starting at b[0], or of its header if that is not whole yet."""
+        """Total bytes of the frame starting at b[0], or of its header if that is not whole yet.
+
+        One order of checks for whole and cut headers (lead, channel, type bytes,
+        size), so the error does not depend on where a read happened to end.
+        """
         lead = b[0]
+        if lead not in (0x91, 0x92, 0x93):
+            raise MalformedFrame(f"bad lead byte 0x{lead:02x}: a frame is a msgpack array of 1 to 3 elements")
+        if n < 2:
+            return 2
+        want = 2 if lead == 0x93 else 1
+        if _CHANNEL_KIND[b[1]] != want:
+            raise _channel_error(b[1], want, lead)
+        if lead == 0x91:
+            return 2
+        if n < 3:
+            return 3
         if lead == 0x92:
-            if n < 3:
-                return 3
             t = b[2]
             if t == 0xCE:
                 return _DATA_HEADER
@@ -118,18 +131,14 @@ class FrameDecoder:
             if length > self.max_frame_size:
                 raise FrameTooLarge(f"frame payload of {length} bytes exceeds max frame size {self.max_frame_size}")
             return _DATA_HEADER + int(length)
-        if lead == 0x93:
-            if n < _MESSAGE_HEADER:
-                return _MESSAGE_HEADER
-            _, _, tc, _, tb, length = _HDR3.unpack_from(b, 0)
-            if tc != 0xCD or tb != 0xC6:
-                raise MalformedFrame("bad type bytes in a message frame header")
-            if length > self.max_frame_size:
-                raise FrameTooLarge(f"message body of {length} bytes exceeds max frame size {self.max_frame_size}")
-            return _MESSAGE_HEADER + int(length)
-        if lead == 0x91:
-            return 2
-        raise MalformedFrame(f"bad lead byte 0x{lead:02x}: a frame is a msgpack array of 1 to 3 elements")
+        if b[2] != 0xCD or (n >= 6 and b[5] != 0xC6):
+            raise MalformedFrame("bad type bytes in a message frame header")
+        if n < _MESSAGE_HEADER:
+            return _MESSAGE_HEADER
+        length = _U32.unpack_from(b, 6)[0]
+        if length > self.max_frame_size:
+            raise FrameTooLarge(f"message body of {length} bytes exceeds max frame size {self.max_frame_size}")
+        return _MESSAGE_HEADER + int(length)
 
     def _complete_pending(self, view: memoryview, frames: list[Frame]) -> int:
         buf = self._buf
@@ -183,10 +192,10 @@ class FrameDecoder:
                 pos += 2
             elif lead == 0x93 and end - pos >= _MESSAGE_HEADER:
                 _, ch, tc, code, tb, n = _HDR3.unpack_from(view, pos)
-                if tc != 0xCD or tb != 0xC6:
-                    raise MalformedFrame("bad type bytes in a message frame header")
                 if ch > 0x7F or kinds[ch] != 2:
                     raise _channel_error(ch, 2, lead)
+                if tc != 0xCD or tb != 0xC6:
+                    raise MalformedFrame("bad type bytes in a message frame header")
                 if n > max_size:
                     raise FrameTooLarge(f"message body of {n} bytes exceeds max frame size {max_size}")
                 stop = pos + _MESSAGE_HEADER + n

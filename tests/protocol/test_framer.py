@@ -455,3 +455,27 @@ def test_large_payloads_are_not_copied_into_the_buffer(twin: ModuleType) -> None
     assert chunks[0] == data(1, b"a") + data(1, big)[:7]
     assert chunks[1] is big
     assert chunks[2] == data(1, b"b")
+
+
+def _outcome(twin: ModuleType, stream: bytes, cuts: list[int], max_size: int) -> tuple[int, str]:
+    """(frames decoded, error class name or "") for ``stream`` fed in pieces split at ``cuts``."""
+    decoder = twin.FrameDecoder(max_size)
+    count, start = 0, 0
+    try:
+        for cut in [*cuts, len(stream)]:
+            count += len(decoder.decode(stream[start:cut]))
+            start = cut
+    except ProtocolError as err:
+        return count + len(err.frames), type(err).__name__
+    return count, ""
+
+
+@SETTINGS
+@given(stream=GARBAGE, max_size=st.integers(1, 100), data_=st.data())
+def test_the_error_does_not_depend_on_where_reads_end(
+    twin: ModuleType, stream: bytes, max_size: int, data_: st.DataObject
+) -> None:
+    cuts = sorted(data_.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    whole = _outcome(twin, stream, [], max_size)
+    assert _outcome(twin, stream, cuts, max_size) == whole
+    assert _outcome(twin, stream, list(range(len(stream))), max_size) == whole
