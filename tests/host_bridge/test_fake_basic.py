@@ -108,11 +108,11 @@ async def test_silent_runner_is_unhealthy(bridge: Bridge) -> None:
 
 
 async def test_stop_then_kill_at_deadline_is_138(bridge: Bridge) -> None:
-    inst = await spawn_fake(bridge)
+    inst = await spawn_fake(bridge, exit_grace=12)
     await inst.wait_started()
     await inst.stop(timeout_ms=300)
     assert inst.status is Status.STOPPING
-    with anyio.fail_after(4):  # KILL at the stop timeout, not after the 5 s exit grace
+    with anyio.fail_after(8):  # KILL at the stop timeout, not after the 12 s exit grace
         assert await inst.wait() == 138
     assert inst.status is Status.COMPLETED
     assert inst.info.sequence_error is None
@@ -198,11 +198,11 @@ async def test_discarded_channel_never_holds_the_runner_back(bridge: Bridge) -> 
 
 
 async def test_default_stop_timeout_option_and_lookup(bridge: Bridge) -> None:
-    inst = await spawn_fake(bridge, stop_timeout_ms=200, instance_id="my-instance")
+    inst = await spawn_fake(bridge, stop_timeout_ms=200, instance_id="my-instance", exit_grace=12)
     assert bridge.get("my-instance") is inst and inst.id == "my-instance"
     await inst.wait_started()
     await inst.stop()  # KILL after the 200 ms default of this Instance
-    with anyio.fail_after(4):
+    with anyio.fail_after(8):
         assert await inst.wait() == 138
     bridge.forget("my-instance")
     assert "my-instance" not in bridge.instances

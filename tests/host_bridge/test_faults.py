@@ -59,11 +59,11 @@ async def test_runner_ignoring_kill_and_sigterm_gets_sigkill(bridge: Bridge) -> 
 
 
 async def test_second_kill_is_sigkill_now(bridge: Bridge) -> None:
-    inst = await spawn_fake(bridge, "ignore-term")  # exit grace 5 s from the fixture
+    inst = await spawn_fake(bridge, "ignore-term", exit_grace=12)
     await inst.wait_started()
     await inst.kill()
     await inst.kill()
-    with anyio.fail_after(4):
+    with anyio.fail_after(8):  # well before the 12 s exit grace
         assert await inst.wait() == 137
     assert inst.info.exit_signal == signal.SIGKILL
 
