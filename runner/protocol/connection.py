@@ -184,16 +184,22 @@ class Connection:
                 raise MalformedFrame(f"connection closed inside a frame ({self._decoder.buffered} bytes)")
             self.closed = True
             return [ConnectionClosed()]
+        events: list[Event] = []
         try:
             frames = self._decoder.decode(data)
         except ProtocolError as err:
-            events = self._handle_frames(err.frames, now)  # act on what came before the bad frame
+            self._handle_frames(err.frames, now, events)  # act on what came before the bad frame
             err.frames = events
             raise
-        return self._handle_frames(frames, now)
+        try:
+            self._handle_frames(frames, now, events)
+        except ProtocolError as err:
+            err.frames = events  # the events of the frames before the one refused
+            raise
+        return events
 
-    def _handle_frames(self, frames: list[Any], now: float) -> list[Event]:
-        events: list[Event] = []
+    def _handle_frames(self, frames: list[Any], now: float, events: list[Event]) -> None:
+        """Append the events of ``frames`` to ``events``; a refused frame raises, the list keeps the rest."""
         append = events.append
         recv = self._recv
         for kind, channel, number, payload in frames:
@@ -218,7 +224,6 @@ class Connection:
                 append(CreditAvailable(channel, send_window.available))
             else:
                 append(self._receive_message(channel, number, payload, now))
-        return events
 
     def _receive_message(self, channel: int, code: int, payload: Any, now: float) -> Message:
         if code not in self._peer_codes and code != Code.EVENT:

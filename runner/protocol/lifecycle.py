@@ -145,7 +145,13 @@ class Lifecycle:
         elif code == Code.ALIVE:
             self.keepalive = True
             self._set_deadline(None, None)
-        elif code in (Code.SEQUENCE_STOPPED, Code.SEQUENCE_COMPLETED, Code.KILL):
+        elif code in (Code.SEQUENCE_STOPPED, Code.SEQUENCE_COMPLETED):
+            # A pending stop deadline still decides when KILL goes out (the host
+            # kills at the stop timeout, as STH does); else the exit grace runs.
+            exit_at = now + self.exit_grace
+            if not (self.deadline_kind == Deadline.STOP and self.deadline is not None and self.deadline <= exit_at):
+                self._set_deadline(Deadline.EXIT, exit_at)
+        elif code == Code.KILL:
             self._set_deadline(Deadline.EXIT, now + self.exit_grace)
         elif code == Code.EXITING:
             self.exit_code = int(body["exitCode"])

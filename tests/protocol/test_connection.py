@@ -197,3 +197,25 @@ def test_importing_the_protocol_is_cheap_and_side_effect_free() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_refused_frame_keeps_the_events_before_it() -> None:
+    runner, host = pair(window=10)
+    runner.send_message(Code.EVENT, {"eventName": "before"})
+    raw = b"".join(runner.data_to_send())
+    enc = FrameEncoder()
+    enc.data(Channel.OUT, b"x" * 11)  # beyond credit: refused after decoding
+    with pytest.raises(FlowControlError) as info:
+        host.receive_data(raw + enc.take_bytes())
+    assert [e.body["eventName"] for e in info.value.frames] == ["before"]
+
+
+def test_stop_deadline_still_decides_after_sequence_stopped() -> None:
+    runner, host = pair()
+    host.send_message(Code.STOP, {"timeout": 2000, "canCallKeepalive": False}, now=0.0)
+    pump(host, runner)
+    runner.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": None})
+    pump(runner, host, now=0.5)
+    assert host.state == State.STOPPED and host.next_deadline() == pytest.approx(2.0)
+    assert host.handle_timer(2.0) == [DeadlineExpired(Deadline.STOP)]
+    assert pump(host, runner)[0].code == Code.KILL
