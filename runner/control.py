@@ -6,13 +6,16 @@ must run on the loop (stop handlers, event callbacks) is handed over, and the
 deadlines around it are kept by threads, so KILL and the stop deadline take
 effect while the Sequence blocks the loop (``while True: pass``): the reader
 thread gets the GIL every switch interval. Every exit goes through ``exit``:
-kill handlers (bounded), flush what was produced (bounded), EXITING, os._exit.
+kill handlers, flush what was produced, EXITING, os._exit, all within one exit
+budget (``EXIT_BUDGET``): waiting for credit the host withholds ends there,
+bytes the host can take are still written (``SENDABLE_GRACE``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -26,7 +29,15 @@ from .transport.base import Transport
 log = logging.getLogger("runner")
 
 KILL_HANDLER_BUDGET = 0.1
-FLUSH_TIMEOUT = 2.0
+#: Seconds from the start of an exit until the runner stops waiting for anything the host
+#: holds up (credit it does not give, a socket it does not read). One deadline for every step.
+EXIT_BUDGET = 0.5
+#: Beyond the budget, output that the host can take (within credit, being written) is still
+#: written for at most this long: never exit with sendable output buffered.
+SENDABLE_GRACE = 2.0
+#: GIL switch interval while exiting: each hand-over between the exit's threads otherwise waits
+#: up to 5 ms for a main thread that spins in bytecode.
+EXIT_SWITCH_INTERVAL = 0.0005
 SIGTERM_STOP_TIMEOUT_MS = 5000
 MAX_EARLY_EVENTS = 1000
 
@@ -294,22 +305,33 @@ class ControlPlane:
         self._exit(code, reason, kill_handlers, host_gone)
 
     def _exit(self, code: int, reason: str, kill_handlers: bool, host_gone: bool) -> None:
+        deadline = time.monotonic() + EXIT_BUDGET
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        try:
+            sys.setswitchinterval(EXIT_SWITCH_INTERVAL)
+        except ValueError:  # pragma: no cover - a positive interval is always accepted
+            pass
         log.info("exiting with %s: %s", code, reason)
         if kill_handlers and self.context is not None:
-            bounded(lambda: self.context.run_kill_handlers(KILL_HANDLER_BUDGET),
-                    KILL_HANDLER_BUDGET + 0.05, "runner-kill-handlers")
+            budget = min(KILL_HANDLER_BUDGET, left())
+            bounded(lambda: self.context.run_kill_handlers(budget), budget + 0.02, "runner-kill-handlers")
         transport = self.transport
         if not host_gone and not transport.broken:
             if self.stdio is not None:
                 stdio = self.stdio
-                bounded(lambda: stdio.flush(FLUSH_TIMEOUT / 2), FLUSH_TIMEOUT / 2 + 0.1, "runner-flush")
+                bounded(lambda: stdio.flush(left()), left(), "runner-flush")
             for channel in (Channel.OUT, Channel.STDOUT, Channel.STDERR, Channel.LOG):
                 transport.writer(channel).end()
-            # Everything produced goes out before EXITING, as far as the host's credit allows.
-            if not transport.flush(FLUSH_TIMEOUT):
-                diagnose(f"runner: output not fully written within {FLUSH_TIMEOUT} s before exit {code}")
+            # Everything produced goes out before EXITING, as far as the host's credit allows:
+            # waiting for credit ends at the deadline, sendable bytes are still written.
+            if not transport.flush(left(), SENDABLE_GRACE):
+                diagnose(f"runner: output the host did not take within {EXIT_BUDGET:g} s was dropped "
+                         f"before exit {code}")
             transport.send_message(Code.EXITING, {"exitCode": code, "reason": reason})
-            transport.flush(FLUSH_TIMEOUT / 2)
+            transport.flush(left(), SENDABLE_GRACE)
         transport.close()
-        bounded(lambda: transport.on_exit(code), FLUSH_TIMEOUT / 2, "runner-on-exit")
+        bounded(lambda: transport.on_exit(code), max(left(), 0.5), "runner-on-exit")
         os._exit(code)

@@ -75,8 +75,13 @@ class Transport(ABC):
         """The Sequence took ``n`` bytes of STDIN/IN: the host may send that much more."""
 
     @abstractmethod
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything queued (channels and messages) is written; False on timeout."""
+    def flush(self, timeout: float, grace: float = 0.0) -> bool:
+        """Wait until everything queued (channels and messages) is written; False if not.
+
+        Waiting for flow control the host withholds (credit, a full socket) ends after
+        ``timeout`` seconds: what the host does not take is its choice. Bytes the host
+        can take (already within credit, a socket write that keeps progressing) are
+        still waited for, up to ``timeout + grace`` in all."""
 
     @abstractmethod
     def close(self) -> None:

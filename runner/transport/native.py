@@ -35,6 +35,9 @@ from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
 
 RECV_SIZE = 256 * 1024
 IOV_MAX = 512
+#: In ``flush``, past its timeout: the host still counts as taking output (reading) if credit
+#: came within this many seconds.
+PROGRESS_STALL = 0.1
 
 
 def connect(target: tuple[str, str, int], timeout: float) -> socket.socket:
@@ -75,6 +78,7 @@ class NativeTransport(Transport):
         self._closing = False
         self._broken = False
         self._closed_reported = False
+        self._progress_at = 0.0  # when credit last came
         self._reader: threading.Thread | None = None
 
     def _channel_writer(self, channel: int) -> ChannelWriter:
@@ -180,6 +184,7 @@ class NativeTransport(Transport):
                 batch = []
             if type(event) is CreditAvailable:
                 with self._lock:
+                    self._progress_at = time.monotonic()
                     self._writers[event.channel].pump()
             elif type(event) is Message:
                 try:
@@ -254,19 +259,24 @@ class NativeTransport(Transport):
                 if self._conn.bytes_to_send:
                     self._wake.notify()
 
-    def flush(self, timeout: float) -> bool:
+    def flush(self, timeout: float, grace: float = 0.0) -> bool:
         deadline = time.monotonic() + timeout
+        hard_deadline = deadline + max(0.0, grace)
         with self._lock:
-            while not self._broken and (
-                self._writing
-                or self._conn.bytes_to_send
-                or not all(w.drained for w in self._writers.values())
-            ):
-                left = deadline - time.monotonic()
+            while not self._broken:
+                now = time.monotonic()
+                # Sendable: frames the Connection holds (within credit), a write in progress, or
+                # a host that is still granting credit (reading) as it goes.
+                sendable = (self._writing or self._conn.bytes_to_send
+                            or now - self._progress_at < PROGRESS_STALL)
+                if not (self._writing or self._conn.bytes_to_send) and all(
+                        w.drained for w in self._writers.values()):
+                    return True
+                left = (hard_deadline if sendable else deadline) - now
                 if left <= 0:
-                    return False
+                    return False  # the rest waits for credit the host withholds
                 self._drained.wait(min(left, 0.05))
-            return not self._broken
+            return False
 
     def close(self) -> None:
         with self._lock:

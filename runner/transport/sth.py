@@ -54,6 +54,8 @@ INPUT_WINDOW = 1 << 20
 #: STH-Node: IN EOF is the end of input only if CONTROL has not ended within this time.
 EOF_SETTLE = 0.5
 IOV_MAX = 512
+#: A socket write that has not finished for this long is held up by the host (TCP's "no credit").
+WRITE_STALLED = 0.1
 
 INBOUND = (STHChannel.STDIN, STHChannel.CONTROL, STHChannel.IN, STHChannel.PACKAGE)
 OUTBOUND = (STHChannel.STDOUT, STHChannel.STDERR, STHChannel.MONITORING, STHChannel.OUT, STHChannel.LOG)
@@ -146,6 +148,7 @@ class _Outbound:
         self.sending = False
         self.end_requested = False
         self.end_sent = False
+        self.progress_at = 0.0  # when the current write began or last finished
         self.writer: ChannelWriter | None = None
 
     def put(self, data: Any) -> None:
@@ -171,6 +174,10 @@ class _Outbound:
         """Lock held: everything handed over is written (and the end sent, if asked)."""
         return not self.outbox and not self.sending and (not self.end_requested or self.end_sent)
 
+    def progressing(self, now: float) -> bool:
+        """Lock held: a write is under way and the host is taking it (not stalled)."""
+        return self.sending and now - self.progress_at < WRITE_STALLED
+
     def run(self) -> None:
         t = self.transport
         while True:
@@ -188,7 +195,7 @@ class _Outbound:
                     self.wake.wait()
                 items = list(self.outbox)
                 self.sending = True
-            started = time.monotonic()
+                started = self.progress_at = time.monotonic()
             sent_items, partial = 0, 0
             error: OSError | None = None
             if items:
@@ -197,6 +204,8 @@ class _Outbound:
                 except _SendFailed as failed:
                     sent_items, partial, error = failed.items, failed.partial, failed.error
             with self.lock:
+                if sent_items or partial:
+                    self.progress_at = time.monotonic()
                 heartbeat_sent = False
                 for _ in range(sent_items):
                     item = self.outbox.popleft()
@@ -742,16 +751,22 @@ class STHTransport(Transport):
         with self._drained:
             self._drained.notify_all()
 
-    def flush(self, timeout: float) -> bool:
+    def flush(self, timeout: float, grace: float = 0.0) -> bool:
         deadline = time.monotonic() + timeout
+        hard_deadline = deadline + max(0.0, grace)
         while True:
+            now = time.monotonic()
             done = all(w.drained for w in self._writers.values())
+            sendable = False
             for out in self._out.values():
                 with out.lock:
                     done = done and out.idle
+                    sendable = sendable or out.progressing(now)
             if done:
                 return True
-            left = deadline - time.monotonic()
+            # TCP's flow control is the credit here: a socket the host does not read stalls
+            # its writer, and that is waited for only until ``deadline``.
+            left = (hard_deadline if sendable else deadline) - now
             if left <= 0:
                 return False
             with self._drained:

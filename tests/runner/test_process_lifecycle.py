@@ -149,6 +149,96 @@ def test_kill_of_cpu_bound_sequence_exits_137_and_flushes_stdout() -> None:
         assert host.messages(Code.EXITING)[-1]["exitCode"] == 137
 
 
+FLOOD_EVERY_CHANNEL = """
+    import os, threading
+
+    async def run(context, input):
+        def forever(write):
+            def loop():
+                while True:
+                    write()
+            threading.Thread(target=loop, daemon=True).start()
+        forever(lambda: print("o" * 1000))
+        forever(lambda: os.write(2, b"e" * 4096))
+        forever(lambda: context.logger.info("x" * 1000))
+        while True:
+            yield "y" * 65536
+"""
+
+
+def test_kill_with_every_outbound_channel_blocked_exits_well_under_a_second(tmp_path: Path) -> None:
+    """A host that reads none of OUT, STDOUT, STDERR and LOG: the runner waits for the credit it
+    withholds only within one exit budget (0.5 s), not per flush step (4 s before)."""
+    with TestHost(sequence(tmp_path, FLOOD_EVERY_CHANNEL), consume=()) as host:
+        window = host.conn.window
+        host.wait_until(lambda: all(len(host.data[ch]) >= min(window, 32768)
+                                    for ch in (Channel.OUT, Channel.STDOUT, Channel.STDERR, Channel.LOG)),
+                        what="every channel's window used")
+        time.sleep(0.5)  # every queue in front of the credit fills
+        sent = time.monotonic()
+        host.send(Code.KILL)
+        code = host.wait_exit()
+        waited = time.monotonic() - sent
+        assert code == 137
+        assert waited < 1.2, f"KILL took {waited:.2f} s with every channel blocked"
+        host.wait_closed()
+        assert host.messages(Code.EXITING)[-1]["exitCode"] == 137  # control is not held up by credit
+
+
+def test_kill_sends_everything_the_host_can_take(tmp_path: Path) -> None:
+    """Output queued when KILL comes goes out in full when the host reads (it only takes credit)."""
+    path = sequence(tmp_path, """
+        import os, sys
+
+        async def run(context, input):
+            sys.stdout.write("s" * 3_000_000 + "\\n")
+            os.write(1, b"f" * 60_000)
+            context.emit("queued", None)
+            while True:
+                pass
+            yield
+    """)
+    with TestHost(path) as host:
+        host.wait_message(Code.EVENT)
+        host.send(Code.KILL)
+        assert host.finish()[0] == 137
+        out = host.text(Channel.STDOUT)
+        assert out.count("s") == 3_000_000 and out.count("f") == 60_000
+
+
+def test_kill_keeps_sending_while_the_host_reads_slowly(tmp_path: Path) -> None:
+    """A host still granting credit (slowly, past the exit budget) gets all the output: only
+    credit the host withholds ends the wait."""
+    path = sequence(tmp_path, """
+        import sys
+
+        async def run(context, input):
+            sys.stdout.write("s" * 1_000_000 + "\\n")
+            context.emit("queued", None)
+            while True:
+                pass
+            yield
+    """)
+    with TestHost(path, consume=(Channel.OUT, Channel.STDERR, Channel.LOG), window=65536) as host:
+        host.wait_message(Code.EVENT)
+        sent = time.monotonic()
+        host.send(Code.KILL)
+        granted = len(host.data[Channel.STDOUT])
+        with host.lock:
+            host.conn.consumed(Channel.STDOUT, granted)
+        while host.proc.poll() is None and time.monotonic() - sent < 10:
+            time.sleep(0.04)
+            with host.lock:  # at most 64 KiB of credit every 40 ms: about 0.6 s for 1 MB
+                step = min(65536, len(host.data[Channel.STDOUT]) - granted)
+                if step > 0:
+                    host.conn.consumed(Channel.STDOUT, step)
+                    granted += step
+                    host._flush_locked()
+        assert host.finish()[0] == 137
+        assert time.monotonic() - sent > 0.5  # the exit budget alone would have cut it short
+        assert host.text(Channel.STDOUT).count("s") == 1_000_000
+
+
 def test_stop_then_kill_while_the_loop_is_blocked_exits_138() -> None:
     with TestHost(SAMPLES / "cpu-bound") as host:
         host.wait_data(Channel.STDOUT, b"Spinning.\n")
