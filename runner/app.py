@@ -25,6 +25,12 @@ if TYPE_CHECKING:  # imported after the handshake: start-up time counts until PI
 
 CAPABILITIES = ["stdio", "events", "monitoring", "stop", "keepalive"]
 MAX_EXIT_TIMEOUT_MS = 10_000
+#: The start of the exit reason (EXITING ``reason``, the line on the real stderr) per exit code.
+FAILURES = {
+    int(ExitCode.INVALID_SEQUENCE_PATH): "invalid Sequence path",
+    int(ExitCode.FAILED_ON_START): "Sequence failed on start",
+    int(ExitCode.FAILED_DURING_EXECUTION): "Sequence failed during execution",
+}
 
 
 class ConfigExit(Exception):
@@ -196,17 +202,24 @@ class App:
             self.fail(int(ExitCode.FAILED_ON_START), f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
     def fail(self, code: int, message: str, stack: str) -> NoReturn:
-        """Traceback on STDERR and LOG, ERROR, then exit with ``code`` (output flushed first)."""
+        """Traceback on STDERR and LOG, ERROR, then exit with ``code`` (output flushed first).
+
+        The exit reason line (``runner: Sequence failed ...: message``) also goes to the
+        process's real stderr (``ControlPlane.exit``), and so does the traceback when the host
+        shows that stderr as the crash log (STH)."""
+        from .stdio import diagnose
+
+        if self.transport.stderr_is_crash_log:
+            diagnose(stack)
         try:
             sys.stderr.write(stack if stack.endswith("\n") else stack + "\n")
             sys.stderr.flush()
         except (OSError, ValueError):
-            from .stdio import diagnose
-
-            diagnose(stack)
+            if not self.transport.stderr_is_crash_log:
+                diagnose(stack)
         self.transport.writer(Channel.LOG).write(_exc_line(message, stack))
         self.transport.send_message(Code.ERROR, {"message": message, "stack": stack, "exitCode": code})
-        self.control.exit(code, message)
+        self.control.exit(code, f"{FAILURES.get(code, 'Sequence failed')}: {message}")
         raise SystemExit(code)  # not reached: exit() ends the process
 
     def _install_signals(self) -> None:

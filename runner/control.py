@@ -315,6 +315,8 @@ class ControlPlane:
         except ValueError:  # pragma: no cover - a positive interval is always accepted
             pass
         log.info("exiting with %s: %s", code, reason)
+        if code not in (0, int(ExitCode.KILLED), int(ExitCode.STOPPED)):
+            diagnose(f"runner: {reason}")  # the host's crash log is the process's real stderr
         if kill_handlers and self.context is not None:
             budget = min(KILL_HANDLER_BUDGET, left())
             bounded(lambda: self.context.run_kill_handlers(budget), budget + 0.02, "runner-kill-handlers")

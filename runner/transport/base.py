@@ -50,6 +50,9 @@ class Transport(ABC):
 
     #: Framer implementation, shown in --version and PING ("cython"/"python").
     impl: str = "python"
+    #: The host shows the process's real stderr as the instance's crash log (STH does): a failed
+    #: Sequence's traceback goes there too, not only to the STDERR channel.
+    stderr_is_crash_log: bool = False
 
     @abstractmethod
     def handshake(self, ping: dict[str, Any], timeout: float) -> dict[str, Any]:

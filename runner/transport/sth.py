@@ -271,6 +271,7 @@ def _send_items(sock: socket.socket, items: list[Any]) -> tuple[int, int]:
 
 class STHTransport(Transport):
     impl = "sth"
+    stderr_is_crash_log = True  # STH-Py's tracebacks reach its real stderr, which STH keeps
 
     def __init__(self, cfg: STHConfig) -> None:
         self.cfg = cfg

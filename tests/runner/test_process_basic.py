@@ -105,8 +105,9 @@ def test_missing_sequence_path_exits_21(tmp_path: Path) -> None:
 def test_import_error_exits_22_with_traceback_on_stderr_and_log(tmp_path: Path) -> None:
     path = sequence(tmp_path, "import no_such_module_here\n\ndef run(context, input):\n    pass\n")
     with TestHost(path) as host:
-        code, _ = host.finish()
+        code, real_stderr = host.finish()
         assert code == 22, host.summary()
+        assert "runner: Sequence failed on start: " in real_stderr and "no_such_module_here" in real_stderr
         assert "no_such_module_here" in host.text(Channel.STDERR)
         assert "Traceback" in host.text(Channel.STDERR)
         assert any("no_such_module_here" in rec.get("exc", "") for rec in host.log_records())
@@ -195,8 +196,10 @@ def test_app_config_from_pong(tmp_path: Path) -> None:
 
 def test_exception_exits_23_after_output_with_traceback_and_error() -> None:
     with TestHost(SAMPLES / "failing") as host:
-        code, _ = host.finish()
+        code, real_stderr = host.finish()
         assert code == 23
+        # the exit reason reaches the real stderr too (host_bridge keeps its tail for crash reports)
+        assert "runner: Sequence failed during execution: TestException: " in real_stderr
         assert bytes(host.data[Channel.OUT]) == b"about to fail\n"
         assert "This exception should appear on stderr" in host.text(Channel.STDERR)
         assert "Traceback" in host.text(Channel.STDERR)

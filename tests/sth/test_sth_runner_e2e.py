@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from test_sth_runner_support import collect, new_host, read_until, seq
+from test_sth_runner_support import collect, new_host, read_until, seq, wait_for
 
 from runner.protocol.sth import STHCode
 
@@ -119,6 +119,11 @@ async def test_tc003_exception_appears_on_stderr(tmp_path: Path) -> None:
         stderr = await collect(inst.stderr())
         assert b"TestException: This exception should appear on stderr" in stderr
         assert await inst.wait() == 23
+        # and on the runner's real stderr, which STH keeps as the crash log (as STH-Py's runner does)
+        await wait_for(lambda: b"runner: Sequence failed during execution: TestException" in inst.crash_log)
+        crash_log = bytes(inst.crash_log)
+        assert b"Traceback" in crash_log
+        assert b"TestException: This exception should appear on stderr" in crash_log
         assert inst.status == "errored"
         error = inst.reports[STHCode.ERROR]
         assert error["exitCode"] == error["errorCode"] == 23

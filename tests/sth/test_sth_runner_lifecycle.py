@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from test_sth_runner_support import ROOT, RUNNER_COMMAND, collect, new_host, read_until, seq
+from test_sth_runner_support import ROOT, RUNNER_COMMAND, collect, new_host, read_until, seq, wait_for
 
 from host_bridge.sth import STHInstanceGone, STHStartError, runner_env, sequence_info_for
 from runner.protocol import sth
@@ -182,6 +182,8 @@ async def test_sequence_failing_on_import_exits_22(tmp_path: Path) -> None:
         stderr = await collect(inst.stderr())
         assert b"ImportError: no such thing" in stderr
         assert await inst.wait() == 22
+        await wait_for(lambda: b"runner: Sequence failed on start: " in inst.crash_log)  # STH's crash log
+        assert b"ImportError: no such thing" in bytes(inst.crash_log)
         assert inst.reports[sth.STHCode.ERROR]["errorCode"] == 22
 
 
