@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--version" in words:
         sys.stdout.write(version_line() + "\n")
         return 0
+    from . import signals
+
+    signals.install()  # SIGTERM/SIGINT while connecting end the runner at once (exit 138)
     from .config import ConfigError, parse
 
     if os.environ.get("INSTANCES_SERVER_PORT") or os.environ.get("INSTANCE_ID"):

@@ -149,7 +149,10 @@ class App:
             raise ConfigExit(str(exc)) from None
 
     def run(self) -> NoReturn:
+        from . import signals
+
         pong = self.handshake()
+        signals.handshake_done()  # a signal from now on waits for the control plane
         from . import logs
         from .control import ControlPlane
         from .monitor import Heartbeat
@@ -223,10 +226,10 @@ class App:
         raise SystemExit(code)  # not reached: exit() ends the process
 
     def _install_signals(self) -> None:
-        import signal
+        from . import signals
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self.control.on_signal)
+        signals.install()  # normally done at start-up (runner.__main__); harmless again
+        signals.hand_over(self.control.on_signal)
         if os.getpid() == 1:
             from .reaper import start_reaper
 

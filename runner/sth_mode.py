@@ -158,6 +158,14 @@ def main(words: Sequence[str]) -> int:
     if startup_log is not None and len(sys.argv) > 1 and sys.argv[1] == startup_log:
         del sys.argv[1]
     log = _startup_logging(startup_log)
+    from . import signals
+    from .transport.sth import write_exit_code
+
+    def signalled(code: int) -> None:  # a signal before the handshake (runner.signals)
+        log.error("stopped by a signal before the handshake completed (exit %d)", code)
+        write_exit_code(code)
+
+    signals.on_early_exit.append(signalled)
     try:
         cfg, sequence_path = parse_env(os.environ)
     except STHEnvError as exc:

@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,31 @@ def test_handshake_timeout_exits_20() -> None:
         child.close()
     assert done.returncode == 20
     assert "PONG" in done.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_before_the_handshake_exits_138_at_once(tmp_path: Path, signum: int) -> None:
+    """A host (or a container runtime) that signals a runner still waiting for PONG ends it at
+    once: 138, a stop before the Sequence ran (docs/runner.md "Signals")."""
+    import socket
+
+    parent, child = socket.socketpair()
+    with parent:
+        proc = subprocess.Popen(runner_cmd("--fd", str(child.fileno()), "--instance-id", "i", "--sequence",
+                                           str(tmp_path), "--connect-timeout", "30"),
+                                pass_fds=[child.fileno()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=runner_env())
+        child.close()
+        parent.settimeout(20)
+        assert parent.recv(65536)  # PING: the runner now waits for PONG
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=20)
+        waited = time.monotonic() - sent
+    assert proc.returncode == 138, err
+    assert waited < 2
+    assert f"{signal.Signals(signum).name} before the handshake completed" in err
+    assert "Traceback" not in err
 
 
 # -- load errors -------------------------------------------------------------------------------

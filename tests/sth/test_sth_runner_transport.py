@@ -209,3 +209,61 @@ def _only_child(pid: int) -> int:
             children += f.read().split()
     assert len(children) == 1, children
     return int(children[0])
+
+
+@pytest.mark.parametrize("pid1", [False, pytest.param(True, marks=needs_pid_namespace)], ids=["child", "pid1"])
+def test_sigterm_before_the_handshake_exits_138_with_the_exit_code_file(tmp_path: Path, pid1: bool) -> None:
+    """SIGTERM while the runner waits for PONG (a hub that stops an instance still starting, or
+    `docker stop` of a PID 1 runner) ends it at once, with the code in /tmp/runner-<pid>."""
+    import socket
+    import time
+    import uuid
+
+    from host_bridge.sth import runner_env, sequence_info_for
+    from runner.protocol import sth
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)  # the nine connections complete in the backlog; nobody ever sends PONG
+    conns: list[socket.socket] = []
+    seq_path, info = sequence_info_for(seq("hello"), str(uuid.uuid4()))
+    env = runner_env(sequence_path=seq_path, instance_id=str(uuid.uuid4()), port=server.getsockname()[1],
+                     sequence_info=info, connect_info={}, runner_pythonpath=str(Path(__file__).parents[2]))
+    env["SEQUENCE_RUNNER_CONNECT_TIMEOUT"] = "30"
+    prefix = [shutil.which("unshare") or "unshare", "--pid", "--fork", "--kill-child"] if pid1 else []
+    proc = subprocess.Popen([*prefix, sys.executable, *RUNNER_COMMAND, "./startup.log"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        server.settimeout(20)
+        while len(conns) < sth.CHANNEL_COUNT:
+            conns.append(server.accept()[0])
+        deadline = time.monotonic() + 20
+        got = {c: b"" for c in conns}
+        while not any(b'"id"' in data for data in got.values()):  # the PING line on MONITORING
+            assert time.monotonic() < deadline, "no PING"
+            for c in conns:
+                c.settimeout(0.05)
+                try:
+                    got[c] += c.recv(65536)
+                except TimeoutError:
+                    pass
+        runner_pid = _only_child(proc.pid) if pid1 else proc.pid
+        sent = time.monotonic()
+        os.kill(runner_pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        waited = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for c in conns:
+            c.close()
+        server.close()
+    exit_file = Path(sth.exit_code_file(1 if pid1 else proc.pid))
+    try:
+        assert proc.returncode == 138, err
+        assert waited < 2
+        assert "SIGTERM before the handshake completed" in err  # the hub's crash log
+        assert exit_file.read_text() == "138"
+    finally:
+        exit_file.unlink(missing_ok=True)
+    assert "stopped by a signal before the handshake" in (tmp_path / "startup.log").read_text()
