@@ -168,6 +168,7 @@ class App:
         self.heartbeat = Heartbeat(self.transport, self.channel_stats)
         self.control.on_rate = self.heartbeat.set_rate
         self.transport.start(self.control)
+        self.heartbeat.start()  # before loading: a long import still shows a live runner
         self.stdio.install()
         self._install_signals()
         self.runner_log.info("connected; loading %s", self.settings.sequence)
@@ -273,7 +274,7 @@ class App:
             bridge = LoopBridge(loop, tg)
             tg.start_soon(bridge.serve)
             self.control.attach_loop(loop, bridge, context)
-            self.heartbeat.start(bridge, context)
+            self.heartbeat.attach(bridge, context)
             stream = InputStream(loop, self.transport, self.control)
             self.control.attach_input(stream.feed)
             sequence_input = SequenceInput()

@@ -3,6 +3,10 @@
 The heartbeat never stops and never waits for the event loop longer than its
 health timeout: a loop that does not answer in time makes ``healthy`` false and
 ``stats.loopLagMs`` says how long the oldest unanswered probe has waited.
+
+It starts right after the handshake, before the Sequence is loaded, so a host
+sees the runner alive through a long import: until the loop runs (``attach``)
+there is nothing to probe, and a heartbeat says ``healthy: true``, ``loopLagMs: 0``.
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ class Heartbeat:
         self._channel_stats = channel_stats
         self._rate = rate
         self._changed = threading.Event()
-        self._bridge: Any = None
-        self._context: Any = None
+        self._loop: tuple[Any, Any] | None = None  # (LoopBridge, AppContext) once the loop runs
         self._probe: tuple[float, Future[bool]] | None = None
         self._lag_ms = 0.0
         self._process: Any = None
         self._thread = threading.Thread(target=self._run, name="runner-heartbeat", daemon=True)
 
-    def start(self, bridge: Any, context: Any) -> None:
-        self._bridge, self._context = bridge, context
+    def start(self) -> None:
+        """Start beating (right after the handshake; the loop may not exist yet)."""
         self._thread.start()
+
+    def attach(self, bridge: Any, context: Any) -> None:
+        """The loop runs: from now on health is asked of ``context`` through ``bridge``."""
+        self._loop = (bridge, context)
 
     def set_rate(self, rate: float) -> None:
         """Heartbeats per second; 0 turns them off until the next change."""
@@ -78,11 +85,12 @@ class Heartbeat:
         return {"healthy": healthy, "stats": stats}
 
     def _health(self, timeout: float) -> bool:
-        if self._bridge is None:
-            return True
+        attached = self._loop
+        if attached is None:
+            return True  # loading the Sequence: no loop to ask yet
         if self._probe is None:
             started = time.monotonic()
-            future = self._bridge.start(self._ask, started)
+            future = attached[0].start(self._ask, started, attached[1])
             self._probe = (started, future)
         started, future = self._probe
         try:
@@ -95,9 +103,9 @@ class Heartbeat:
         self._probe = None
         return healthy
 
-    async def _ask(self, started: float) -> bool:
+    async def _ask(self, started: float, context: Any) -> bool:
         self._lag_ms = (time.monotonic() - started) * 1000.0
-        healthy: bool = await self._context.health(MAX_HEALTH_TIMEOUT)
+        healthy: bool = await context.health(MAX_HEALTH_TIMEOUT)
         return healthy
 
     def _process_stats(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from testhost import SAMPLES, TestHost
 
-from runner.protocol import Channel, Code
+from runner.protocol import Channel, Code, Message
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,6 +105,32 @@ def test_heartbeat_has_stats_and_follows_rate() -> None:
         assert len(host.messages(Code.MONITORING)) <= count + 1
         host.send_end(Channel.IN)
         assert host.finish()[0] == 0
+
+
+def test_heartbeats_during_a_long_sequence_import(tmp_path: Path) -> None:
+    """The heartbeat starts right after the handshake: a Sequence whose module takes 2.5 s to
+    import still shows a live, healthy runner (no loop yet: loopLagMs 0)."""
+    path = sequence(tmp_path, """
+        import time
+        time.sleep(2.5)
+
+        async def run(context, input):
+            yield "imported\\n"
+    """)
+    with TestHost(path) as host:
+        host.wait_until(lambda: any("provides" in m for m in host.messages(Code.PANG)), what="PANG {provides}")
+        before: list[dict[str, object]] = []
+        for event in [e for e in list(host.events) if isinstance(e, Message)]:
+            if event.code == Code.PANG and "provides" in event.body:
+                break
+            if event.code == Code.MONITORING:
+                before.append(event.body)
+        assert len(before) >= 2, host.summary()
+        assert all(b["healthy"] is True for b in before)
+        assert before[0]["stats"]["loopLagMs"] == 0  # type: ignore[index]
+        host.send_end(Channel.IN)
+        assert host.finish()[0] == 0
+        assert bytes(host.data[Channel.OUT]) == b"imported\n"
 
 
 def test_unhealthy_check_reported() -> None:
