@@ -11,11 +11,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
-from common import SEQUENCES, Hasher, Verifier, percentile, rss_bytes, slope
+from common import SEQUENCES, Hasher, Verifier, percentile, private_bytes, rss_bytes, slope
 
 from host_bridge import Bridge, Instance
 
@@ -63,24 +63,30 @@ async def pipe(
 ) -> dict[str, Any]:
     """Write ``blocks`` to a spawned identity Sequence and check what comes back.
 
-    Timed from the first input byte to the last output byte checked (start-up excluded).
+    The first block goes alone and must come back before the clock starts, so the
+    runner's start-up and the Sequence's import are not timed; then timed from the
+    second block's first byte to the last output byte checked.
     """
     inst = await _spawn_ready(bridge, name)
     inst.discard("stdout", "stderr", "log")
     await inst.write_input(b"", content_type=content_type)
     cpu0 = cpu_seconds(inst.pid)
 
+    source = iter(blocks())
+    first = next(source)
+    output = inst.output().__aiter__()
+    start = await _first_block_back(inst.write_input(first), output, checker, len(first))
+
     async def write() -> None:
         write_input = inst.write_input
-        for block in blocks():
+        for block in source:
             await write_input(block)
         await inst.end_input()
 
-    start = time.perf_counter()
     async with anyio.create_task_group() as tg:
         tg.start_soon(write)
         feed = checker.feed
-        async for chunk in inst.output():
+        async for chunk in output:
             feed(chunk)
     digest = checker.finish()
     elapsed = time.perf_counter() - start
@@ -92,7 +98,25 @@ async def pipe(
     if code != 0:
         raise AssertionError(f"{name}: exit code {code}: {inst.info.error}")
     runner_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    return {"seconds": elapsed, "digest": digest, "bytes": total, "runner_cpu_s": runner_cpu}
+    timed = total - len(first)
+    return {
+        "seconds": elapsed,
+        "digest": digest,
+        "bytes": total,
+        "timed_bytes": timed,
+        "runner_cpu_s": runner_cpu,
+    }
+
+
+async def _first_block_back(
+    send: Awaitable[None], output: AsyncIterator[bytes], checker: Checker, size: int
+) -> float:
+    """Send the first block, wait for all of it to come back; returns the clock's start."""
+    await send
+    with anyio.fail_after(30):
+        while checker.nbytes < size:
+            checker.feed(await output.__anext__())
+    return time.perf_counter()
 
 
 # -- 3: event round trip ---------------------------------------------------------------------
@@ -214,8 +238,26 @@ async def stop_latency(bridge: Bridge) -> dict[str, float]:
 # -- 6: memory ----------------------------------------------------------------------------------
 
 
-async def idle_rss(bridge: Bridge, settle: float = 1.0) -> int:
-    """RSS of a runner whose Sequence waits on events, after the handshake has settled."""
+async def import_asyncio_rss(settle: float = 0.3) -> int:
+    """RSS of ``python -c "import asyncio"`` (then sleeping): the floor for an asyncio process."""
+    code = "import asyncio, sys, time; sys.stdout.write('ok\\n'); sys.stdout.flush(); time.sleep(30)"
+    proc = await anyio.open_process([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        with anyio.fail_after(30):
+            await proc.stdout.receive()
+        await anyio.sleep(settle)
+        rss = rss_bytes(proc.pid)
+    finally:
+        proc.kill()
+        await proc.wait()
+    if rss is None:
+        raise RuntimeError("no RSS for the floor process")
+    return rss
+
+
+async def idle_rss(bridge: Bridge, settle: float = 1.0) -> dict[str, int]:
+    """RSS (and private memory) of a runner whose Sequence waits on events, after the handshake."""
     inst = await bridge.spawn(seq("echo-events"))
     ready = inst.events("ready")
     await inst.wait_started()
@@ -223,12 +265,13 @@ async def idle_rss(bridge: Bridge, settle: float = 1.0) -> int:
         await ready.receive()
     await anyio.sleep(settle)
     rss = rss_bytes(inst.pid) if inst.pid else None
+    private = private_bytes(inst.pid) if inst.pid else None
     await inst.kill()
     with anyio.fail_after(30):
         await inst.wait()
     if rss is None:
         raise RuntimeError("no RSS for the idle runner")
-    return rss
+    return {"rss": rss, "private": private or 0}
 
 
 async def rss_unread_flood(bridge: Bridge, seconds: float, interval: float = 0.25) -> dict[str, Any]:

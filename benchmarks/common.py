@@ -151,6 +151,16 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def private_bytes(pid: int) -> int | None:
+    """Private (unshared) resident memory of ``pid``: what this process alone costs."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            fields = dict(line.split(b":", 1) for line in f if b":" in line and not line[0:1].isdigit())
+        return sum(int(fields[k].split()[0]) for k in (b"Private_Clean", b"Private_Dirty")) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def slope(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of (t, y) points."""
     n = len(points)

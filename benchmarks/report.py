@@ -121,6 +121,9 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if "events" in res:
         e = res["events"]
         f2 = "{:.3f}"
+        if "raw" in e:
+            out.append(_row("3 raw ping-pong RTT p50 (floor)", e["raw"]["p50_ms"], "ms", fmt=f2))
+            out.append(_row("3 raw ping-pong RTT p99 (floor)", e["raw"]["p99_ms"], "ms", fmt=f2))
         out.append(
             _row(
                 "3 event RTT idle p50",
@@ -183,6 +186,18 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         )
         out.append(
             _row(
+                "4 spawn -> ready / floor",
+                s["ready_ms"] / s["import_asyncio_ms"],
+                "x floor",
+                "STH: at the floor",
+                None,
+                "<= 1.00 (same run)",
+                s["ready_ms"] <= s["import_asyncio_ms"],
+                "{:.2f}",
+            )
+        )
+        out.append(
+            _row(
                 "4 spawn -> first output (hello)",
                 s["first_output_ms"],
                 "ms",
@@ -210,18 +225,29 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(_row("5 STOP -> exit (KILL when handler done)", k["stop_then_kill_exit_ms"], "ms", fmt=f1))
     if "memory" in res:
         m = res["memory"]
+        if "import_asyncio_rss_mib" in m:
+            out.append(
+                _row(
+                    "6 python -c 'import asyncio' RSS (floor)",
+                    m["import_asyncio_rss_mib"],
+                    "MiB",
+                    fmt="{:.1f}",
+                )
+            )
         out.append(
             _row(
                 "6 idle runner RSS",
                 m["idle_rss_mib"],
                 "MiB",
-                f"STH {ref['idle_rss_mib']}",
-                m["idle_rss_mib"] / ref["idle_rss_mib"],
+                f"STH {ref['idle_rss_mib']:.0f}; vs floor",
+                m["idle_rss_mib"] / m.get("import_asyncio_rss_mib", ref["idle_rss_mib"]),
                 "<= 20",
                 m["idle_rss_mib"] <= 20,
                 "{:.1f}",
             )
         )
+        if "idle_private_mib" in m:
+            out.append(_row("6 idle runner private memory (USS)", m["idle_private_mib"], "MiB", fmt="{:.1f}"))
         out.append(
             _row(
                 f"6 RSS slope, stdout unread {m['flood_seconds']:.0f} s",

@@ -1,6 +1,7 @@
 """sequence-runner benchmarks: one command, one table, a JSON file and a chart.
 
-    python benchmarks/run.py [--quick] [--runs N] [--json FILE] [--png FILE] [--md FILE] [--only NAMES]
+    python benchmarks/run.py [--quick] [--runs N] [--json FILE] [--png FILE] [--md FILE] [--uvloop]
+                             [--only NAMES]
 
 Every figure is the median of several runs (5, --quick 3; start-up 15/7) and every
 comparison is measured side by side in the same run: each round runs the baseline
@@ -43,6 +44,7 @@ from common import (
     machine,
     median,
     ndjson_records,
+    percentile,
     text_records,
 )
 
@@ -96,7 +98,7 @@ async def pass_through(
 
         async def raw(checker: Hasher | Verifier) -> dict[str, Any]:
             seconds, got, _ = await anyio.to_thread.run_sync(bench_baseline.raw_echo, blocks, total, checker)
-            return {"seconds": seconds, "digest": got}
+            return {"seconds": seconds, "digest": got, "timed_bytes": total - len(next(iter(blocks())))}
 
         variants["raw"] = raw
     variants["native"] = lambda c: bench_e2e.pipe(bridge, name, content_type, blocks, total, c)
@@ -115,6 +117,7 @@ async def pass_through(
                 hashed[variant] = result["seconds"]
             else:
                 samples[variant].append(result["seconds"])
+                timed_bytes = result["timed_bytes"]
                 if result.get("runner_cpu_s") is not None:
                     cpu[variant].append(result["runner_cpu_s"])
         if rnd == 0:
@@ -127,13 +130,19 @@ async def pass_through(
                 f"  {label} round {rnd}/{cfg.runs}: "
                 + ", ".join(f"{v} {samples[v][-1]:.3f}s" for v in samples)
             )
-    out: dict[str, Any] = {"bytes": total, "sha256": digest, "hashed_warmup_s": hashed, "variants": {}}
+    out: dict[str, Any] = {
+        "bytes": total,
+        "timed_bytes": timed_bytes,
+        "sha256": digest,
+        "hashed_warmup_s": hashed,
+        "variants": {},
+    }
     for variant, secs in samples.items():
         m = median(secs)
         out["variants"][variant] = {
             "runs_s": secs,
             "median_s": m,
-            "bytes_per_s": total / m,
+            "bytes_per_s": timed_bytes / m,
             "runner_cpu_s": median(cpu[variant]) if cpu[variant] else None,
         }
     return out
@@ -179,17 +188,28 @@ async def bench_records(cfg: Config, bridge: Bridge, sth_host: Any) -> dict[str,
             sth_host,
         )
         res["records"] = RECORDS_PER_BLOCK * n
+        res["timed_records"] = RECORDS_PER_BLOCK * (n - 1)  # the first block is the untimed warm-up
         for v in res["variants"].values():
-            v["records_per_s"] = res["records"] / v["median_s"]
+            v["records_per_s"] = res["timed_records"] / v["median_s"]
         out[kind] = res
     return out
 
 
 async def bench_events(cfg: Config, bridge: Bridge) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"idle": [], "flood": []}
+    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "idle": [], "flood": []}
     for rnd in range(cfg.runs):
         for kind, kind_runs in runs.items():
-            kind_runs.append(await bench_e2e.event_rtt(bridge, cfg.rtt_count, kind == "flood"))
+            if kind == "raw":
+                samples = await anyio.to_thread.run_sync(bench_baseline.raw_ping_pong, cfg.rtt_count)
+                kind_runs.append(
+                    {
+                        "p50_ms": percentile(samples, 50) * 1e3,
+                        "p99_ms": percentile(samples, 99) * 1e3,
+                        "max_ms": max(samples) * 1e3,
+                    }
+                )
+            else:
+                kind_runs.append(await bench_e2e.event_rtt(bridge, cfg.rtt_count, kind == "flood"))
         say(
             f"  events round {rnd + 1}/{cfg.runs}: "
             + ", ".join(
@@ -250,7 +270,15 @@ async def bench_kill(cfg: Config, bridge: Bridge) -> dict[str, Any]:
 
 
 async def bench_memory(cfg: Config, bridge: Bridge) -> dict[str, Any]:
-    idle = [await bench_e2e.idle_rss(bridge) for _ in range(cfg.idle_rss_runs)]
+    idle, floor = [], []
+    for _ in range(cfg.idle_rss_runs):
+        floor.append(await bench_e2e.import_asyncio_rss())
+        idle.append(await bench_e2e.idle_rss(bridge))
+    say(
+        f"  idle RSS {median([i['rss'] for i in idle]) / 2**20:.1f} MiB "
+        f"(private {median([i['private'] for i in idle]) / 2**20:.1f}), "
+        f"import asyncio {median(floor) / 2**20:.1f} MiB"
+    )
     floods = []
     for _ in range(cfg.flood_runs):
         floods.append(await bench_e2e.rss_unread_flood(bridge, cfg.flood_seconds))
@@ -259,8 +287,11 @@ async def bench_memory(cfg: Config, bridge: Bridge) -> dict[str, Any]:
             f"  unread flood: {f['start_mib']:.1f} -> {f['end_mib']:.1f} MiB, slope {f['slope_mib_s']:+.3f} MiB/s"
         )
     return {
-        "idle_rss_mib": median(idle) / 2**20,
+        "idle_rss_mib": median([i["rss"] for i in idle]) / 2**20,
+        "idle_private_mib": median([i["private"] for i in idle]) / 2**20,
+        "import_asyncio_rss_mib": median(floor) / 2**20,
         "idle_runs_bytes": idle,
+        "import_asyncio_runs_bytes": floor,
         "flood_seconds": cfg.flood_seconds,
         "flood_slope_mib_s": median([f["slope_mib_s"] for f in floods]),
         "flood_slope_second_half_mib_s": median([f["slope_second_half_mib_s"] for f in floods]),
@@ -319,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json", metavar="FILE")
     parser.add_argument("--png", type=Path, default=HERE / "results" / "latest.png", metavar="FILE")
     parser.add_argument(
+        "--uvloop", action="store_true", help="run the host side (host_bridge, STHHost) on uvloop"
+    )
+    parser.add_argument(
         "--md", type=Path, default=None, metavar="FILE", help="also write the table as Markdown"
     )
     parser.add_argument(
@@ -330,14 +364,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     cfg = Config(args.quick, args.runs)
     started = time.perf_counter()
-    results = anyio.run(run_all, cfg, only)
+    results = anyio.run(run_all, cfg, only, backend_options={"use_uvloop": args.uvloop})
     doc = {
         "meta": {
             **machine(),
             "config": cfg.as_dict(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "wall_s": time.perf_counter() - started,
-            "host_backend": "asyncio (anyio), host process separate from the runner",
+            "host_backend": ("uvloop" if args.uvloop else "asyncio") + " (anyio), in its own process",
         },
         "results": results,
         "reference_sth": report.STH_REFERENCE,
@@ -349,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"results: {args.json}")
     if args.md:
         args.md.write_text(report.markdown(doc) + "\n")
-    if args.png:
+    if args.png and args.png.name:  # --png "" skips the chart
         message = report.chart(doc, args.png)
         say(message)
     return 0
