@@ -6,7 +6,9 @@ health timeout: a loop that does not answer in time makes ``healthy`` false and
 
 It starts right after the handshake, before the Sequence is loaded, so a host
 sees the runner alive through a long import: until the loop runs (``attach``)
-there is nothing to probe, and a heartbeat says ``healthy: true``, ``loopLagMs: 0``.
+there is nothing to probe, and a heartbeat says ``healthy: true`` with no
+``stats.loopLagMs``. That key is present exactly when the loop runs, so a host
+can tell "loading" from "the loop answered" (run() has been called).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class Heartbeat:
 
     def beat(self, timeout: float) -> dict[str, Any]:
         healthy = self._health(timeout)
-        stats: dict[str, Any] = {"loopLagMs": round(self._lag_ms, 3)}
+        stats: dict[str, Any] = {}
+        if self._loop is not None:
+            stats["loopLagMs"] = round(self._lag_ms, 3)
         stats.update(self._process_stats())
         stats["channels"] = self._channel_stats()
         return {"healthy": healthy, "stats": stats}

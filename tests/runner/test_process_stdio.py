@@ -87,7 +87,9 @@ def test_stdin_sync_read_readline_iteration(tmp_path: Path) -> None:
 
 def test_heartbeat_has_stats_and_follows_rate() -> None:
     with TestHost(SAMPLES / "hello") as host:
-        beat = host.wait_message(Code.MONITORING)
+        host.wait_until(lambda: any("loopLagMs" in b["stats"] for b in host.messages(Code.MONITORING)),
+                        what="a heartbeat from the running loop")
+        beat = [b for b in host.messages(Code.MONITORING) if "loopLagMs" in b["stats"]][0]
         assert beat["healthy"] is True
         stats = beat["stats"]
         assert stats["rss"] > 0 and "cpu" in stats and stats["loopLagMs"] >= 0
@@ -109,7 +111,7 @@ def test_heartbeat_has_stats_and_follows_rate() -> None:
 
 def test_heartbeats_during_a_long_sequence_import(tmp_path: Path) -> None:
     """The heartbeat starts right after the handshake: a Sequence whose module takes 2.5 s to
-    import still shows a live, healthy runner (no loop yet: loopLagMs 0)."""
+    import still shows a live, healthy runner (no loop yet: no loopLagMs)."""
     path = sequence(tmp_path, """
         import time
         time.sleep(2.5)
@@ -127,7 +129,7 @@ def test_heartbeats_during_a_long_sequence_import(tmp_path: Path) -> None:
                 before.append(event.body)
         assert len(before) >= 2, host.summary()
         assert all(b["healthy"] is True for b in before)
-        assert before[0]["stats"]["loopLagMs"] == 0  # type: ignore[index]
+        assert all("loopLagMs" not in b["stats"] for b in before)  # type: ignore[operator]
         host.send_end(Channel.IN)
         assert host.finish()[0] == 0
         assert bytes(host.data[Channel.OUT]) == b"imported\n"
