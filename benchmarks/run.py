@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer runs (~2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer runs (about a minute)")
     parser.add_argument("--runs", type=int, default=None, help="timed rounds per figure (default 5, quick 3)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json", metavar="FILE")
     parser.add_argument("--png", type=Path, default=HERE / "results" / "latest.png", metavar="FILE")
