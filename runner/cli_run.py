@@ -135,8 +135,9 @@ async def _run(opts: RunOptions, render: Render) -> int:
                     render.note("the Sequence stopped; killing the runner", always=False)
                     await inst.kill()
                 beat = inst.heartbeat or {}
-                if not noted_running and (beat.get("healthy") or inst.heartbeats >= 2):
-                    # a healthy heartbeat means the loop answered the probe: run() has been called
+                if not noted_running and "loopLagMs" in (beat.get("stats") or {}):
+                    # loopLagMs appears once the event loop answers the heartbeat probe, which is
+                    # after run() was called (earlier heartbeats cover the Sequence's import)
                     noted_running = True
                     render.note("the Sequence is running", always=False)
                 if inst.heartbeats != seen_beats:
