@@ -29,7 +29,7 @@ from runner.protocol import Connection, ProtocolError, Role, Status
 
 from .errors import BridgeError, SpawnError
 from .instance import Instance
-from .link import HandshakeFailed, read_ping
+from .link import HandshakeFailed, SocketStream, notify_closing, read_ping, wait_readable
 from .options import InstanceOptions
 from .process import SpawnOptions, start_process
 from .supervisor import Supervisor, reject_and_close, verify_ping
@@ -48,25 +48,41 @@ class Listener:
 
     def __init__(self, bridge: Bridge, listener: anyio.abc.SocketListener, address: str, path: str | None) -> None:
         self._bridge = bridge
-        self._listener = listener
+        self._listener = listener  # anyio bound it; we accept on its socket ourselves (SocketStream)
+        self._sock: socket.socket = listener.extra(anyio.abc.SocketAttribute.raw_socket)
+        self._sock.setblocking(False)
         self.address = address
         self._path = path
         self._scope = anyio.CancelScope()
+        self._closed = False
 
     async def _serve(self, tg: anyio.abc.TaskGroup) -> None:
+        sock = self._sock
         with self._scope:
-            while True:
+            while not self._closed:
                 try:
-                    stream = await self._listener.accept()
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    return
+                    client, _addr = sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    try:
+                        await wait_readable(sock)
+                    except anyio.ClosedResourceError:
+                        return
+                    continue
                 except OSError:
+                    if self._closed:
+                        return
                     await anyio.sleep(0.05)  # e.g. out of file descriptors: do not spin
                     continue
-                tg.start_soon(self._bridge._handle_connection, stream)
+                tg.start_soon(self._bridge._handle_connection, SocketStream(client))
 
     async def aclose(self) -> None:
+        self._closed = True
         self._scope.cancel()
+        if notify_closing is not None:
+            try:
+                notify_closing(self._sock)
+            except Exception:  # noqa: BLE001, S110 - nothing was waiting
+                pass
         with anyio.CancelScope(shield=True):
             await self._listener.aclose()
         if self._path is not None:
@@ -195,7 +211,7 @@ class Bridge:
                 theirs.close()  # the child has its own copy; ours would hide its end of file
         instance.info.pid = process.pid
         instance.status = Status.STARTING
-        stream = await anyio.abc.SocketStream.from_socket(ours) if ours is not None else None
+        stream = SocketStream(ours) if ours is not None else None
         supervisor = Supervisor(instance, process, stream)
         self._supervisors[instance.id] = supervisor
         tg.start_soon(supervisor.run)
@@ -270,7 +286,7 @@ class Bridge:
         tg.start_soon(listener._serve, tg)
         return listener
 
-    async def _handle_connection(self, stream: anyio.abc.ByteStream) -> None:
+    async def _handle_connection(self, stream: SocketStream) -> None:
         conn = Connection(
             Role.HOST,
             window=self.defaults.window,

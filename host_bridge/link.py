@@ -1,38 +1,147 @@
-"""The I/O loop around one sans-IO ``Connection(Role.HOST)``.
+"""The I/O loop around one sans-IO ``Connection(Role.HOST)``, on a socket it owns.
 
-One reader task that never stops reading (it hands events to the Instance
-synchronously, so CONTROL and MONITORING are never stuck behind data), one
-writer task that owns the sending side and coalesces everything queued into
-as few ``send`` calls as possible, and one timer task that feeds the
-Connection's lifecycle deadlines (stop timeout, exit grace) back into it.
+``SocketStream`` is the connected non-blocking socket itself (no asyncio
+transport, no anyio stream): reads are ``recv`` of up to 256 KiB, writes are
+one ``sendmsg`` of every buffer the Connection queued (header runs and large
+payloads as separate iovecs, never joined), and the task waits with
+``anyio.wait_readable``/``wait_writable`` only when the socket would block, so
+the same code runs on asyncio (with or without uvloop) and trio.
+
+A ``Link`` runs one reader task that never stops reading (it decodes a whole
+read and hands every event to the Instance synchronously before it yields, so
+CONTROL and MONITORING are never stuck behind data), one writer task that only
+finishes writes the kernel did not take at once, and one timer task that feeds
+the Connection's lifecycle deadlines (stop timeout, exit grace) back into it.
+``flush()`` writes what was queued right away when nothing is pending, so a
+``write_input``, a ``send_event`` or returned credit costs one ``sendmsg`` and
+no task switch.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.abc
+import anyio.lowlevel
 
 from runner.protocol import Code, Connection, ProtocolError
 from runner.protocol.connection import Event, Message
 
 READ_SIZE = 1 << 18
-#: Payloads at least this large are sent as their own buffer instead of being copied.
-JOIN_LIMIT = 1 << 16
+try:
+    IOV_MAX = min(int(os.sysconf("SC_IOV_MAX")), 1024)
+except (AttributeError, ValueError, OSError):  # pragma: no cover - not on Linux/macOS
+    IOV_MAX = 16
+if IOV_MAX <= 0:  # pragma: no cover
+    IOV_MAX = 16
+
+# anyio >= 4.7 names; the older socket-only spellings are deprecated there.
+wait_readable: Callable[[socket.socket], Any] = getattr(anyio, "wait_readable", None) or anyio.wait_socket_readable
+wait_writable: Callable[[socket.socket], Any] = getattr(anyio, "wait_writable", None) or anyio.wait_socket_writable
+notify_closing: Callable[[socket.socket], None] | None = getattr(anyio, "notify_closing", None)
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+
+
+def _views(buffers: list[Any]) -> list[Any]:
+    """Buffers as byte-sized items (len() == bytes), empty ones dropped."""
+    out = []
+    for buf in buffers:
+        if type(buf) is not bytes:
+            buf = memoryview(buf).cast("B")
+        if len(buf):
+            out.append(buf)
+    return out
+
+
+class SocketStream:
+    """A connected stream socket (socketpair end, unix or TCP) in non-blocking mode, owned by one Link."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover
+                pass
+        self.sock = sock
+        self.closed = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    async def receive(self, max_bytes: int = READ_SIZE) -> bytes:
+        """The next bytes; b"" at end of file. Raises OSError / anyio.ClosedResourceError."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self.closed:
+                raise anyio.ClosedResourceError
+            try:
+                return self.sock.recv(max_bytes)
+            except _WOULD_BLOCK:
+                await wait_readable(self.sock)
+
+    def send_nowait(self, views: list[Any]) -> list[Any]:
+        """sendmsg ``views`` (from ``_views``) until done or the socket would block; return what is left."""
+        sock = self.sock
+        first = 0
+        count = len(views)
+        while first < count:
+            try:
+                sent = sock.sendmsg(views if not first and count <= IOV_MAX else views[first : first + IOV_MAX])
+            except _WOULD_BLOCK:
+                break
+            while sent:
+                head = views[first]
+                size = len(head)
+                if sent >= size:
+                    sent -= size
+                    first += 1
+                else:
+                    views[first] = memoryview(head)[sent:]
+                    sent = 0
+        return views[first:] if first else views
+
+    async def send_all(self, buffers: list[Any]) -> None:
+        """Write every buffer, waiting for the socket when it is full."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        views = _views(buffers)
+        while views:
+            if self.closed:
+                raise anyio.ClosedResourceError
+            views = self.send_nowait(views)
+            if views:
+                await wait_writable(self.sock)
+
+    async def aclose(self) -> None:
+        self.close()
+        await anyio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if notify_closing is not None:
+            try:
+                notify_closing(self.sock)  # wakes any task waiting on it with ClosedResourceError
+            except Exception:  # noqa: BLE001, S110 - nothing waits, or the loop is gone
+                pass
+        self.sock.close()
 
 
 class HandshakeFailed(Exception):
     """The runner closed or broke the connection before its PING."""
 
 
-async def read_ping(stream: anyio.abc.ByteStream, conn: Connection) -> dict[str, Any]:
+async def read_ping(stream: SocketStream, conn: Connection) -> dict[str, Any]:
     """Read until the runner's PING; return its body. Raises ProtocolError / HandshakeFailed."""
     while True:
         try:
             data = await stream.receive(READ_SIZE)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             data = b""
         events = conn.receive_data(data, anyio.current_time())
         for event in events:
@@ -42,25 +151,9 @@ async def read_ping(stream: anyio.abc.ByteStream, conn: Connection) -> dict[str,
             raise HandshakeFailed("the runner closed the connection before sending PING")
 
 
-async def send_buffers(stream: anyio.abc.ByteStream, buffers: list[Any]) -> None:
-    """Write buffers in order: runs of small ones joined into one send, large ones alone."""
-    pending: list[Any] = []
-    size = 0
-    for buf in buffers:
-        n = len(buf)
-        if n >= JOIN_LIMIT:
-            if pending:
-                await stream.send(b"".join(pending))
-                pending, size = [], 0
-            await stream.send(buf)
-        else:
-            pending.append(buf)
-            size += n
-            if size >= JOIN_LIMIT:
-                await stream.send(b"".join(pending))
-                pending, size = [], 0
-    if pending:
-        await stream.send(b"".join(pending) if len(pending) > 1 else pending[0])
+async def send_buffers(stream: SocketStream, buffers: list[Any]) -> None:
+    """Write ``buffers`` in order with as few ``sendmsg`` calls as the socket allows."""
+    await stream.send_all(buffers)
 
 
 class Link:
@@ -68,7 +161,7 @@ class Link:
 
     def __init__(
         self,
-        stream: anyio.abc.ByteStream,
+        stream: SocketStream,
         conn: Connection,
         on_events: Callable[[list[Event]], None],
         on_failure: Callable[[str, bool], None],
@@ -77,18 +170,47 @@ class Link:
         self.conn = conn
         self._on_events = on_events
         self._on_failure = on_failure  # (text, is_protocol_error)
+        #: Buffers taken from the Connection that the kernel has not taken yet (the writer's).
+        self._pending: list[Any] = []
         self._want_write = anyio.Event()
         self._activity = anyio.Event()
+        self._timer_deadline: float | None = None
         self.read_done = anyio.Event()
         self.write_broken = False
         self._closing = False
-        self._sending = False
         self._cancel: anyio.CancelScope | None = None
 
     def flush(self) -> None:
-        """Wake the writer (something was queued) and the timer (a deadline may have changed)."""
-        self._want_write.set()
-        self._activity.set()
+        """Write what the Connection queued (as far as the socket takes it now) and wake the timer
+        if a deadline changed. What the kernel does not take, the writer task finishes, in order."""
+        if self.conn.bytes_to_send and not self.write_broken:
+            if self._pending:
+                self._want_write.set()  # the writer is waiting for the socket; it takes the rest after
+            else:
+                self._write_now(self.conn.data_to_send())
+        if self.conn.next_deadline() != self._timer_deadline:
+            self._activity.set()
+
+    def _write_now(self, buffers: list[Any]) -> None:
+        if self.stream.closed:  # the link is over: nothing more can be written or reported
+            self.write_broken = True
+            return
+        try:
+            rest = self.stream.send_nowait(_views(buffers))
+        except OSError as exc:
+            self._broken(repr(exc))
+            return
+        if rest:
+            self._pending = rest
+            self._want_write.set()
+
+    def _broken(self, why: str) -> None:
+        # Never retried: a half-written frame cannot be continued.
+        self.write_broken = True
+        self._pending = []
+        self.conn.data_to_send()  # drop what can no longer be written
+        if not self._closing:
+            self._on_failure(f"connection broken while writing: {why}", False)
 
     async def run(self, close_grace: float = 1.0) -> None:
         """Serve until the reader ends, then write what is queued (bounded) and close."""
@@ -100,12 +222,13 @@ class Link:
                 self.flush()  # what was queued before the loop ran (PONG)
                 await self._reader()
                 self._closing = True
-                self._want_write.set()
+                self.flush()
                 with anyio.move_on_after(close_grace):
                     await self._writer_idle()
                 tg.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(close_grace):
+            self._closing = True
+            with anyio.CancelScope(shield=True):
                 await self.stream.aclose()
 
     def abort(self) -> None:
@@ -114,18 +237,22 @@ class Link:
             self._cancel.cancel()
 
     async def _writer_idle(self) -> None:
-        while (self._sending or self.conn.bytes_to_send) and not self.write_broken:
+        while (self._pending or self.conn.bytes_to_send) and not self.write_broken:
             await anyio.sleep(0.005)
 
     async def _reader(self) -> None:
         conn = self.conn
+        sock = self.stream.sock
+        recv = sock.recv
+        on_events = self._on_events
         try:
             while True:
                 try:
-                    data = await self.stream.receive(READ_SIZE)
-                except anyio.EndOfStream:
-                    data = b""
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+                    data = recv(READ_SIZE)
+                except _WOULD_BLOCK:
+                    await wait_readable(sock)
+                    continue
+                except OSError as exc:
                     self._on_failure(f"connection broken while reading: {exc!r}", False)
                     return
                 try:
@@ -133,41 +260,49 @@ class Link:
                 except ProtocolError as err:
                     earlier = [e for e in err.frames if not isinstance(e, tuple)]
                     if earlier:
-                        self._on_events(earlier)
+                        on_events(earlier)
                     self._on_failure(f"protocol error from the runner: {type(err).__name__}: {err}", True)
                     return
                 if events:
-                    self._on_events(events)
+                    on_events(events)
                     self.flush()
                 if not data:
                     return
+                if len(data) < READ_SIZE:
+                    await wait_readable(sock)  # most likely drained: sleep until more comes
+                else:
+                    await anyio.lowlevel.checkpoint()  # more is waiting; let others run first
+        except anyio.ClosedResourceError:
+            return
         finally:
             self.read_done.set()
 
     async def _writer(self) -> None:
+        sock = self.stream.sock
         while True:
-            await self._want_write.wait()
-            self._want_write = anyio.Event()
-            buffers = self.conn.data_to_send()
-            if not buffers or self.write_broken:
+            if not self._pending:
+                if self.write_broken or not self.conn.bytes_to_send:
+                    await self._want_write.wait()
+                    self._want_write = anyio.Event()
+                    continue
+                self._write_now(self.conn.data_to_send())
                 continue
-            self._sending = True
             try:
-                await send_buffers(self.stream, buffers)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                # Never retried: a half-written frame cannot be continued.
-                self.write_broken = True
-                if not self._closing:
-                    self._on_failure(f"connection broken while writing: {exc!r}", False)
-            finally:
-                self._sending = False
+                await wait_writable(sock)
+            except anyio.ClosedResourceError:
+                self._broken("the connection is closed")
+                continue
+            try:
+                self._pending = self.stream.send_nowait(self._pending)
+            except OSError as exc:
+                self._broken(repr(exc))
 
     async def _timer(self) -> None:
         conn = self.conn
         while True:
             if self._activity.is_set():
                 self._activity = anyio.Event()
-            deadline = conn.next_deadline()
+            deadline = self._timer_deadline = conn.next_deadline()
             if deadline is None:
                 await self._activity.wait()
                 continue
@@ -178,4 +313,4 @@ class Link:
             events = conn.handle_timer(anyio.current_time())
             if events:
                 self._on_events(events)
-                self._want_write.set()
+                self.flush()

@@ -21,7 +21,7 @@ from runner.protocol import Code, Connection, LocalProtocolError, ProtocolError,
 
 from .info import describe_exit, exit_code_for_signal, final_status
 from .instance import Instance
-from .link import HandshakeFailed, Link, read_ping, send_buffers
+from .link import HandshakeFailed, Link, SocketStream, read_ping, send_buffers
 from .process import TailBuffer, signal_group
 
 #: Seconds the reader may still need to reach end of file after the runner exited.
@@ -30,7 +30,7 @@ _EOF_AFTER_EXIT = 2.0
 _REAP_BOUND = 10.0
 
 
-async def reject_and_close(stream: anyio.abc.ByteStream, conn: Connection, reason: str | None) -> None:
+async def reject_and_close(stream: SocketStream, conn: Connection, reason: str | None) -> None:
     """Write what is queued (plus REJECT ``reason`` if given) and close, bounded and shielded."""
     with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
         try:
@@ -59,7 +59,7 @@ class Supervisor:
         self,
         instance: Instance,
         process: anyio.abc.Process | None,
-        stream: anyio.abc.ByteStream | None,
+        stream: SocketStream | None,
     ) -> None:
         self.inst = instance
         self.process = process
@@ -70,7 +70,7 @@ class Supervisor:
         self.failure: str | None = None
         self.connection_error: str | None = None
         self.output_tail = TailBuffer()
-        self.attached: tuple[anyio.abc.ByteStream, Connection, dict[str, Any]] | None = None
+        self.attached: tuple[SocketStream, Connection, dict[str, Any]] | None = None
         self._attached_event = anyio.Event()
         self._handshake_scope: anyio.CancelScope | None = None
         self._escalating = False
@@ -84,7 +84,7 @@ class Supervisor:
     def awaiting_connection(self) -> bool:
         return self.stream is None and self.attached is None and not self.inst.done.is_set()
 
-    def attach(self, stream: anyio.abc.ByteStream, conn: Connection, ping: dict[str, Any]) -> None:
+    def attach(self, stream: SocketStream, conn: Connection, ping: dict[str, Any]) -> None:
         self.attached = (stream, conn, ping)
         self._attached_event.set()
 
@@ -136,7 +136,7 @@ class Supervisor:
                 await reject_and_close(self.stream, inst.conn, None)
             inst.ready.set()
 
-    async def _handshake(self, stream: anyio.abc.ByteStream) -> None:
+    async def _handshake(self, stream: SocketStream) -> None:
         conn = self.inst.conn
         try:
             ping = await read_ping(stream, conn)
@@ -155,7 +155,7 @@ class Supervisor:
             return
         self._accept(stream, conn, ping)
 
-    def _accept(self, stream: anyio.abc.ByteStream, conn: Connection, ping: dict[str, Any]) -> None:
+    def _accept(self, stream: SocketStream, conn: Connection, ping: dict[str, Any]) -> None:
         inst = self.inst
         inst.conn = conn
         inst.info.runner = {k: v for k, v in ping.items() if k != "token"}
