@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from runner.protocol import Channel, Code, Connection, LocalProtocolError
 
@@ -25,8 +26,14 @@ Source = bytes | bytearray | memoryview | str | Iterable[Any] | AsyncIterable[An
 
 
 class InputSide:
-    def __init__(self, open_link: Callable[[], Awaitable[tuple[Connection, Link]]], default_type: str | None) -> None:
+    def __init__(
+        self,
+        open_link: Callable[[], Awaitable[tuple[Connection, Link]]],
+        default_type: str | None,
+        link_now: Callable[[], Link | None] | None = None,
+    ) -> None:
         self._open_link = open_link
+        self._link_now = link_now  # the open link without waiting (None: not connected yet)
         self._default_type = default_type
         self._credit = {int(Channel.IN): anyio.Event(), int(Channel.STDIN): anyio.Event()}
         self._locks = {int(Channel.IN): anyio.Lock(), int(Channel.STDIN): anyio.Lock()}
@@ -44,32 +51,72 @@ class InputSide:
         for event in self._credit.values():
             event.set()
 
-    async def write(self, channel: int, data: Any, content_type: str | None = None) -> None:
-        conn, link = await self._open_link()
+    async def write(self, channel: int, data: Any, content_type: str | None = None, *, owned: bool = False) -> None:
+        """Queue ``data`` as credit allows and write it; returns once all of it is queued.
+
+        bytes (and views of bytes) are queued without a copy: the Connection keeps a
+        reference until the socket took them. Mutable buffers are copied first unless
+        ``owned`` (the caller never touches them again).
+        """
+        # One yield per write that need not wait for credit, after the data went out;
+        # cancelled before it means nothing was queued.
+        link_now = self._link_now() if self._link_now is not None else None
+        if link_now is None:
+            conn, link = await self._open_link()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            conn, link = link_now.conn, link_now
         if isinstance(data, str):
             data = data.encode()
-        elif not isinstance(data, bytes):
-            data = bytes(data)  # the encoder may hold the buffer until it is written
-        async with self._locks[channel]:
+        elif type(data) is not bytes and not owned:
+            view_of_bytes = (
+                isinstance(data, memoryview) and data.readonly and type(data.obj) is bytes and data.format == "B"
+            )
+            if not view_of_bytes:
+                data = bytes(data)  # the encoder may hold the buffer until it is written
+        lock = self._locks[channel]
+        if not lock.locked():
+            # Fast path, no await: nobody is waiting for credit on this channel, so
+            # queueing cannot interleave with another writer's partial write.
             if channel == Channel.IN:
                 self._send_content_type(conn, content_type)
-            view = memoryview(data)
-            while True:
-                if self.closed:
-                    raise ChannelClosed(f"the instance ended; channel {channel} is closed")
+            taken = self._queue(conn, channel, data)
+            link.flush()
+            if taken == len(data):
+                if link_now is not None:
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
+                return
+            lock.acquire_nowait()
+        else:
+            await lock.acquire()
+            taken = 0
+            if channel == Channel.IN:
                 try:
-                    taken = conn.send_data(channel, view)
-                except LocalProtocolError as exc:
-                    raise ChannelClosed(str(exc)) from exc
-                link.flush()
-                view = view[taken:]
-                if not view:
-                    return
+                    self._send_content_type(conn, content_type)
+                except BaseException:
+                    lock.release()
+                    raise
+        try:
+            view = memoryview(data).cast("B")[taken:] if taken else memoryview(data).cast("B")
+            while view:
                 event = self._credit[channel]
                 if event.is_set():
                     event = self._credit[channel] = anyio.Event()
                 if conn.credit(channel) == 0:
                     await event.wait()
+                taken = self._queue(conn, channel, view)
+                link.flush()
+                view = view[taken:]
+        finally:
+            lock.release()
+
+    def _queue(self, conn: Connection, channel: int, data: Any) -> int:
+        if self.closed:
+            raise ChannelClosed(f"the instance ended; channel {channel} is closed")
+        try:
+            return conn.send_data(channel, data)
+        except LocalProtocolError as exc:
+            raise ChannelClosed(str(exc)) from exc
 
     async def end(self, channel: int) -> None:
         conn, link = await self._open_link()
@@ -90,16 +137,16 @@ class InputSide:
                 async for item in source:
                     batch += encode_item(item, encoding)
                     if len(batch) >= _BATCH:
-                        await self.write(Channel.IN, bytes(batch))
-                        batch.clear()
+                        await self.write(Channel.IN, batch, owned=True)
+                        batch = bytearray()
             else:
                 for item in source:
                     batch += encode_item(item, encoding)
                     if len(batch) >= _BATCH:
-                        await self.write(Channel.IN, bytes(batch))
-                        batch.clear()
+                        await self.write(Channel.IN, batch, owned=True)
+                        batch = bytearray()
             if batch:
-                await self.write(Channel.IN, bytes(batch))
+                await self.write(Channel.IN, batch, owned=True)
         if end:
             await self.end(Channel.IN)
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from runner.protocol import Channel, Code, Connection, LocalProtocolError, Role, Status
 from runner.protocol.connection import (
@@ -24,7 +25,7 @@ from runner.protocol.connection import (
     Message,
 )
 
-from .channels import ByteChannel, EventHub, EventMessage, EventSubscription
+from .channels import ByteChannel, EventHub, EventMessage, EventSubscription, keepable
 from .content import TEXT, decode_items, log_records
 from .errors import InstanceNotRunning
 from .info import Health, InstanceInfo
@@ -64,7 +65,7 @@ class Instance:
         self.link: Link | None = None
         self._channels = {int(ch): ByteChannel(int(ch), self._consumed) for ch in _CHANNEL_NAMES.values()}
         self._events = EventHub()
-        self._input = InputSide(self._open_link, options.input_content_type)
+        self._input = InputSide(self._open_link, options.input_content_type, self._link_now)
         self.connected = anyio.Event()  # handshake accepted
         self.ready = anyio.Event()  # connected, or ended without connecting
         self.done = anyio.Event()
@@ -131,11 +132,21 @@ class Instance:
         return self.health().healthy
 
     # -- input -----------------------------------------------------------------
-    async def _open(self) -> Link:
-        await self.ready.wait()
+    def _link_now(self) -> Link | None:
+        """The open link, None before the handshake ended; InstanceNotRunning when there is none."""
+        if not self.ready.is_set():
+            return None
         if self.closed or self.link is None or not self.connected.is_set():
             raise InstanceNotRunning(f"instance {self.id} is {self.status.value} and has no open connection")
         return self.link
+
+    async def _open(self) -> Link:
+        link = self._link_now()
+        if link is None:
+            await self.ready.wait()
+            link = self._link_now()
+            assert link is not None
+        return link
 
     async def _open_link(self) -> tuple[Connection, Link]:
         link = await self._open()
@@ -240,7 +251,13 @@ class Instance:
     # -- events --------------------------------------------------------------------
     async def send_event(self, name: str, message: Any = None, *, source: str | None = None) -> None:
         """Send EVENT {eventName, message} to the Sequence (its context.on handlers)."""
-        link = await self._open()
+        # Written before this task yields (one sendmsg, no hop through the writer task);
+        # cancelled before that point means not sent.
+        link = self._link_now()
+        if link is None:
+            link = await self._open()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
         body: dict[str, Any] = {"eventName": name}
         if message is not None:
             body["message"] = message
@@ -251,6 +268,7 @@ class Instance:
         except LocalProtocolError as exc:
             raise InstanceNotRunning(str(exc)) from exc
         link.flush()
+        await anyio.lowlevel.cancel_shielded_checkpoint()
 
     def events(self, name: str | None = None) -> EventSubscription:
         """Subscribe now to events from the Sequence (all, or those named ``name``); async-iterate it."""
@@ -333,10 +351,14 @@ class Instance:
             if isinstance(event, Data):
                 channel = self._channels.get(event.channel)
                 if channel is not None:
-                    data = bytes(event.payload)
                     if event.channel == Channel.STDERR:
+                        data = bytes(event.payload)
                         self.stderr_tail.feed(data)
-                    channel.feed(data)
+                        channel.feed(data)
+                    elif channel.discarding:
+                        channel.feed(event.payload)  # only counted, never kept
+                    else:
+                        channel.feed(keepable(event.payload))
             elif isinstance(event, Message):
                 self._on_message(event.code, event.body)
             elif isinstance(event, CreditAvailable):
