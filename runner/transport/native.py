@@ -38,6 +38,10 @@ IOV_MAX = 512
 #: In ``flush``, past its timeout: the host still counts as taking output (reading) if credit
 #: came within this many seconds.
 PROGRESS_STALL = 0.1
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+#: ``send_message`` writes from the calling thread when at most this much is queued (else the
+#: writer thread does: a Sequence's thread should not spend its time copying bulk output).
+DIRECT_SEND_MAX = 64 * 1024
 
 
 def connect(target: tuple[str, str, int], timeout: float) -> socket.socket:
@@ -79,6 +83,8 @@ class NativeTransport(Transport):
         self._broken = False
         self._closed_reported = False
         self._progress_at = 0.0  # when credit last came
+        #: Bytes a direct send (``_send_now``) could not write: the writer sends them first.
+        self._carry: list[Any] = []
         self._reader: threading.Thread | None = None
 
     def _channel_writer(self, channel: int) -> ChannelWriter:
@@ -200,15 +206,18 @@ class NativeTransport(Transport):
         conn, lock, sock = self._conn, self._lock, self._sock
         while True:
             with lock:
-                while not conn.bytes_to_send and not self._closing:
+                while not (conn.bytes_to_send or self._carry) and not self._closing:
                     self._writing = False
                     self._drained.notify_all()
                     self._wake.wait()
-                if not conn.bytes_to_send:
+                if not (conn.bytes_to_send or self._carry):
                     self._writing = False
                     self._drained.notify_all()
                     return
                 buffers = conn.data_to_send()
+                if self._carry:
+                    buffers[:0] = self._carry
+                    self._carry = []
                 self._writing = True
             try:
                 _send_all(sock, buffers)
@@ -222,6 +231,7 @@ class NativeTransport(Transport):
             self._broken = True
             self._writing = False
             self._conn.data_to_send()
+            self._carry = []
             for channel_writer in self._writers.values():
                 channel_writer.fail()
             self._drained.notify_all()
@@ -246,8 +256,34 @@ class NativeTransport(Transport):
             if code in LIFECYCLE_CODES and conn.lifecycle.effect(code) in (NO_OP, REFUSED):
                 return False
             conn.send_message(code, body, time.monotonic())
-            self._wake.notify()
+            if self._writing or self._carry or not _DONTWAIT or conn.bytes_to_send > DIRECT_SEND_MAX:
+                self._wake.notify()  # the writer is busy (or bulk is queued): it sends this after
+            else:
+                self._send_now()
             return True
+
+    def _send_now(self) -> None:
+        """Lock held, the writer idle and nothing carried: write what is queued from this thread.
+
+        A reply (an EVENT from a handler, MONITORING) would otherwise wait for the writer
+        thread to be scheduled, one more thread hand-over on its way out. The send never
+        blocks: what the socket does not take now (or an error) is carried over to the
+        writer, which sends it before anything queued later, so order is kept.
+        """
+        buffers = self._conn.data_to_send()
+        try:
+            sent = self._sock.sendmsg(buffers[:IOV_MAX], (), _DONTWAIT)
+        except OSError:  # BlockingIOError, or a broken socket: the writer finds out and reports
+            sent = 0
+        for buf in buffers:
+            size = len(buf)
+            if sent >= size:
+                sent -= size
+                continue
+            self._carry.append(memoryview(buf).cast("B")[sent:] if sent else buf)
+            sent = 0
+        if self._carry:
+            self._wake.notify()
 
     def writer(self, channel: int) -> ChannelWriter:
         return self._writers[int(channel)]
@@ -267,9 +303,9 @@ class NativeTransport(Transport):
                 now = time.monotonic()
                 # Sendable: frames the Connection holds (within credit), a write in progress, or
                 # a host that is still granting credit (reading) as it goes.
-                sendable = (self._writing or self._conn.bytes_to_send
+                sendable = (self._writing or self._conn.bytes_to_send or self._carry
                             or now - self._progress_at < PROGRESS_STALL)
-                if not (self._writing or self._conn.bytes_to_send) and all(
+                if not (self._writing or self._conn.bytes_to_send or self._carry) and all(
                         w.drained for w in self._writers.values()):
                     return True
                 left = (hard_deadline if sendable else deadline) - now
