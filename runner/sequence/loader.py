@@ -16,10 +16,7 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import sys
-import tarfile
-import tempfile
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,6 +131,8 @@ def extract_package(
     where the running Python has it. On error the partial extraction is left in
     ``dest`` for the caller to remove.
     """
+    import tarfile  # here, not at the top: only packages need it (and it costs every runner memory)
+
     archive_p = Path(archive)
     dest_p = Path(dest)
     dest_p.mkdir(parents=True, exist_ok=True)
@@ -392,6 +391,9 @@ def load_sequence(
     extracted: Path | None = None
     package: dict[str, Any]
     if p.is_file() and _is_tar_path(p):
+        import shutil
+        import tempfile
+
         target = Path(extract_dir) if extract_dir else Path(tempfile.mkdtemp(prefix="sequence-"))
         try:
             extract_package(p, target, max_bytes=max_bytes, max_members=max_members)
