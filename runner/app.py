@@ -300,7 +300,7 @@ class App:
 
     async def _run_sequence(self, loop: Any, seq: Any, context: Any, sequence_input: Any,
                             args: list[Any]) -> None:
-        from .sequence.content import output_encoder
+        from .sequence.content import output_buffers_encoder
         from .sequence.shapes import start_sequence
 
         run = self.run_info = await start_sequence(seq, context, sequence_input, args)
@@ -308,7 +308,7 @@ class App:
             "provides": str(run.provides or ""), "contentType": str(run.content_type or ""),
             "outputEncoding": None})
         if run.output is not None:
-            await self._pump(loop, run.output, output_encoder(run.content_type))
+            await self._pump(loop, run.output, output_buffers_encoder(run.content_type))
 
     async def _pump(self, loop: Any, output: AsyncIterator[list[Any]], encode: Any) -> None:
         import asyncio
@@ -322,16 +322,15 @@ class App:
             except RuntimeError:  # the loop is closed: the process is exiting
                 pass
 
+        offer = writer.offer
         async for batch in output:
             self.out_items += len(batch)
-            data = encode(batch)
-            if not data:
-                continue
-            while True:
-                space.clear()
-                if writer.offer(data, wake):
-                    break
-                await space.wait()
+            for data in encode(batch):  # a list of buffers: binary output is not joined
+                if not data:
+                    continue
+                while not offer(data, wake):
+                    await space.wait()
+                    space.clear()
 
     async def _complete(self, context: Any) -> None:
         import anyio

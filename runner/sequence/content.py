@@ -48,6 +48,7 @@ __all__ = [
     "decode_input",
     "is_ndjson",
     "normalize_content_type",
+    "output_buffers_encoder",
     "output_encoder",
 ]
 
@@ -307,6 +308,32 @@ def _encode_binary(batch: list[Any]) -> bytes:
     return b"".join(out)
 
 
+def _binary_buffers(batch: list[Any]) -> list[Any]:
+    """``_encode_binary`` without the join: the buffers to write, in order.
+
+    ``bytes`` items are handed on as they are (the writer sends a list of buffers with one
+    ``sendmsg``, so joining them would only copy every output byte once more); mutable
+    buffers are copied, as the join did, so the Sequence may reuse them once it yielded.
+    """
+    out: list[Any] = []
+    for item in batch:
+        if type(item) is bytes:
+            if item:
+                out.append(item)
+        elif isinstance(item, _BYTESLIKE):
+            if len(item):
+                out.append(bytes(item))
+        elif isinstance(item, str):
+            if item:
+                out.append(item.encode("utf-8"))
+        else:
+            raise OutputEncodeError(
+                f"application/octet-stream output: cannot write an item of type {type(item).__name__}"
+                " (expected bytes, bytearray, memoryview or str)"
+            )
+    return out
+
+
 _json_encoder = json.JSONEncoder(ensure_ascii=False)
 _json_encode = _json_encoder.encode
 
@@ -372,3 +399,12 @@ def output_encoder(content_type: str) -> Callable[[list[Any]], bytes]:
     if ct.startswith("text/"):
         return _encode_text
     return _encode_binary
+
+
+def output_buffers_encoder(content_type: str) -> Callable[[list[Any]], list[Any]]:
+    """Like :func:`output_encoder`, but a batch becomes a list of buffers to write in order
+    (binary output is not joined; text and ndjson are one buffer per batch)."""
+    encode = output_encoder(content_type)
+    if encode is _encode_binary:
+        return _binary_buffers
+    return lambda batch: [encode(batch)]
