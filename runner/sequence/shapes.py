@@ -26,7 +26,9 @@ Batches from async iterators: after each item that needed the event loop, the
 items the iterator can produce *without suspending* are collected into the same
 batch (the iterator's ``__anext__`` is stepped synchronously; the first step
 that would suspend is handed to the event loop unchanged). So
-``async for line in input: yield f(line)`` moves whole input batches at once.
+``async for line in input: yield f(line)`` moves whole input batches at once
+(up to ``ABATCH_MAX_ITEMS`` items or ``BATCH_MAX_SECONDS``, the clock read every
+``CLOCK_STRIDE`` items).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from . import compat
 from .content import TEXT, normalize_content_type
 
 __all__ = [
+    "ABATCH_MAX_ITEMS",
     "BATCH_MAX_ITEMS",
     "BATCH_MAX_SECONDS",
     "SequenceInput",
@@ -51,8 +54,12 @@ __all__ = [
     "start_sequence",
 ]
 
-#: most items per output batch
+#: most items per output batch of a sync iterable (each slice blocks the loop while it is made)
 BATCH_MAX_ITEMS = 256
+#: most items per output batch of an async iterator: they were all ready without suspending
+#: (e.g. one input batch passed through), so larger batches only save per-batch work (the
+#: output pump, the transport, a frame each) and BATCH_MAX_SECONDS still bounds the wait
+ABATCH_MAX_ITEMS = 1024
 #: a batch is handed on once collecting it took this long (slow producers)
 BATCH_MAX_SECONDS = 0.005
 #: async iterators: the batch's clock is read every this many items (a batch of slow items
@@ -244,7 +251,7 @@ async def _abatches(ait: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
     pending: Any = None  # an __anext__ awaitable that still has to run on the loop
     mono = time.monotonic
     max_s = BATCH_MAX_SECONDS
-    max_items = BATCH_MAX_ITEMS
+    max_items = ABATCH_MAX_ITEMS
     stride = CLOCK_STRIDE
     steppable: type | None = None
     try:
