@@ -58,14 +58,11 @@ class InputSide:
         reference until the socket took them. Mutable buffers are copied first unless
         ``owned`` (the caller never touches them again).
         """
-        # One yield per write that need not wait for credit, after the data went out;
-        # cancelled before it means nothing was queued.
-        link_now = self._link_now() if self._link_now is not None else None
-        if link_now is None:
-            conn, link = await self._open_link()
-        else:
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            conn, link = link_now.conn, link_now
+        # One yield (and cancellation point) per write that need not wait for credit,
+        # before anything is queued: cancelled there means nothing was written.
+        if self._link_now is not None and self._link_now() is not None:
+            await anyio.lowlevel.checkpoint()  # then _open_link does not wait (it re-checks the state)
+        conn, link = await self._open_link()
         if isinstance(data, str):
             data = data.encode()
         elif type(data) is not bytes and not owned:
@@ -83,8 +80,6 @@ class InputSide:
             taken = self._queue(conn, channel, data)
             link.flush()
             if taken == len(data):
-                if link_now is not None:
-                    await anyio.lowlevel.cancel_shielded_checkpoint()
                 return
             lock.acquire_nowait()
         else:

@@ -251,13 +251,10 @@ class Instance:
     # -- events --------------------------------------------------------------------
     async def send_event(self, name: str, message: Any = None, *, source: str | None = None) -> None:
         """Send EVENT {eventName, message} to the Sequence (its context.on handlers)."""
-        # Written before this task yields (one sendmsg, no hop through the writer task);
-        # cancelled before that point means not sent.
-        link = self._link_now()
-        if link is None:
-            link = await self._open()
-        else:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+        # One yield (and cancellation point) first, then one sendmsg: no hop through the writer task.
+        if self._link_now() is not None:
+            await anyio.lowlevel.checkpoint()  # then _open() does not wait (it re-checks the state)
+        link = await self._open()
         body: dict[str, Any] = {"eventName": name}
         if message is not None:
             body["message"] = message
@@ -268,7 +265,6 @@ class Instance:
         except LocalProtocolError as exc:
             raise InstanceNotRunning(str(exc)) from exc
         link.flush()
-        await anyio.lowlevel.cancel_shielded_checkpoint()
 
     def events(self, name: str | None = None) -> EventSubscription:
         """Subscribe now to events from the Sequence (all, or those named ``name``); async-iterate it."""
