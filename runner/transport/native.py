@@ -3,10 +3,14 @@
 Why threads and not asyncio streams: the Sequence owns the event loop and may
 block it (a busy loop, a long C call). The reader thread keeps reading while it
 does, so KILL, STOP deadlines and credit are handled anyway; it hands input to
-the loop in batches (one hop per read, never per item). The writer thread is
-the only one writing the socket: it takes everything the Connection has queued
-and writes it with one ``sendmsg`` (small frames coalesced, big payloads as
-their own buffers), so writers on any thread only ever touch memory.
+the loop in batches (one hop per read, never per item). The writer thread
+takes everything the Connection has queued and writes it with one ``sendmsg``
+(small frames coalesced, big payloads as their own buffers), so data writers
+on any thread only ever touch memory. The one exception is a message queued
+while the writer is idle and nothing else is pending: ``send_message`` writes
+it at once with a non-blocking ``sendmsg`` under the lock (an EVENT reply does
+not wait for the writer thread to be scheduled), and hands whatever the socket
+did not take to the writer, which sends it before anything queued later.
 """
 
 from __future__ import annotations
