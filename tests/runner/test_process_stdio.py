@@ -89,7 +89,7 @@ def test_heartbeat_has_stats_and_follows_rate() -> None:
     with TestHost(SAMPLES / "hello") as host:
         host.wait_until(lambda: any("loopLagMs" in b["stats"] for b in host.messages(Code.MONITORING)),
                         what="a heartbeat from the running loop")
-        beat = [b for b in host.messages(Code.MONITORING) if "loopLagMs" in b["stats"]][0]
+        beat = next(b for b in host.messages(Code.MONITORING) if "loopLagMs" in b["stats"])
         assert beat["healthy"] is True
         stats = beat["stats"]
         assert stats["rss"] > 0 and "cpu" in stats and stats["loopLagMs"] >= 0
