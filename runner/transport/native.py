@@ -186,8 +186,7 @@ class NativeTransport(Transport):
                     handler.on_data(batch_channel, batch)
                     batch = []
                 batch_channel = event.channel
-                payload = event.payload
-                batch.append(payload if type(payload) is bytes else bytes(payload))
+                batch.append(_keepable(event.payload))
                 continue
             if batch:
                 handler.on_data(batch_channel, batch)
@@ -347,6 +346,26 @@ def _report_bug(exc: BaseException) -> None:
 
     diagnose("runner: error while handling a message from the host:\n"
              + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+
+
+def _keepable(payload: Any) -> bytes:
+    """A DATA payload as ``bytes`` the consumers may keep, copied only when it must be.
+
+    The decoder's payloads are memoryviews: of the immutable ``bytes`` that ``recv`` returned,
+    or, for a frame cut by a read, of a ``bytes`` holding just that payload, which is handed on
+    as it is (no copy). Slices of a receive buffer are copied here, on the reader thread, right
+    after ``recv`` while they are still in this core's cache: handing the views on and copying
+    on the loop thread instead (octet-stream input must reach the Sequence as ``bytes``) measured
+    slower for bulk input (0.30-0.41x of the raw echo against 0.42-0.47x, 3 rounds side by side).
+    """
+    if type(payload) is memoryview:
+        obj = payload.obj
+        if type(obj) is bytes and len(payload) == len(obj):
+            return obj
+        return bytes(payload)
+    if type(payload) is bytes:
+        return payload
+    return bytes(payload)
 
 
 def _send_all(sock: socket.socket, buffers: list[Any]) -> None:
