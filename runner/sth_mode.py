@@ -151,6 +151,20 @@ def early_exit(code: int, message: str) -> int:
     return code
 
 
+def _remove_stale_exit_code_file(log: logging.Logger) -> None:
+    """A /tmp/runner-<pid> left by an earlier process with our (reused) PID would tell the
+    host we already exited: the process adapter polls that file for the exit code."""
+    path = sth.exit_code_file(os.getpid())
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("cannot remove the stale exit-code file %s: %s", path, exc)
+        return
+    log.warning("removed a stale exit-code file %s left by an earlier process", path)
+
+
 def main(words: Sequence[str]) -> int:
     """Run in STH mode; returns an exit code only for exits before the core takes over."""
     startup_log = words[0] if words else None
@@ -166,6 +180,7 @@ def main(words: Sequence[str]) -> int:
         write_exit_code(code)
 
     signals.on_early_exit.append(signalled)
+    _remove_stale_exit_code_file(log)
     try:
         cfg, sequence_path = parse_env(os.environ)
     except STHEnvError as exc:

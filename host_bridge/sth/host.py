@@ -658,6 +658,15 @@ def _signal_group(pid: int, sig: int) -> None:
             pass
 
 
+def _remove_stale_exit_file(pid: int) -> None:
+    """Forget a /tmp/runner-<pid> of an earlier process with this (reused) PID: the new
+    runner has not run yet, so any such file would be read as its exit code."""
+    try:
+        os.unlink(sth.exit_code_file(pid))
+    except OSError:
+        pass
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -882,6 +891,7 @@ class STHHost:
             start_new_session=True,  # STH spawns detached
         )
         inst._process = proc
+        _remove_stale_exit_file(proc.pid)
         inst.status = "starting"
         self._spawn(inst._watch_process, proc)
         try:

@@ -284,3 +284,24 @@ async def test_ping_fields_and_exit_code_file_on_success(tmp_path: Path) -> None
         assert await inst.wait() == 0
         assert inst.exit_code_from_file == 0
         assert not os.path.exists(sth.exit_code_file(inst.pid or 0))  # the host consumed it
+
+
+def test_a_stale_exit_code_file_of_a_reused_pid_is_removed_at_start() -> None:
+    """A file left by an earlier process with the same PID must not stand for this runner's exit."""
+    import subprocess
+    import sys
+
+    from runner.protocol import sth
+
+    code = (
+        "import os, sys; from runner.protocol import sth; "
+        "open(sth.exit_code_file(os.getpid()), 'w').write('0'); "
+        "sys.argv = ['runner', './startup.log']; "
+        "import runner.sth_mode as m, logging; "
+        "m._remove_stale_exit_code_file(logging.getLogger('t')); "
+        "print(os.path.exists(sth.exit_code_file(os.getpid())))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+    assert sth.exit_code_file(1).startswith("/tmp/runner-")
