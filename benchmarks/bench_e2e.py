@@ -83,6 +83,25 @@ async def pipe(
             await write_input(block)
         await inst.end_input()
 
+    return await finish_pipe(inst, name, write, output, checker, start, cpu0, total - len(first), total)
+
+
+async def finish_pipe(
+    inst: Any,
+    name: str,
+    write: Callable[[], Awaitable[None]],
+    output: AsyncIterator[bytes],
+    checker: Any,
+    start: float,
+    cpu0: float | None,
+    timed: int,
+    total: int,
+) -> dict[str, Any]:
+    """Run ``write`` while checking every output chunk, then wait for exit 0 and report.
+
+    Shared by the native and the STH pass-through, which differ only in how they start
+    an Instance and write input (``inst`` is a host_bridge or an STHHost Instance).
+    """
     async with anyio.create_task_group() as tg:
         tg.start_soon(write)
         feed = checker.feed
@@ -96,9 +115,9 @@ async def pipe(
     if checker.nbytes != total:
         raise AssertionError(f"{name}: {checker.nbytes} bytes out, {total} in")
     if code != 0:
-        raise AssertionError(f"{name}: exit code {code}: {inst.info.error}")
+        error = getattr(getattr(inst, "info", None), "error", None)  # host_bridge explains, STHHost not
+        raise AssertionError(f"{name}: exit code {code}" + (f": {error}" if error else ""))
     runner_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    timed = total - len(first)
     return {
         "seconds": elapsed,
         "digest": digest,

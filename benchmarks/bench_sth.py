@@ -3,12 +3,11 @@ runner the way STH's process adapter does (nine TCP connections, raw bytes per c
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
-from bench_e2e import _first_block_back, cpu_seconds, seq
+from bench_e2e import _first_block_back, cpu_seconds, finish_pipe, seq
 from common import Hasher, Verifier
 
 from host_bridge.sth import STHHost
@@ -46,26 +45,4 @@ async def pipe(
             await send(block, content_type)
         await inst.end_input()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(write)
-        feed = checker.feed
-        async for chunk in output:
-            feed(chunk)
-    digest = checker.finish()
-    elapsed = time.perf_counter() - start
-    cpu1 = cpu_seconds(inst.pid)
-    with anyio.fail_after(30):
-        code = await inst.wait()
-    if checker.nbytes != total:
-        raise AssertionError(f"STH {name}: {checker.nbytes} bytes out, {total} in")
-    if code != 0:
-        raise AssertionError(f"STH {name}: exit code {code}")
-    runner_cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
-    timed = total - len(first)
-    return {
-        "seconds": elapsed,
-        "digest": digest,
-        "bytes": total,
-        "timed_bytes": timed,
-        "runner_cpu_s": runner_cpu,
-    }
+    return await finish_pipe(inst, f"STH {name}", write, output, checker, start, cpu0, total - len(first), total)
