@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import struct
 from types import ModuleType
 from typing import Any
 
 import pytest
+from frame_bytes import credit, data, end, message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,22 +40,6 @@ def twins() -> tuple[ModuleType, ModuleType]:
 
 
 SETTINGS = settings(max_examples=150, deadline=None)
-
-
-def end(ch: int) -> bytes:
-    return bytes([0x91, ch])
-
-
-def data(ch: int, payload: bytes) -> bytes:
-    return bytes([0x92, ch, 0xC6]) + struct.pack(">I", len(payload)) + payload
-
-
-def credit(ch: int, n: int) -> bytes:
-    return bytes([0x92, ch, 0xCE]) + struct.pack(">I", n)
-
-
-def message(ch: int, code: int, body: bytes) -> bytes:
-    return bytes([0x93, ch, 0xCD]) + struct.pack(">H", code) + b"\xc6" + struct.pack(">I", len(body)) + body
 
 
 DATA_CH = st.sampled_from([0, 1, 2, 5, 6, 7])

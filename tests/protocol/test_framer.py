@@ -18,6 +18,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from frame_bytes import credit, data, end, message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,23 +56,6 @@ def twin(request: pytest.FixtureRequest) -> ModuleType:
             f"compiled framer runner.protocol._framer_c not built ({exc}); pip install -e . builds it"
         )
     return _framer_c
-
-
-# Frame builders written from the layout, independent of the encoders under test.
-def end(ch: int) -> bytes:
-    return bytes([0x91, ch])
-
-
-def data(ch: int, payload: bytes) -> bytes:
-    return bytes([0x92, ch, 0xC6]) + struct.pack(">I", len(payload)) + payload
-
-
-def credit(ch: int, n: int) -> bytes:
-    return bytes([0x92, ch, 0xCE]) + struct.pack(">I", n)
-
-
-def message(ch: int, code: int, body: bytes) -> bytes:
-    return bytes([0x93, ch, 0xCD]) + struct.pack(">H", code) + b"\xc6" + struct.pack(">I", len(body)) + body
 
 
 def norm(frames: list[Any]) -> list[tuple[int, int, int, bytes | None]]:
