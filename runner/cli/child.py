@@ -2,7 +2,7 @@
 
 This is the production path (the same runner, protocol and supervision a hub
 uses); this process is the host. Input from stdin or --input, output to stdout
-byte for byte, everything else rendered on stderr (cli_io.Render). The first
+byte for byte, everything else rendered on stderr (render.Render). The first
 SIGINT/SIGTERM is a graceful stop with keepalive allowed, a signal while a stop
 is pending kills; after a keepalive the next one is a final stop (no keepalive).
 A SEQUENCE_STOPPED (stop handlers done, or ``context.end()``) is answered with
@@ -18,8 +18,9 @@ from typing import Any
 
 import anyio
 
-from .cli import RunOptions
-from .cli_io import Render, exit_code_of, exit_meaning, open_source, read_chunks
+from .options import RunOptions
+from .render import Render, exit_code_of, exit_meaning
+from .sources import open_source, read_chunks
 
 POLL_S = 0.05
 
@@ -45,7 +46,8 @@ def _stdout_gone() -> None:
 
 async def _run(opts: RunOptions, render: Render) -> int:
     from host_bridge import Bridge, ChannelClosed, InstanceNotRunning, SpawnError
-    from runner.protocol.lifecycle import State
+
+    from ..protocol.lifecycle import State
 
     out: Any = sys.stdout.buffer if sys.stdout is not None else open(os.devnull, "wb")  # noqa: SIM115, ASYNC230 - fd 1 closed
     async with Bridge() as bridge:

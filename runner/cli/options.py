@@ -1,10 +1,7 @@
-"""``python -m runner run|pack``: run, feed and debug a Sequence locally, and package it.
+"""The command line of ``python -m runner run|pack``: help texts, parsers and :class:`RunOptions`.
 
-``run`` starts the Sequence in a real runner child process through host_bridge
-(the production path; runner/cli_run.py), or in this process with ``--inline``
-(runner/inline.py) so debuggers work. ``pack`` builds a .tar.gz a hub accepts
-(runner/pack.py). This module parses the command line and renders what the
-Sequence sends besides its output (runner/cli_render.py).
+Parsing only: what runs a Sequence is in child.py (through host_bridge) and
+inline.py (``--inline``), packaging in pack.py, dispatch in commands.py.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,7 +137,7 @@ def _parser_run(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def _parser_pack(prog: str) -> argparse.ArgumentParser:
+def parser_pack(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{prog} pack",
         description="Pack a Sequence directory into a .tar.gz package a hub accepts.",
@@ -217,32 +213,3 @@ def parse_run(words: Sequence[str], prog: str = "python -m runner") -> RunOption
     opts.verbose = ns.verbose
     opts.inline = ns.inline
     return opts
-
-
-def _usage_error(command: str, message: str) -> int:
-    sys.stderr.write(f"python -m runner {command}: error: {message}\n")
-    return 2
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``argv`` as in sys.argv: [program, "run"|"pack", ...]."""
-    argv = list(sys.argv if argv is None else argv)
-    command, words = argv[1], argv[2:]
-    try:
-        if command == "pack":
-            from .pack import pack_main
-
-            ns = _parser_pack("python -m runner").parse_args(words)
-            return pack_main(ns.directory, ns.output, install_deps=ns.install_deps)
-        opts = parse_run(words)
-    except UsageError as exc:
-        return _usage_error(command, str(exc))
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    if opts.inline:
-        from .inline import run_inline
-
-        return run_inline(opts)
-    from .cli_run import run_child
-
-    return run_child(opts)

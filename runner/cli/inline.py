@@ -34,9 +34,10 @@ import traceback
 import uuid
 from typing import Any
 
-from .cli import RunOptions
-from .cli_io import Render, open_source, read_chunks
-from .protocol import ExitCode
+from ..protocol import ExitCode
+from .options import RunOptions
+from .render import Render
+from .sources import open_source, read_chunks
 
 KILL_HANDLER_BUDGET = 0.1
 MAX_EXIT_TIMEOUT_MS = 10_000
@@ -74,7 +75,7 @@ class RenderLogHandler(logging.Handler):
         self._render = render
 
     def emit(self, record: logging.LogRecord) -> None:
-        from .logs import level_name
+        from ..logs import level_name
 
         try:
             entry: dict[str, Any] = {"ts": int(record.created * 1000), "level": level_name(record.levelno),
@@ -274,7 +275,7 @@ def run_inline(opts: RunOptions) -> int:
     if input_fd == 0 and os.isatty(0):
         render.note("reading the input from the terminal; end it with Ctrl-D")
 
-    from .sequence.loader import SequenceLoadError, SequencePathError, load_sequence
+    from ..sequence.loader import SequenceLoadError, SequencePathError, load_sequence
 
     try:
         seq = load_sequence(opts.path)
@@ -300,10 +301,10 @@ def run_inline(opts: RunOptions) -> int:
 
 async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Render,
                 out_fd: int, input_fd: int | None) -> int:
-    from .sequence.content import decode_input, output_encoder
-    from .sequence.context import AppContext
-    from .sequence.shapes import SequenceInput, start_sequence
-    from .stdio import StdinBuffer, StdinText, _StdinRaw
+    from ..sequence.content import decode_input, output_encoder
+    from ..sequence.context import AppContext
+    from ..sequence.shapes import SequenceInput, start_sequence
+    from ..stdio import StdinBuffer, StdinText, _StdinRaw
 
     loop = asyncio.get_running_loop()
     backend.loop = loop

@@ -1,6 +1,6 @@
-"""Terminal side of ``python -m runner run``: rendering to stderr, reading input files.
+"""Terminal side of ``python -m runner run``: everything but the output, rendered on stderr.
 
-Shared by the child-process path (cli_run.py) and ``--inline`` (inline.py), so
+Shared by the child-process path (child.py) and ``--inline`` (inline.py), so
 both look the same: the Sequence's stdout/stderr, log records, events and the
 command's own notes go to stderr, prefixed (``[stdout] ``, ``[stderr] ``,
 ``[log INFO] ``, ``[event NAME] ``), coloured on a terminal, or as one JSON
@@ -9,18 +9,14 @@ object per line with ``--log-format json``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
 from typing import IO, Any
 
-from .protocol import ExitCode
-
-READ_SIZE = 64 * 1024
+from ..protocol import ExitCode
 
 EXIT_MEANINGS = {
     0: "completed",
@@ -200,53 +196,6 @@ class Render:
 
 def exit_meaning(code: int | None) -> str:
     return EXIT_MEANINGS.get(int(code), "") if code is not None else "unknown"
-
-
-def stdin_readable() -> bool:
-    """Whether fd 0 is open (CI may have no stdin at all)."""
-    try:
-        os.fstat(0)
-    except OSError:
-        return False
-    return True
-
-
-def open_source(path: str | None) -> int | None:
-    """A file descriptor to read: ``path``, or stdin when None/"-"; None means empty."""
-    if path in (None, "-"):
-        return 0 if stdin_readable() else None
-    return os.open(path, os.O_RDONLY)
-
-
-async def read_chunks(fd: int | None) -> AsyncIterator[bytes]:
-    """Chunks read from ``fd`` by a daemon thread (so a terminal or a silent pipe never blocks
-    the loop or the exit); ends at EOF or on a read error. ``fd is None`` is an empty source."""
-    if fd is None:
-        return
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(4)
-
-    def work() -> None:
-        while True:
-            try:
-                data: bytes | None = os.read(fd, READ_SIZE)
-            except OSError:
-                data = None
-            try:
-                asyncio.run_coroutine_threadsafe(queue.put(data or None), loop).result()
-            except (RuntimeError, asyncio.CancelledError):  # the loop is gone: nobody reads any more
-                return
-            except Exception:  # noqa: BLE001 - e.g. concurrent.futures.CancelledError at shutdown
-                return
-            if not data:
-                return
-
-    threading.Thread(target=work, name="runner-cli-input", daemon=True).start()
-    while True:
-        chunk = await queue.get()
-        if chunk is None:
-            return
-        yield chunk
 
 
 def exit_code_of(code: int | None) -> int:

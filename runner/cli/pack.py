@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .protocol import ExitCode
+from ..protocol import ExitCode
 
 EXCLUDED_DIRS = frozenset({
     "__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
@@ -46,7 +46,7 @@ def _mtime() -> int:
 
 def validate(directory: Path) -> dict[str, object]:
     """package.json of ``directory`` checked as the runner checks it; PackError (21) names the problem."""
-    from .sequence.loader import SequencePathError, _check_fields, _read_package_json, _resolve_main
+    from ..sequence.loader import SequencePathError, _check_fields, _read_package_json, _resolve_main
 
     if not directory.is_dir():
         what = "does not exist" if not directory.exists() else "is not a directory"

@@ -1,0 +1,62 @@
+"""The CLI's place in the layout (issue 12 part 6): ``runner/cli/`` is the only part of
+``runner`` that imports host_bridge, and its modules import each other without a circle."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from cli_helpers import REPO
+
+RUNNER = REPO / "runner"
+CLI = RUNNER / "cli"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports (at any depth, lazy imports included)."""
+    parts = path.relative_to(REPO).with_suffix("").parts
+    package = ".".join(parts if parts[-1] == "__init__" else parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[: len(base) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            names.add(prefix)
+            names.update(f"{prefix}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_only_runner_cli_imports_host_bridge():
+    importers = {
+        str(path.relative_to(REPO))
+        for path in RUNNER.rglob("*.py")
+        if any(name == "host_bridge" or name.startswith("host_bridge.") for name in imported_modules(path))
+    }
+    assert importers, "the CLI runs Sequences through host_bridge; the check found no importer at all"
+    assert all(name.startswith("runner/cli/") for name in importers), importers
+
+
+def test_no_import_circle_between_cli_modules():
+    modules = {f"runner.cli.{p.stem}": p for p in CLI.glob("*.py") if p.stem != "__init__"}
+    graph = {name: {m for m in imported_modules(path) if m in modules and m != name}
+             for name, path in modules.items()}
+    assert graph["runner.cli.commands"], "the dispatcher imports the commands it runs"
+
+    done: set[str] = set()
+
+    def visit(name: str, stack: list[str]) -> None:
+        assert name not in stack, f"import circle: {' -> '.join([*stack, name])}"
+        if name in done:
+            return
+        for dep in sorted(graph[name]):
+            visit(dep, [*stack, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
