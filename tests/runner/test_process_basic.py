@@ -48,7 +48,7 @@ def test_help_lists_env_vars_and_exit_codes() -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "named"),
     [
-        ((), {}, "--fd"),
+        ((), {"SEQUENCE_RUNNER_INSTANCE_ID": "i"}, "--fd"),  # no words and no host setting: the CLI's usage
         (("--fd", "3", "--sequence", "x"), {}, "--instance-id"),
         (("--fd", "3", "--instance-id", "i"), {}, "--sequence"),
         (("--fd", "x", "--instance-id", "i", "--sequence", "s"), {}, "--fd"),
