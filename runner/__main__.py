@@ -1,4 +1,9 @@
-"""``python -m runner``: the runner process a host starts (and the container entrypoint).
+"""``python -m runner`` (and the ``sequence-runner`` script): dispatch between the two audiences.
+
+A host starts the runner process with a connection (``--fd``/``--connect`` or
+their environment variables, or STH's environment). A person types
+``run``/``pack``, or nothing at all: those go to the CLI (runner/cli/), which
+prints usage when no command was given.
 
 Imports are lazy: a host waits for PING, so nothing beyond the protocol and
 the socket is imported before the handshake.
@@ -8,16 +13,25 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-RESERVED_COMMANDS = ("run", "pack")
+from . import prog_name, version_line
+
+CLI_COMMANDS = ("run", "pack")
+#: Any of these means a host (or STH) started the process, so no words is the runner, not a person
+#: (and a host that forgot its connection hears "no connection", exit 20).
+HOST_ENVIRONMENT = ("SEQUENCE_RUNNER_FD", "SEQUENCE_RUNNER_CONNECT", "SEQUENCE_RUNNER_INSTANCE_ID",
+                    "SEQUENCE_RUNNER_SEQUENCE", "INSTANCES_SERVER_PORT", "INSTANCE_ID")
 
 
-def version_line() -> str:
-    from . import __version__
-    from .protocol import FRAMER_IMPLEMENTATION, PROTOCOL_VERSION
-
-    return f"sequence-runner {__version__} (protocol {PROTOCOL_VERSION}, framer {FRAMER_IMPLEMENTATION})"
+def for_the_cli(words: Sequence[str], env: Mapping[str, str]) -> bool:
+    """A command (``run``/``pack``); or, when nothing a host would set is set, no words at all or a
+    word that is no option (a mistyped command: the CLI names it and prints the usage)."""
+    if words and words[0] in CLI_COMMANDS:
+        return True
+    if any(env.get(name) for name in HOST_ENVIRONMENT):
+        return False
+    return not words or not words[0].startswith("-")
 
 
 def _config_error(message: str) -> int:
@@ -29,20 +43,22 @@ def _config_error(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     words = argv[1:]
-    if words and words[0] in RESERVED_COMMANDS:
+    prog = prog_name(argv[0] if argv else "")
+    if for_the_cli(words, os.environ):
         try:
             from . import cli
         except ImportError as exc:
             if getattr(exc, "name", None) not in ("runner.cli", None):
                 raise
-            return _config_error(f"the '{words[0]}' command is not available in this build (runner.cli is missing)")
+            return _config_error(f"the '{(words or ['run'])[0]}' command is not available in this build "
+                                 "(runner.cli is missing)")
         return int(cli.main(argv) or 0)
     if "--help" in words or "-h" in words:
         from .config import help_text
 
-        sys.stdout.write(help_text())
+        sys.stdout.write(help_text(prog))
         return 0
-    if "--version" in words:
+    if "--version" in words or "-V" in words:
         sys.stdout.write(version_line() + "\n")
         return 0
     from . import signals
@@ -58,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse(words)
     except ConfigError as exc:
-        return _config_error(f"{exc} (see python -m runner --help)")
+        message = str(exc)
+        if "--help" not in message:  # config.py may name --help itself: one hint is enough
+            message += f" (see {prog} --help)"
+        return _config_error(message)
     from .app import App, ConfigExit, select_transport
 
     try:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,8 @@ stopping:
 exit status: the Instance's exit code:
   0 completed, 21 invalid Sequence path, 22 failed on start (syntax/import
   error), 23 failed during execution (the traceback is on stderr), 137 killed,
-  138 stopped; 2 for a command-line error.
+  138 stopped; 2 for a command-line error (a missing PATH, an unknown option or
+  --content-type, bad JSON); 1 when the runner could not be started.
 
 --inline:
   Runs the Sequence in this process (no child, no protocol) so breakpoint(),
@@ -99,15 +101,31 @@ class RunOptions:
     inline: bool = False
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the versions line, computed only when asked (it imports the framer)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print versions and the active framer, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from .. import version_line
+
+        sys.stdout.write(version_line() + "\n")
+        parser.exit()
+
+
 def _parser_run(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{prog} run",
+        usage=f"{prog} run PATH [ARGS ...] [options]",
         description="Run a Sequence (a directory with package.json, a .tar.gz package or a .py file) "
         "and connect it to this terminal.",
         epilog=RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("path", help="the Sequence: directory, .tar.gz/.tgz or .py file")
+    p.add_argument("path", nargs="?", metavar="PATH", help="the Sequence: directory, .tar.gz/.tgz or .py file")
     p.add_argument("args", nargs="*", metavar="ARGS",
                    help="arguments of run(context, input, *args), as strings (default: package.json's args)")
     p.add_argument("--args", dest="args_json", metavar="JSON",
@@ -118,7 +136,8 @@ def _parser_run(prog: str) -> argparse.ArgumentParser:
                    help="read the input from FILE instead of stdin ('-' = stdin)")
     p.add_argument("--content-type", "-t", metavar="TYPE",
                    help="input content type: text/plain, application/octet-stream, application/x-ndjson "
-                   "(default: what the Sequence's `requires` declares, else text/plain)")
+                   "(checked before the run; default: what the Sequence's `requires` declares, "
+                   "else text/plain)")
     p.add_argument("--stdin", dest="stdin_path", metavar="FILE",
                    help="feed FILE to the Sequence's sys.stdin ('-' = this process's stdin); default: empty")
     p.add_argument("--event", "-e", action="append", default=[], metavar="NAME=JSON",
@@ -134,12 +153,14 @@ def _parser_run(prog: str) -> argparse.ArgumentParser:
                    help="also show the runner's own INFO log records and how the Instance ended")
     p.add_argument("--inline", action="store_true",
                    help="run the Sequence in this process (for breakpoint()/pdb/IDE debuggers); see below")
+    p.add_argument("--version", "-V", action=VersionAction)
     return p
 
 
 def parser_pack(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{prog} pack",
+        usage=f"{prog} pack DIRECTORY [-o FILE.tar.gz] [--install-deps]",
         description="Pack a Sequence directory into a .tar.gz package a hub accepts.",
         epilog=PACK_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -149,6 +170,7 @@ def parser_pack(prog: str) -> argparse.ArgumentParser:
                    help="the archive to write (default: <directory name>.tar.gz here)")
     p.add_argument("--install-deps", action="store_true",
                    help="pip install requirements.txt into __pypackages__ inside the package")
+    p.add_argument("--version", "-V", action=VersionAction)
     return p
 
 
@@ -159,8 +181,28 @@ def _json_arg(text: str, what: str) -> Any:
         raise UsageError(f"{what}: not valid JSON ({exc})") from None
 
 
+def check_content_type(content_type: str) -> None:
+    """UsageError unless the runner can decode ``content_type`` (asked of the runner's own decoder
+    table, so the CLI never disagrees with it) — rather than exit 23 blaming the Sequence."""
+    from ..sequence.content import BINARY, NDJSON, TEXT, UnsupportedContentType, decode_input
+
+    async def nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    try:
+        decode_input(content_type, nothing())  # raises at once for a type it cannot decode
+    except UnsupportedContentType:
+        raise UsageError(f"--content-type {content_type!r} is not a content type the runner reads; "
+                         f"choose one of: {TEXT}, {BINARY}, {NDJSON} (or another ndjson name: "
+                         "application/jsonl, application/json-lines, */x-ndjson)") from None
+
+
 def parse_run(words: Sequence[str], prog: str = "python -m runner") -> RunOptions:
     ns = _parser_run(prog).parse_intermixed_args(list(words))
+    if not ns.path:
+        raise UsageError("PATH is required: the Sequence to run (a directory with package.json, "
+                         "a .tar.gz package or a .py file)")
     opts = RunOptions(path=ns.path)
     if ns.args_json is not None:
         if ns.args:
@@ -199,6 +241,8 @@ def parse_run(words: Sequence[str], prog: str = "python -m runner") -> RunOption
     if ns.stop_timeout < 0:
         raise UsageError("--stop-timeout must not be negative")
     opts.stop_timeout_ms = ns.stop_timeout
+    if ns.content_type is not None:
+        check_content_type(ns.content_type)
     opts.content_type = ns.content_type
     opts.input_path = None if ns.input_path in (None, "-") else os.path.abspath(ns.input_path)
     if ns.stdin_path is not None:

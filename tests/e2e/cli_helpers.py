@@ -24,8 +24,13 @@ def sample(name: str) -> str:
     return str(SAMPLES / name)
 
 
+#: What a host or STH sets; a person's shell has none of these.
+HOST_ENVIRONMENT = ("SEQUENCE_RUNNER_FD", "SEQUENCE_RUNNER_CONNECT", "SEQUENCE_RUNNER_INSTANCE_ID",
+                    "SEQUENCE_RUNNER_SEQUENCE", "INSTANCES_SERVER_PORT", "INSTANCE_ID")
+
+
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in HOST_ENVIRONMENT}
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO) if not old else f"{REPO}{os.pathsep}{old}"
     env.pop("NO_COLOR", None)
@@ -35,15 +40,17 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(*args: str, input: bytes | None = None, cwd: Path | str = REPO,
-            timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
-    """``python -m runner <args>`` to completion; stdin is /dev/null unless ``input`` is given."""
+            timeout: float = RUN_TIMEOUT, env: dict[str, str] | None = None,
+            command: Sequence[str] = (sys.executable, "-m", "runner")) -> subprocess.CompletedProcess[bytes]:
+    """``python -m runner <args>`` (or ``command``) to completion; stdin is /dev/null unless ``input``
+    is given; ``env`` adds to the environment."""
     return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
+        [*command, *args],
         input=input,
         stdin=subprocess.DEVNULL if input is None else None,
         capture_output=True,
         cwd=cwd,
-        env=cli_env(),
+        env=cli_env(env),
         timeout=timeout,
         check=False,
         start_new_session=True,  # no controlling terminal: /dev/tty is unavailable, as on CI

@@ -236,12 +236,6 @@ def test_syntax_error_exit_22(tmp_path):
     assert b"main.py" in proc.stderr
 
 
-def test_unknown_input_content_type_fails_23():
-    proc = run_cli("run", sample("hello"), "-t", "application/x-nope", input=b"x\n")
-    assert proc.returncode == 23
-    assert b"application/x-nope" in proc.stderr
-
-
 def test_help_has_examples():
     proc = run_cli("run", "--help")
     assert proc.returncode == 0
