@@ -30,7 +30,9 @@ __all__ = [
     "LoadedSequence",
     "SequenceLoadError",
     "SequencePathError",
+    "check_package",
     "extract_package",
+    "find_package_root",
     "load_sequence",
 ]
 
@@ -275,6 +277,22 @@ def _check_fields(pj: Path, package: dict[str, Any], main_path: Path) -> None:
                 f"{pj}: field `engines` ({', '.join(map(str, engines))}) names no python engine;"
                 " this is not a Python Sequence"
             )
+
+
+def find_package_root(extracted: str | os.PathLike[str]) -> Path:
+    """Where an extracted package's package.json lives: the archive root or its single top-level dir."""
+    return _find_package_root(Path(extracted))
+
+
+def check_package(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """The package.json of the Sequence directory ``root``, checked as the loader checks it
+    (valid JSON object, ``main`` inside the package and present, field types, a Python engine),
+    without importing any of its code. Raises SequencePathError naming what is wrong."""
+    root_p = Path(root).resolve()
+    pj = root_p / "package.json"
+    package = _read_package_json(pj)
+    _check_fields(pj, package, _resolve_main(root_p, pj, package))
+    return package
 
 
 # --------------------------------------------------------------------------- import

@@ -372,3 +372,20 @@ def test_tar_modes_and_owners_are_sanitised(tmp_path: Path) -> None:
     assert st.st_mode & 0o7000 == 0 and st.st_mode & 0o022 == 0
     assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
     assert (out / "sub" / "x").read_bytes() == b"x"  # owner can always read
+
+
+def test_check_package_reports_the_loaders_errors_without_importing(tmp_path: Path) -> None:
+    from runner.sequence.loader import check_package, find_package_root
+
+    root = make_pkg(tmp_path, main_src="raise SystemExit('imported!')\n")
+    assert check_package(root)["main"] == "main.py"  # the code is never run
+    (root / "package.json").write_text(json.dumps({"main": "missing.py"}))
+    with pytest.raises(SequencePathError, match="entrypoint path missing.py is invalid"):
+        check_package(root)
+    (root / "package.json").write_text("[1]")
+    with pytest.raises(SequencePathError, match="must hold a JSON object"):
+        check_package(root)
+    nested = tmp_path / "out"
+    (nested / "only").mkdir(parents=True)
+    (nested / "only" / "package.json").write_text("{}")
+    assert find_package_root(nested) == nested / "only"
