@@ -1,0 +1,274 @@
+"""The Instance registry: starts Sequences through host_bridge and keeps what the API shows.
+
+Each live Instance gets a Tap per channel (taps.py), its summary (records.py),
+saved to the store when it starts and when it ends, and its topic wiring: an
+output topic makes the topic one more reader of the output; an input topic
+feeds the topic's items into the input (and the API's input answers 405).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import anyio.abc
+import psutil
+
+from host_bridge import Bridge, ChannelClosed, Instance, InstanceNotRunning, Status
+
+from .config import HubConfig
+from .records import InstanceSummary, SequenceRecord
+from .store import Store
+from .taps import Tap
+from .topics import Actor, TopicRouter
+
+logger = logging.getLogger("hub.instances")
+MiB = 1 << 20
+LOST = "the hub stopped while this Instance was running; its runner exited with the hub"
+_PANG_POLL = 0.02  # until host_bridge lets the hub await PANG
+
+
+class Refused(Exception):
+    """A start the hub's limits refuse (507)."""
+
+
+class HubInstance:
+    """One Instance as the hub serves it: host_bridge's handle, taps, summary, topics."""
+
+    def __init__(self, summary: InstanceSummary, instance: Instance, taps: dict[str, Tap]) -> None:
+        self.summary = summary
+        self.instance = instance
+        self.taps = taps
+        self.input_lock = anyio.Lock()
+        self.stdin_lock = anyio.Lock()
+        self.input_topic: str | None = None
+        self.output_topic: str | None = None
+        self.api_input_used = False
+        self.input_wired = False
+        self.output_wired = False
+
+    @property
+    def id(self) -> str:
+        return self.summary.id
+
+    @property
+    def ended(self) -> bool:
+        return self.instance.done.is_set()
+
+    def refresh(self) -> InstanceSummary:
+        """Copy host_bridge's view into the summary (status, times, exit code and reason)."""
+        inst, info, s = self.instance, self.instance.info, self.summary
+        s.started = info.started
+        s.pid = info.pid
+        s.provides = self.output_topic or info.provides or None
+        s.requires = self.input_topic or info.requires or None
+        s.status = hub_status(inst)
+        if inst.done.is_set():
+            s.ended = info.ended or datetime.now(timezone.utc)
+            s.exit_code = info.exit_code
+            s.reason = end_reason(inst, s.status)
+        health = inst.health()
+        s.extra = {"healthy": health.healthy, "stats": health.stats} if not inst.done.is_set() else {}
+        return s
+
+
+def hub_status(inst: Instance) -> str:
+    """host_bridge's status, with "stopped" and "killed" for ends the hub asked for."""
+    if inst.done.is_set() and inst.status is Status.COMPLETED:
+        if inst.stop_requested:
+            return "stopped"
+        if inst.kill_requested:
+            return "killed"
+    return inst.status.value
+
+
+def end_reason(inst: Instance, status: str) -> str:
+    info = inst.info
+    if status == "errored":
+        error = info.error or (info.runner_error or {}).get("message") or info.exit_reason
+        return str(error or f"exit code {info.exit_code}")
+    words = {"completed": "Instance completed", "stopped": "Instance stopped", "killed": "Instance killed"}
+    text = words.get(status, status)
+    return f"{text} ({info.exit_reason})" if info.exit_reason else text
+
+
+def _topic_name(value: Any, key: str) -> str | None:
+    """A topic from package.json: "name" or {key: "name", "contentType": ...}."""
+    if isinstance(value, dict):
+        value = value.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+class InstanceRegistry:
+    def __init__(self, config: HubConfig, store: Store, topics: TopicRouter, bridge: Bridge,
+                 tg: anyio.abc.TaskGroup) -> None:
+        self.config = config
+        self.store = store
+        self.topics = topics
+        self.bridge = bridge
+        self.tg = tg
+        self.live: dict[str, HubInstance] = {}
+        self.past: dict[str, InstanceSummary] = {}
+
+    async def load(self) -> None:
+        """Read the summaries of earlier runs; Instances a dead hub left "running" become errored."""
+        lost = await self.store.mark_lost(LOST)
+        for instance_id in lost:
+            logger.warning("Instance %s was running when the hub stopped: marked errored", instance_id)
+        self.past = {s.id: s for s in await self.store.instances()}
+
+    # -- queries ---------------------------------------------------------------------------
+    def get(self, instance_id: str) -> HubInstance | None:
+        return self.live.get(instance_id)
+
+    def summary(self, instance_id: str) -> InstanceSummary | None:
+        hub_inst = self.live.get(instance_id)
+        return hub_inst.refresh() if hub_inst else self.past.get(instance_id)
+
+    def summaries(self) -> list[InstanceSummary]:
+        return [*(s for i, s in self.past.items() if i not in self.live), *(h.refresh() for h in self.live.values())]
+
+    def running(self, sequence_id: str | None = None) -> list[HubInstance]:
+        return [h for h in self.live.values() if not h.ended and (sequence_id in (None, h.summary.sequence))]
+
+    # -- start ------------------------------------------------------------------------------
+    def check_capacity(self) -> None:
+        """Refused (507) when the limits or STH's instanceRequirements say no."""
+        if len(self.running()) >= self.config.max_instances:
+            raise Refused(f"Insufficient Space on Resource: {self.config.max_instances} Instances already run")
+        req = self.config.requirements
+        free_mem = psutil.virtual_memory().available / MiB
+        if req.free_mem_mib and free_mem < req.free_mem_mib:
+            raise Refused(f"Insufficient Space on Resource: {free_mem:.0f} MiB free memory < {req.free_mem_mib}")
+        load = psutil.cpu_percent(interval=None)
+        if req.cpu_load_percent and load > req.cpu_load_percent:
+            raise Refused(f"Insufficient Space on Resource: CPU load {load:.0f}% > {req.cpu_load_percent}%")
+        free_disk = psutil.disk_usage(str(self.store.directory)).free / MiB
+        if req.free_space_mib and free_disk < req.free_space_mib:
+            raise Refused(f"Insufficient Space on Resource: {free_disk:.0f} MiB free disk < {req.free_space_mib}")
+
+    async def start(self, record: SequenceRecord, app_config: dict[str, Any], args: list[Any] | None,
+                    input_topic: str | None = None, output_topic: str | None = None) -> HubInstance:
+        self.check_capacity()
+        instance = await self.bridge.spawn(
+            self.store.package_dir(record), args=args, app_config=app_config,
+            python=self.config.python, stop_timeout_ms=self.config.stop_timeout_ms,
+        )
+        summary = InstanceSummary(
+            id=instance.id, sequence=record.id, sequence_name=record.name, app_config=app_config,
+            args=args, created=instance.info.created or datetime.now(timezone.utc), pid=instance.pid,
+        )
+        taps = {
+            "output": Tap("output", instance.output(), pipe=True),
+            "stdout": Tap("stdout", instance.stdout(), pipe=False),
+            "stderr": Tap("stderr", instance.stderr(), pipe=False),
+            "log": Tap("log", _log_source(instance), pipe=False),
+        }
+        hub_inst = HubInstance(summary, instance, taps)
+        self.live[instance.id] = hub_inst
+        for tap in taps.values():
+            self.tg.start_soon(tap.run)
+        hub_inst.input_topic = input_topic or _topic_name(record.package.get("requires"), "requires")
+        hub_inst.output_topic = output_topic or _topic_name(record.package.get("provides"), "provides")
+        self._wire_topics(hub_inst)
+        await self.store.save_instance(hub_inst.refresh())
+        self.tg.start_soon(self._watch, hub_inst)
+        logger.info("Instance %s of Sequence %s (%s) starting, pid %s", instance.id, record.id, record.name,
+                    instance.pid)
+        return hub_inst
+
+    async def _watch(self, hub_inst: HubInstance) -> None:
+        instance = hub_inst.instance
+        if await instance.wait_started():
+            await self.store.save_instance(hub_inst.refresh())
+            await self._learn_topics(hub_inst)
+        await instance.wait()
+        summary = hub_inst.refresh()
+        await self.store.save_instance(summary)
+        self.past[summary.id] = summary
+        logger.info("Instance %s %s, exit code %s: %s", summary.id, summary.status, summary.exit_code,
+                    summary.reason)
+        self._forget_old()
+
+    async def _learn_topics(self, hub_inst: HubInstance) -> None:
+        """The topics the runner declares at run time (PANG), when the start did not name them."""
+        info, instance = hub_inst.instance.info, hub_inst.instance
+        while (info.provides is None or info.requires is None) and not instance.done.is_set():
+            await anyio.sleep(_PANG_POLL)
+        changed = False
+        if hub_inst.input_topic is None and info.requires and not hub_inst.api_input_used:
+            hub_inst.input_topic = info.requires
+            changed = True
+        if hub_inst.output_topic is None and info.provides:
+            hub_inst.output_topic = info.provides
+            changed = True
+        if changed and not instance.done.is_set():
+            self._wire_topics(hub_inst)
+
+    def _wire_topics(self, hub_inst: HubInstance) -> None:
+        if hub_inst.input_topic and not hub_inst.input_wired:
+            hub_inst.input_wired = True
+            self.tg.start_soon(self._feed_input, hub_inst, hub_inst.input_topic)
+        if hub_inst.output_topic and not hub_inst.output_wired:
+            hub_inst.output_wired = True
+            self.tg.start_soon(self._feed_topic, hub_inst, hub_inst.output_topic)
+
+    async def _feed_input(self, hub_inst: HubInstance, name: str) -> None:
+        instance = hub_inst.instance
+        topic = self.topics.get(name, instance.info.input_content_type)
+        actor = Actor("consumer", "instance", hub_inst.id)
+        with anyio.CancelScope() as scope:
+            self.tg.start_soon(_cancel_when_done, instance, scope)
+            try:
+                async for data in topic.consume(actor):
+                    await instance.write_input(data, content_type=topic.content_type)
+                await instance.end_input()
+            except (InstanceNotRunning, ChannelClosed):
+                pass
+            scope.cancel()
+
+    async def _feed_topic(self, hub_inst: HubInstance, name: str) -> None:
+        info = hub_inst.instance.info
+        actor = Actor("provider", "instance", hub_inst.id)
+        await self.topics.produce(name, hub_inst.taps["output"].stream(), actor, info.output_content_type)
+
+    def _forget_old(self) -> None:
+        ended = [h for h in self.live.values() if h.ended]
+        for hub_inst in ended[: max(0, len(ended) - self.config.keep_ended)]:
+            del self.live[hub_inst.id]
+            self.bridge.forget(hub_inst.id)
+
+    # -- control -----------------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        """STOP every running Instance; KILL those still running after the shutdown timeout."""
+        running = self.running()
+        if running:
+            logger.info("stopping %d Instances", len(running))
+        for hub_inst in running:
+            await hub_inst.instance.stop(timeout_ms=self.config.shutdown_timeout * 1000)
+        with anyio.move_on_after(self.config.shutdown_timeout):
+            for hub_inst in running:
+                await hub_inst.instance.wait()
+        for hub_inst in running:
+            if not hub_inst.ended:
+                await hub_inst.instance.kill()
+        with anyio.move_on_after(self.config.shutdown_timeout):
+            for hub_inst in running:
+                await hub_inst.instance.wait()
+        for hub_inst in running:
+            await self.store.save_instance(hub_inst.refresh())
+
+
+async def _cancel_when_done(instance: Instance, scope: anyio.CancelScope) -> None:
+    await instance.wait()
+    scope.cancel()
+
+
+async def _log_source(instance: Instance) -> AsyncIterator[bytes]:
+    """The LOG channel as JSON lines (host_bridge parses each record; we write it back out)."""
+    async for record in instance.logs():
+        yield json.dumps(record, default=str).encode() + b"\n"

@@ -1,0 +1,211 @@
+"""Topics: named streams between producers and consumers (HTTP requests or Instances).
+
+Every item a producer publishes reaches every consumer attached at that moment
+exactly once, in the order it was published (per producer; the items of several
+producers interleave whole). An item is a line for text and ndjson (a producer's
+bytes are split at "\\n", so two producers never tear each other's lines), a chunk
+for any other content type.
+
+The topic keeps one buffer with a cursor per consumer. An item leaves the buffer
+once every consumer has read it. While nobody consumes, items wait (up to the
+bound). A consumer that joins while others are attached starts with the next new
+item; one that joins when nobody consumes gets what waited.
+
+The bound: a topic holds at most ``max_bytes`` (default 1 MiB) not yet read by
+its slowest consumer. When full, producers wait, so the fastest consumer is never
+more than ``max_bytes`` ahead of the slowest: a slow consumer slows everyone, it
+never makes anyone lose an item. A consumer that disconnects is dropped at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from runner.sequence.content import is_ndjson, normalize_content_type
+
+NDJSON = "application/x-ndjson"
+DEFAULT_TOPIC_BYTES = 1 << 20
+_END = b""  # the end marker in the buffer (items are never empty)
+
+
+@dataclass
+class Actor:
+    role: str  # "provider" or "consumer"
+    type: str  # "api" (an HTTP request) or "instance"
+    id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"role": self.role, "type": self.type, "stream": True}
+        if self.id is not None:
+            body["id"] = self.id
+        return body
+
+
+class LineSplitter:
+    """A producer's bytes as whole items: lines for text and ndjson, chunks otherwise."""
+
+    def __init__(self, content_type: str) -> None:
+        ct = normalize_content_type(content_type)
+        self.by_line = ct.startswith("text/") or is_ndjson(ct)
+        self._ndjson = is_ndjson(ct)
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if not self.by_line:
+            return [chunk] if chunk else []
+        data = self._pending + chunk
+        cut = data.rfind(b"\n") + 1
+        self._pending = data[cut:]
+        return data[:cut].splitlines(keepends=True) if cut else []
+
+    def flush(self) -> list[bytes]:
+        rest, self._pending = self._pending, b""
+        if not rest:
+            return []
+        return [rest + b"\n"] if self._ndjson else [rest]
+
+
+@dataclass(eq=False)
+class Consumer:
+    actor: Actor
+    cursor: int
+    done: bool = False
+
+
+@dataclass(eq=False)
+class Topic:
+    name: str
+    content_type: str
+    max_bytes: int = DEFAULT_TOPIC_BYTES
+    actors: list[Actor] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._items: deque[bytes] = deque()
+        self._first = 0  # sequence number of _items[0]
+        self._size = 0
+        self._consumers: list[Consumer] = []
+        self._changed = anyio.Event()
+        self.closed = False
+
+    @property
+    def _next(self) -> int:
+        return self._first + len(self._items)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _trim(self) -> None:
+        if not self._consumers:
+            return
+        low = min(c.cursor for c in self._consumers)
+        while self._first < low:
+            self._size -= len(self._items.popleft())
+            self._first += 1
+
+    async def publish(self, items: list[bytes]) -> None:
+        """Append items, waiting while the slowest consumer is ``max_bytes`` behind."""
+        for item in items:
+            while self._size >= self.max_bytes:
+                await self._changed.wait()
+            self._items.append(item)
+            self._size += len(item)
+        if items:
+            self._notify()
+
+    def end(self) -> None:
+        """The consumers attached now (and the next one, if none) end after the items before this."""
+        self._items.append(_END)
+        self._notify()
+
+    async def consume(self, actor: Actor) -> AsyncIterator[bytes]:
+        """Items for one consumer, joined per read; ends at an end marker."""
+        consumer = Consumer(actor, self._next if self._consumers else self._first)
+        self._consumers.append(consumer)
+        self.actors.append(actor)
+        try:
+            while not self.closed:
+                if consumer.cursor >= self._next:
+                    await self._changed.wait()
+                    continue
+                start = consumer.cursor - self._first
+                batch: list[bytes] = []
+                ended = False
+                for item in itertools.islice(self._items, start, None):
+                    consumer.cursor += 1
+                    if item is _END or not item:
+                        ended = True
+                        break
+                    batch.append(item)
+                self._trim()
+                self._notify()
+                if batch:
+                    yield b"".join(batch)
+                if ended:
+                    return
+        finally:
+            self._consumers.remove(consumer)
+            self.actors.remove(actor)
+            self._trim()
+            self._notify()
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": self.name,
+            "topic": self.name,
+            "contentType": self.content_type,
+            "actors": [a.to_json() for a in self.actors],
+            "buffered": self._size,
+        }
+        providers = [a.id for a in self.actors if a.role == "provider" and a.type == "instance"]
+        if providers:
+            body["localProvider"] = providers[0]
+        return body
+
+
+class TopicRouter:
+    """All topics by name; a topic is created by its first producer or consumer and then kept."""
+
+    def __init__(self, max_bytes: int = DEFAULT_TOPIC_BYTES) -> None:
+        self.topics: dict[str, Topic] = {}
+        self.max_bytes = max_bytes
+
+    def get(self, name: str, content_type: str | None = None) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            ct = normalize_content_type(content_type) if content_type else NDJSON
+            topic = self.topics[name] = Topic(name, ct, self.max_bytes)
+        return topic
+
+    async def produce(self, name: str, chunks: AsyncIterator[bytes], actor: Actor,
+                      content_type: str | None = None, end: bool = False) -> int:
+        """Publish a producer's byte stream as items; end the topic afterwards if ``end``. Returns bytes."""
+        topic = self.get(name, content_type)
+        splitter = LineSplitter(topic.content_type)
+        topic.actors.append(actor)
+        total = 0
+        try:
+            async for chunk in chunks:
+                total += len(chunk)
+                await topic.publish(splitter.feed(chunk))
+            await topic.publish(splitter.flush())
+            if end:
+                topic.end()
+        finally:
+            topic.actors.remove(actor)
+        return total
+
+    def close(self) -> None:
+        """End every consumer (the hub shuts down)."""
+        for topic in self.topics.values():
+            topic.closed = True
+            topic._notify()
+
+    def list(self) -> list[dict[str, Any]]:
+        return [topic.to_json() for topic in self.topics.values()]

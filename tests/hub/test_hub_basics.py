@@ -1,0 +1,115 @@
+"""Hub operations, configuration, auth and the process contract (URL printed, exit 0 on signals)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+from hubproc import ROOT, HubProcess
+
+from hub.config import parse_config
+
+
+def test_version_config_and_load_check(client: httpx.Client, shared_hub: HubProcess) -> None:
+    version = client.get("/version").json()
+    assert version["apiVersion"] == "v1" and version["service"] == "sequence-runner/hub"
+    config = client.get("/config").json()
+    assert config["host"]["apiBase"] == "/api/v1"
+    assert config["store"] == str(shared_hub.store)
+    assert config["authRequired"] is False and "token" not in json.dumps(config).lower()
+    load = client.get("/load-check").json()
+    assert set(load) == {"avgLoad", "currentLoad", "memFree", "memUsed", "fsSize"}
+    fs = load["fsSize"][0]
+    assert set(fs) == {"fs", "type", "size", "used", "available", "use", "mount"}
+    assert fs["size"] >= fs["available"] > 0 and load["memFree"] > 0
+
+
+def test_hub_log_is_a_live_ndjson_stream(client: httpx.Client, upload: Any) -> None:
+    with client.stream("GET", "/log") as response:
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines = response.iter_lines()
+        first = json.loads(next(lines))
+        assert {"ts", "level", "from", "msg"} <= set(first)
+        seq = upload("counter")
+        started = client.post(f"/sequence/{seq}/start", json={"args": [1, 0]}).json()["id"]
+        for line in lines:  # live: the start above shows up
+            if started in json.loads(line)["msg"]:
+                break
+
+
+def test_unknown_paths_and_methods_answer_json(client: httpx.Client) -> None:
+    r = client.get("/no-such-thing")
+    assert r.status_code == 404 and "error" in r.json()
+    r = client.delete("/version")
+    assert r.status_code == 405 and "error" in r.json()
+
+
+def test_token_is_required_everywhere_and_compared_whole(hub_factory: Any) -> None:
+    hub = hub_factory("--token", "s3cret")
+    with hub.client() as c:
+        for method, path in (("GET", "/version"), ("GET", "/instances"), ("POST", "/sequence"),
+                             ("GET", "/openapi.json"), ("GET", "/nope")):
+            r = c.request(method, path)
+            assert (r.status_code, r.json()) == (403, {"message": "Forbidden"}), path
+        for wrong in ("Bearer s3cre", "Bearer s3cretX", "s3cret", "Basic s3cret", "Bearer S3CRET"):
+            assert c.get("/version", headers={"authorization": wrong}).status_code == 403
+        ok = c.get("/version", headers={"authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        config = c.get("/config", headers={"authorization": "Bearer s3cret"}).json()
+        assert config["authRequired"] is True and "s3cret" not in json.dumps(config)
+
+
+def test_flags_override_environment_which_overrides_defaults(tmp_path: Any) -> None:
+    env = {"SEQUENCE_HUB_PORT": "9001", "SEQUENCE_HUB_MAX_INSTANCES": "3", "SEQUENCE_HUB_TOKEN": "tok-3x9q",
+           "SEQUENCE_HUB_API_BASE": "x/y/", "SEQUENCE_HUB_MIN_FREE_MEM": "0"}
+    config = parse_config(["--port", "9002", "--store", str(tmp_path)], env)
+    assert (config.port, config.max_instances, config.token, config.api_base) == (9002, 3, "tok-3x9q", "/x/y")
+    assert config.store == tmp_path and config.requirements.free_mem_mib == 0
+    assert parse_config([], {}).host == "127.0.0.1"  # loopback by default
+    assert "tok-3x9q" not in json.dumps(config.public())
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["--port", "x"], {}, "'x' is not a number"),
+    ([], {"SEQUENCE_HUB_MAX_INSTANCES": "-1"}, "SEQUENCE_HUB_MAX_INSTANCES: '-1' must not be negative"),
+    (["--api-base", "/"], {}, "must be a path like /api/v1"),
+    (["--log-level", "loud"], {}, "--log-level must be one of"),
+])
+def test_bad_settings_name_the_setting(argv: list[str], env: dict[str, str], message: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_config(argv, env)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_shows_examples_and_environment_variables() -> None:
+    out = subprocess.run([sys.executable, "-m", "hub", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    assert "examples:" in out and "SEQUENCE_HUB_TOKEN" in out and "--max-upload-size" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_instances_then_exits_0(hub_factory: Any, sig: int) -> None:
+    from hubproc import package
+
+    hub = hub_factory("--shutdown-timeout", "2")
+    with hub.client() as c:
+        seq = c.post("/sequence", content=package("stop-keepalive")).json()["id"]
+        polite = c.post(f"/sequence/{seq}/start", json={}).json()["id"]
+        seq2 = c.post("/sequence", content=package("cpu-bound")).json()["id"]
+        stubborn = c.post(f"/sequence/{seq2}/start", json={}).json()["id"]
+        with c.stream("GET", f"/instance/{polite}/stdout"):  # an open stream must not hold the exit up
+            assert hub.stop(sig) == 0
+    assert "hub stopped" in hub.output()
+    again = hub_factory(store=hub.store)
+    with again.client() as c:
+        states = {i["id"]: i for i in c.get("/instances").json()}
+    assert states[polite]["status"] == "stopped", states[polite]
+    assert states[stubborn]["status"] in ("stopped", "killed"), states[stubborn]
+    assert states[stubborn]["exitCode"] in (137, 138)
