@@ -33,11 +33,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise HTTPError(413, f"request body larger than {limit} bytes")
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPError(413, f"request body larger than {limit} bytes")
-        parts.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, f"request body larger than {limit} bytes")
+            parts.append(chunk)
+    except ClientDisconnect:
+        raise HTTPError(499, "the client disconnected before the end of the body") from None
     return b"".join(parts)
 
 
@@ -118,13 +121,16 @@ class LiveStream(Response):
 
 
 async def request_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives (never held whole); ends quietly if the client goes away."""
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        return
+    """The request body as it arrives (never held whole). Raises ClientDisconnect when the client
+    goes away before the end: an interrupted body is never taken for a whole one."""
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk
+
+
+def client_gone() -> Response:
+    """The answer to a request whose client disconnected (nobody reads it)."""
+    return Response(status_code=499)
 
 
 class TokenAuth:

@@ -6,13 +6,22 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from host_bridge import ChannelClosed, EventSubscription, InstanceNotRunning
 
-from .http import HTTPError, LiveStream, end_of_stream, media_type, read_json, request_chunks, unwrap_sth_body
+from .http import (
+    HTTPError,
+    LiveStream,
+    client_gone,
+    end_of_stream,
+    media_type,
+    read_json,
+    request_chunks,
+    unwrap_sth_body,
+)
 from .instances import HubInstance
 from .records import is_valid_event_name
 from .state import hub, live_or_404, summary_or_404
@@ -132,6 +141,8 @@ async def _write_stream(request: Request, hub_inst: HubInstance, stdin: bool) ->
                     await instance.write_input(chunk, content_type=content_type)
             if end:
                 await (instance.end_stdin() if stdin else instance.end_input())
+    except ClientDisconnect:
+        return client_gone()  # an interrupted body does not end the input
     except (InstanceNotRunning, ChannelClosed) as exc:
         raise HTTPError(409, f"Instance {hub_inst.id} takes no more input: {exc}") from None
     except ValueError as exc:  # a second content type

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -42,6 +42,8 @@ async def _receive(request: Request, state: HubState) -> Any:
         raise HTTPError(413, f"package larger than the upload limit of {limit} bytes")
     try:
         return await state.store.receive_package(request_chunks(request), limit)
+    except ClientDisconnect:
+        raise HTTPError(499, "the client disconnected during the upload") from None
     except PackageTooLarge as exc:
         raise HTTPError(413, str(exc)) from None
     except InvalidPackage as exc:

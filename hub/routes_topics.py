@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .http import HTTPError, LiveStream, end_of_stream, media_type, request_chunks
+from .http import HTTPError, LiveStream, client_gone, end_of_stream, media_type, request_chunks
 from .records import is_valid_topic
 from .state import hub
 from .topics import Actor
@@ -22,8 +22,11 @@ def _name(request: Request) -> str:
 async def publish(request: Request) -> Response:
     topics = hub(request).topics
     end = end_of_stream(request, default=False)
-    sent = await topics.produce(_name(request), request_chunks(request), Actor("provider", "api"),
-                                media_type(request), end=end)
+    try:
+        sent = await topics.produce(_name(request), request_chunks(request), Actor("provider", "api"),
+                                    media_type(request), end=end)
+    except ClientDisconnect:
+        return client_gone()  # what arrived whole was published; the topic is not ended
     return JSONResponse({"bytes": sent, "ended": end}, status_code=200 if end else 202)
 
 

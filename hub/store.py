@@ -164,7 +164,8 @@ class Store:
             root = find_package_root(staging)
             package = json.loads((root / "package.json").read_text("utf-8"))
             seq_id = old.id if old else str(uuid.uuid4())
-            name = name or str(package.get("name") or "") or (old.name if old else seq_id)
+            # a replaced Sequence keeps its name unless the upload names it (x-name)
+            name = name or (old.name if old else str(package.get("name") or "") or seq_id)
             clash = self._db.execute("SELECT id FROM sequences WHERE name = ?", (name,)).fetchone()
             if clash and clash[0] != seq_id:
                 raise NameTaken(f"Sequence with name {name} already exists")
