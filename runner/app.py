@@ -195,7 +195,7 @@ class App:
         from .sequence.loader import SequenceLoadError, SequencePathError, load_sequence
 
         try:
-            return load_sequence(self.settings.sequence)
+            return load_sequence(self.settings.sequence, extract_dir=self._extraction_dir())
         except SequencePathError as exc:
             self.fail(int(ExitCode.INVALID_SEQUENCE_PATH), str(exc), f"{exc}\n")
         except SequenceLoadError as exc:
@@ -204,6 +204,24 @@ class App:
             import traceback
 
             self.fail(int(ExitCode.FAILED_ON_START), f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+    def _extraction_dir(self) -> str | None:
+        """A package is unpacked into this runner's own directory, removed on every exit."""
+        from pathlib import Path
+
+        from .sequence import archive
+
+        if not archive.is_archive(Path(self.settings.sequence)):
+            return None
+        path = archive.extraction_dir()
+        self.control.at_exit.append(lambda: archive.remove_extraction(path))
+        try:
+            archive.prepare_extraction_dir(path)
+        except OSError as exc:
+            message = (f"cannot create the directory {path} to unpack the package into ({exc}); "
+                       f"set {archive.EXTRACT_ROOT_ENV} to a writable directory")
+            self.fail(int(ExitCode.INVALID_SEQUENCE_PATH), message, message + "\n")
+        return str(path)
 
     def fail(self, code: int, message: str, stack: str) -> NoReturn:
         """Traceback on STDERR and LOG, ERROR, then exit with ``code`` (output flushed first).

@@ -38,6 +38,9 @@ SENDABLE_GRACE = 2.0
 #: GIL switch interval while exiting: each hand-over between the exit's threads otherwise waits
 #: up to 5 ms for a main thread that spins in bytecode.
 EXIT_SWITCH_INTERVAL = 0.0005
+#: Seconds the clean-up after EXITING (removing an unpacked package) may take before the process
+#: ends anyway; what is left is in a predictable place a hub can remove (docs/runner.md "Packages").
+CLEANUP_BUDGET = 5.0
 SIGTERM_STOP_TIMEOUT_MS = 5000
 MAX_EARLY_EVENTS = 1000
 
@@ -95,6 +98,8 @@ class ControlPlane:
         self._signals = 0
         self.in_bytes = 0
         self.in_items = 0
+        #: Run on every exit, after EXITING and before the process ends (bounded by CLEANUP_BUDGET).
+        self.at_exit: list[Callable[[], None]] = []
 
     # -- wiring --------------------------------------------------------------------
     def attach_loop(self, loop: Any, bridge: Any, context: Any) -> None:
@@ -336,4 +341,8 @@ class ControlPlane:
             transport.flush(left(), SENDABLE_GRACE)
         transport.close()
         bounded(lambda: transport.on_exit(code), max(left(), 0.5), "runner-on-exit")
+        if self.at_exit:
+            hooks = list(self.at_exit)
+            if not bounded(lambda: [hook() for hook in hooks], CLEANUP_BUDGET, "runner-cleanup"):
+                diagnose(f"runner: clean-up did not finish within {CLEANUP_BUDGET:g} s; exiting anyway")
         os._exit(code)

@@ -88,7 +88,32 @@ class RenderLogHandler(logging.Handler):
         self._render.log(entry)
 
 
+#: A package this process unpacked: removed on every way out (also ``_hard_exit``).
+_unpacked: list[Any] = []
+
+
+def _remove_unpacked() -> None:
+    from .sequence.archive import remove_extraction
+
+    while _unpacked:
+        remove_extraction(_unpacked.pop())
+
+
+def _extract_dir(path: str) -> str | None:
+    from pathlib import Path
+
+    from .sequence import archive
+
+    if not archive.is_archive(Path(path)):
+        return None
+    target = archive.extraction_dir()
+    _unpacked.append(target)
+    archive.prepare_extraction_dir(target)
+    return str(target)
+
+
 def _hard_exit(code: int) -> None:
+    _remove_unpacked()
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
@@ -255,6 +280,13 @@ def _breakpointhook(render: Render) -> Any:
 
 
 def run_inline(opts: RunOptions) -> int:
+    try:
+        return _run_inline(opts)
+    finally:
+        _remove_unpacked()
+
+
+def _run_inline(opts: RunOptions) -> int:
     render = Render(opts.log_format, opts.color, opts.verbose)
     try:
         if sys.stdout is not None:
@@ -278,7 +310,7 @@ def run_inline(opts: RunOptions) -> int:
     from ..sequence.loader import SequenceLoadError, SequencePathError, load_sequence
 
     try:
-        seq = load_sequence(opts.path)
+        seq = load_sequence(opts.path, extract_dir=_extract_dir(opts.path))
     except SequencePathError as exc:
         render.stdio("stderr", f"{exc}\n".encode())
         render.exit(int(ExitCode.INVALID_SEQUENCE_PATH))

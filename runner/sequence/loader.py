@@ -20,9 +20,18 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from .archive import (
+    DEFAULT_MAX_ARCHIVE_BYTES,
+    DEFAULT_MAX_ARCHIVE_MEMBERS,
+    extract_package,
+    inside,
+    is_archive,
+)
+from .errors import SequenceLoadError, SequencePathError
 
 __all__ = [
     "DEFAULT_MAX_ARCHIVE_BYTES",
@@ -35,27 +44,6 @@ __all__ = [
     "find_package_root",
     "load_sequence",
 ]
-
-#: Total size of the regular files a ``.tar.gz`` package may unpack to.
-DEFAULT_MAX_ARCHIVE_BYTES = 1 << 30  # 1 GiB
-#: Number of entries a ``.tar.gz`` package may hold.
-DEFAULT_MAX_ARCHIVE_MEMBERS = 100_000
-
-
-class SequencePathError(Exception):
-    """The path is not a usable Sequence (runner exit code 21)."""
-
-
-class SequenceLoadError(Exception):
-    """The Sequence's code failed to load (runner exit code 22).
-
-    ``traceback_text`` is the formatted traceback (or the plain message when
-    there is no exception behind the error, e.g. a missing ``run``).
-    """
-
-    def __init__(self, message: str, traceback_text: str | None = None) -> None:
-        super().__init__(message)
-        self.traceback_text: str = traceback_text if traceback_text is not None else message + "\n"
 
 
 @dataclass
@@ -90,125 +78,6 @@ class LoadedSequence:
         if isinstance(ct, str) and ct:
             return ct
         return self.output_type or None
-
-
-# --------------------------------------------------------------------------- archives
-
-
-def _is_tar_path(p: Path) -> bool:
-    n = p.name.lower()
-    return n.endswith((".tar.gz", ".tgz", ".tar"))
-
-
-def _inside(base: str, target: str) -> bool:
-    return target == base or target.startswith(base + os.sep)
-
-
-def _safe_member_name(archive: Path, name: str) -> str:
-    """Normalise a member name, rejecting absolute paths and ``..`` components."""
-    if "\x00" in name:
-        raise SequencePathError(f"{archive}: member {name!r} has a NUL byte in its name")
-    posix = name.replace("\\", "/")
-    if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
-        raise SequencePathError(f"{archive}: member {name!r} has an absolute path")
-    parts = [p for p in PurePosixPath(posix).parts if p not in ("", ".")]
-    if ".." in parts:
-        raise SequencePathError(f"{archive}: member {name!r} has a '..' component (path traversal)")
-    return "/".join(parts)
-
-
-def extract_package(
-    archive: str | os.PathLike[str],
-    dest: str | os.PathLike[str],
-    *,
-    max_bytes: int = DEFAULT_MAX_ARCHIVE_BYTES,
-    max_members: int = DEFAULT_MAX_ARCHIVE_MEMBERS,
-) -> Path:
-    """Extract a (gzipped) tar package into ``dest`` safely and return ``dest``.
-
-    Refuses: absolute names, ``..`` components, symlinks and hardlinks whose
-    target resolves outside ``dest`` (or absolute link targets), device files,
-    FIFOs, more than ``max_members`` entries and more than ``max_bytes`` of file
-    data. The checks are our own; tarfile's ``data`` filter is applied on top
-    where the running Python has it. On error the partial extraction is left in
-    ``dest`` for the caller to remove.
-    """
-    import tarfile  # here, not at the top: only packages need it (and it costs every runner memory)
-
-    archive_p = Path(archive)
-    dest_p = Path(dest)
-    dest_p.mkdir(parents=True, exist_ok=True)
-    base = os.path.realpath(dest_p)
-    extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-    try:
-        tar = tarfile.open(archive_p, "r:*")  # noqa: SIM115 - closed by the `with tar` below
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise SequencePathError(f"{archive_p}: not a valid .tar.gz package: {e}") from e
-    total = 0
-    count = 0
-    with tar:
-        try:
-            for member in tar:
-                count += 1
-                if count > max_members:
-                    raise SequencePathError(
-                        f"{archive_p}: package has more than {max_members} entries (limit)"
-                    )
-                name = _safe_member_name(archive_p, member.name)
-                if not name:
-                    continue  # the archive root itself ("./")
-                if member.ischr() or member.isblk() or member.isfifo() or member.isdev():
-                    raise SequencePathError(f"{archive_p}: member {member.name!r} is a device or FIFO")
-                if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
-                    raise SequencePathError(f"{archive_p}: member {member.name!r} has an unsupported type")
-                # where the member lands, following links already extracted
-                parent_real = os.path.realpath(os.path.join(base, os.path.dirname(name)))
-                target_real = os.path.join(parent_real, os.path.basename(name))
-                if not _inside(base, parent_real) or not _inside(base, target_real):
-                    raise SequencePathError(
-                        f"{archive_p}: member {member.name!r} would be written outside the package dir"
-                    )
-                if member.issym():
-                    link = member.linkname.replace("\\", "/")
-                    if link.startswith("/") or re.match(r"^[A-Za-z]:", link):
-                        raise SequencePathError(
-                            f"{archive_p}: symlink {member.name!r} -> {member.linkname!r} is absolute"
-                        )
-                    resolved = os.path.realpath(os.path.join(parent_real, link))
-                    if not _inside(base, resolved):
-                        raise SequencePathError(
-                            f"{archive_p}: symlink {member.name!r} -> {member.linkname!r} "
-                            "points outside the package dir"
-                        )
-                elif member.islnk():
-                    link_name = _safe_member_name(archive_p, member.linkname)
-                    resolved = os.path.realpath(os.path.join(base, link_name))
-                    if not _inside(base, resolved):
-                        raise SequencePathError(
-                            f"{archive_p}: hardlink {member.name!r} -> {member.linkname!r} "
-                            "points outside the package dir"
-                        )
-                elif member.isreg():
-                    total += member.size
-                    if total > max_bytes:
-                        raise SequencePathError(
-                            f"{archive_p}: package unpacks to more than {max_bytes} bytes (limit)"
-                        )
-                member.name = name
-                if member.islnk():
-                    member.linkname = _safe_member_name(archive_p, member.linkname)
-                if member.isreg() or member.isdir():
-                    # never carry setuid/setgid/sticky or odd permissions over
-                    member.mode = (member.mode & 0o755) | (0o700 if member.isdir() else 0o600)
-                # never chown to the archive's owners (tarfile does when running as root)
-                member.uid, member.gid = os.getuid(), os.getgid()
-                member.uname = member.gname = ""
-                tar.extract(member, base, set_attrs=member.isreg(), **extra)
-        except SequencePathError:
-            raise
-        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-            raise SequencePathError(f"{archive_p}: cannot extract package: {e}") from e
-    return dest_p
 
 
 # --------------------------------------------------------------------------- package.json
@@ -249,7 +118,7 @@ def _resolve_main(root: Path, pj: Path, package: dict[str, Any]) -> Path:
     if not isinstance(main, str) or not main.strip():
         raise SequencePathError(f"{pj}: field `main` must be a non-empty string, not {main!r}")
     main_path = (root / main).resolve()
-    if not _inside(str(root.resolve()), str(main_path)):
+    if not inside(str(root.resolve()), str(main_path)):
         raise SequencePathError(f"{pj}: field `main` ({main!r}) points outside the package directory")
     if main_path.is_dir() and (main_path / "__init__.py").is_file():
         main_path = main_path / "__init__.py"
@@ -408,7 +277,7 @@ def load_sequence(
         raise SequencePathError(f"{p}: no such file or directory")
     extracted: Path | None = None
     package: dict[str, Any]
-    if p.is_file() and _is_tar_path(p):
+    if p.is_file() and is_archive(p):
         import shutil
         import tempfile
 

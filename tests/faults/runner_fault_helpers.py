@@ -1,0 +1,33 @@
+"""Helpers shared by tests/faults/test_runner_*.py: the runner test host and small builders."""
+
+from __future__ import annotations
+
+import io
+import sys
+import tarfile
+import textwrap
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+
+from testhost import REPO, SAMPLES, TestHost, runner_cmd, runner_env  # noqa: E402
+
+__all__ = ["REPO", "SAMPLES", "TestHost", "make_tgz", "runner_cmd", "runner_env", "sequence_file"]
+
+
+def sequence_file(tmp_path: Path, code: str, name: str = "seq.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(code))
+    return path
+
+
+def make_tgz(path: Path, members: list[tuple[str, bytes, dict[str, object]]]) -> Path:
+    """A .tar.gz with exactly these members, in this order (name, data, TarInfo attributes)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data, attrs in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            for key, value in attrs.items():
+                setattr(info, key, value)
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    return path
