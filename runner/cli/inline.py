@@ -93,7 +93,7 @@ _unpacked: list[Any] = []
 
 
 def _remove_unpacked() -> None:
-    from .sequence.archive import remove_extraction
+    from ..sequence.archive import remove_extraction
 
     while _unpacked:
         remove_extraction(_unpacked.pop())
@@ -102,7 +102,7 @@ def _remove_unpacked() -> None:
 def _extract_dir(path: str) -> str | None:
     from pathlib import Path
 
-    from .sequence import archive
+    from ..sequence import archive
 
     if not archive.is_archive(Path(path)):
         return None

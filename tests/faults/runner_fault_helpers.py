@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
 
-from testhost import REPO, SAMPLES, TestHost, runner_cmd, runner_env  # noqa: E402
+from testhost import REPO, SAMPLES, TestHost, runner_cmd, runner_env
 
 __all__ = ["REPO", "SAMPLES", "TestHost", "make_tgz", "runner_cmd", "runner_env", "sequence_file"]
 
