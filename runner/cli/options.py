@@ -22,7 +22,8 @@ input, output and the rest:
   events it emits go to stderr, one line each, prefixed:
       [stdout] ...   [stderr] ...   [log INFO] ...   [event NAME] <json message>
   (coloured when stderr is a terminal; --log-format json for one JSON object per
-  line instead). The Sequence's sys.stdin is empty unless --stdin FILE is given
+  line instead, each with "type" and "ts", milliseconds since the epoch; an
+  event's ts is when it reached this command). The Sequence's sys.stdin is empty unless --stdin FILE is given
   ('--stdin -' hands it this process's stdin; the input is then empty unless
   --input is given).
 

@@ -44,6 +44,11 @@ _COLORS = {
 _RUNNER_QUIET_LEVELS = ("TRACE", "DEBUG", "INFO")
 
 
+def now_ms() -> int:
+    """Wall-clock milliseconds, the ``ts`` of every JSON record (as in the runner's LOG records)."""
+    return int(time.time() * 1000)
+
+
 def want_color(choice: str, stream: Any) -> bool:
     if choice == "always":
         return True
@@ -113,7 +118,7 @@ class Render:
                 *lines, rest = pending.split(b"\n")
                 self._partial[kind] = rest
                 for line in lines:
-                    self._emit_json({"type": kind, "ts": int(time.time() * 1000),
+                    self._emit_json({"type": kind, "ts": now_ms(),
                                      "text": line.decode("utf-8", "replace")})
                 return
             parts = data.split(b"\n")
@@ -140,7 +145,7 @@ class Render:
             if self.json:
                 rest = self._partial.pop(kind, b"")
                 if rest:
-                    self._emit_json({"type": kind, "ts": int(time.time() * 1000),
+                    self._emit_json({"type": kind, "ts": now_ms(),
                                      "text": rest.decode("utf-8", "replace")})
             elif self._open == kind:
                 self._close_open_line()
@@ -165,8 +170,8 @@ class Render:
         self._record_line(label, level, text)
 
     def event(self, name: str, message: Any) -> None:
-        if self.json:
-            self._emit_json({"type": "event", "name": name, "message": message})
+        if self.json:  # ts: when it reached this command (events carry no time of their own)
+            self._emit_json({"type": "event", "ts": now_ms(), "name": name, "message": message})
             return
         try:
             shown = json.dumps(message, ensure_ascii=False)
@@ -179,14 +184,14 @@ class Render:
         if not always and not self.verbose:
             return
         if self.json:
-            self._emit_json({"type": "note", "ts": int(time.time() * 1000), "msg": text})
+            self._emit_json({"type": "note", "ts": now_ms(), "msg": text})
             return
         self._record_line("run", "note", text)
 
     def exit(self, code: int | None, detail: str | None = None) -> None:
         meaning = EXIT_MEANINGS.get(code or 0, "") if code is not None else "unknown"
         if self.json:
-            self._emit_json({"type": "exit", "code": code, "meaning": meaning, "detail": detail})
+            self._emit_json({"type": "exit", "ts": now_ms(), "code": code, "meaning": meaning, "detail": detail})
             return
         if code == 0 and not self.verbose:
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from cli_helpers import REPO, run_cli, sample
 
 
@@ -172,7 +173,8 @@ def test_single_py_file_with_logs_and_print(tmp_path):
     assert '[event done] {"ok": true}' in lines
 
 
-def test_log_format_json(tmp_path):
+@pytest.mark.parametrize("mode", [(), ("--inline",)], ids=["child", "inline"])
+def test_log_format_json(tmp_path, mode):
     seq = tmp_path / "seq.py"
     seq.write_text(
         "async def run(context, input):\n"
@@ -181,14 +183,16 @@ def test_log_format_json(tmp_path):
         "    context.emit('e', [1, 2])\n"
         "    yield 'out\\n'\n"
     )
-    proc = run_cli("run", str(seq), "--log-format", "json")
+    proc = run_cli("run", *mode, str(seq), "--log-format", "json")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"out\n"
     records = [json.loads(line) for line in stderr_lines(proc)]
     kinds = {r["type"] for r in records}
     assert {"log", "stdout", "event", "exit"} <= kinds, records
     assert any(r["type"] == "stdout" and r["text"] == "printed" and "ts" in r for r in records)
-    assert {"type": "event", "name": "e", "message": [1, 2]} in records
+    (event,) = [r for r in records if r["type"] == "event"]
+    assert event["name"] == "e" and event["message"] == [1, 2]
+    assert all(isinstance(r.get("ts"), int) and r["ts"] > 1_600_000_000_000 for r in records), records
     assert any(r["type"] == "log" and r["msg"] == "hi" and r["level"] == "INFO" for r in records)
     assert records[-1]["type"] == "exit" and records[-1]["code"] == 0
 
