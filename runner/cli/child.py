@@ -53,7 +53,7 @@ async def _run(opts: RunOptions, render: Render) -> int:
     async with Bridge() as bridge:
         try:
             inst = await bridge.spawn(opts.path, args=opts.args, app_config=opts.config,
-                                      input_content_type=opts.content_type)
+                                      input_content_type=opts.content_type, env=opts.env or None)
         except SpawnError as exc:
             render.note(str(exc))
             return 1

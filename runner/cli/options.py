@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .envfile import EnvFileError, read_env_file
+
 RUN_EPILOG = """\
 input, output and the rest:
   The Sequence's input is this process's stdin (or --input FILE); when stdin is
@@ -57,6 +59,7 @@ examples:
   python -m runner run sample_sequences/events --event ping='"hi"' --stop-timeout 1000
   python -m runner run sample_sequences/stop-keepalive --config '{"sendKeepalive": true}'
   python -m runner run sample_sequences/stdinout --stdin lines.txt
+  python -m runner run my-sequence --env .env
   python -m runner run --inline sample_sequences/hello --input names.txt
   python -m runner run package.tar.gz --log-format json 2>events.ndjson
 """
@@ -95,6 +98,7 @@ class RunOptions:
     input_path: str | None = None  # None: this process's stdin
     stdin_path: str | None = None  # the Sequence's sys.stdin ("-": ours); None: empty
     events: list[tuple[str, Any]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # --env files, on top of this environment
     stop_timeout_ms: float = 5000.0
     log_format: str = "text"
     color: str = "auto"
@@ -144,6 +148,9 @@ def _parser_run(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--event", "-e", action="append", default=[], metavar="NAME=JSON",
                    help="send an event once the Sequence runs (repeatable); the message is parsed as JSON "
                    "when it is valid JSON, else sent as a string")
+    p.add_argument("--env", dest="env_files", action="append", default=[], metavar="FILE",
+                   help="environment variables for the Sequence from a dotenv file: NAME=VALUE lines, "
+                   "# comments, quotes, 'export ' allowed, no $VAR expansion (repeatable; later files win)")
     p.add_argument("--stop-timeout", type=float, default=5000.0, metavar="MS",
                    help="how long stop handlers may take on Ctrl-C/SIGTERM before a kill (default 5000)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -239,6 +246,11 @@ def parse_run(words: Sequence[str], prog: str = "python -m runner") -> RunOption
             except ValueError:
                 message = raw
         opts.events.append((name, message))
+    for env_file in ns.env_files:
+        try:
+            opts.env.update(read_env_file(env_file))
+        except EnvFileError as exc:
+            raise UsageError(f"--env {exc}") from None
     if ns.stop_timeout < 0:
         raise UsageError("--stop-timeout must not be negative")
     opts.stop_timeout_ms = ns.stop_timeout
