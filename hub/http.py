@@ -85,24 +85,25 @@ class LiveStream(Response):
     source, so this one always does, whatever the server.
     """
 
-    def __init__(self, content: AsyncIterator[bytes], media_type: str, status_code: int = 200,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(self, content: AsyncIterator[bytes], media_type: str, status_code: int = 200) -> None:
         self.body_iterator = content
         self.status_code = status_code
         self.media_type = media_type
         self.background = None
-        self.init_headers(headers)
+        self.init_headers(None)
+
+    async def _stream(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as tg:
 
             async def stream() -> None:
                 try:
-                    await send({"type": "http.response.start", "status": self.status_code,
-                                "headers": self.raw_headers})
-                    async for chunk in self.body_iterator:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    await self._stream(send)
                 except OSError:
                     pass  # the client went away while we wrote
                 finally:

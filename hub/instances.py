@@ -49,6 +49,7 @@ class HubInstance:
         self.output_topic: str | None = None
         self.api_input_used = False
         self.input_wired = False
+        self.declared = anyio.Event()  # the runner declared its topics and content types (or ended)
         self.output_wired = False
 
     @property
@@ -183,9 +184,12 @@ class InstanceRegistry:
 
     async def _watch(self, hub_inst: HubInstance) -> None:
         instance = hub_inst.instance
-        if await instance.wait_started():
-            await self.store.save_instance(hub_inst.refresh())
-            await self._learn_topics(hub_inst)
+        try:
+            if await instance.wait_started():
+                await self.store.save_instance(hub_inst.refresh())
+                await self._learn_topics(hub_inst)
+        finally:
+            hub_inst.declared.set()
         await instance.wait()
         summary = hub_inst.refresh()
         await self.store.save_instance(summary)

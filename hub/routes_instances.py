@@ -167,10 +167,9 @@ async def post_stdin(request: Request) -> Response:
 def _tap_route(channel: str) -> Any:
     async def read(request: Request) -> Response:
         hub_inst = live_or_404(request)
-        ctype = "application/octet-stream"
-        if channel == "log":
-            ctype = "application/x-ndjson"
-        elif channel == "output":
+        ctype = "application/x-ndjson" if channel == "log" else "application/octet-stream"
+        if channel == "output":
+            await hub_inst.declared.wait()  # the runner names the output's content type as run() starts
             ctype = hub_inst.instance.info.output_content_type or ctype
         return LiveStream(hub_inst.taps[channel].stream(), ctype)
 

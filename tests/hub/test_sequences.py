@@ -4,8 +4,8 @@ every documented error status."""
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import socket
 import tarfile
 import time
