@@ -170,6 +170,9 @@ class App:
         self.transport.start(self.control)
         self.heartbeat.start()  # before loading: a long import still shows a live runner
         self.stdio.install()
+        from .stdio import install_breakpoint_hint
+
+        install_breakpoint_hint()
         self._install_signals()
         self.runner_log.info("connected; loading %s", self.settings.sequence)
         seq = self.load()
@@ -188,8 +191,37 @@ class App:
                              logger=self.sequence_log,
                              exit_timeout_ms=int(getattr(self.transport, "exit_timeout_ms", 0)))
         self.control.context = context
-        self._run_loop(seq, context, args)
+        try:
+            self._run_loop(seq, context, args)
+        except BaseException as exc:  # noqa: BLE001 - whatever ends the loop goes through the exit path
+            self._escaped(exc)
         raise AssertionError("unreachable")
+
+    def _escaped(self, exc: BaseException) -> NoReturn:
+        """Something the Sequence raised got past the task that runs it: a ``sys.exit()`` or
+        KeyboardInterrupt in an event callback, a stop handler or a task of its own (asyncio lets
+        those two through the loop). The same classification as inside run(), the same exit path:
+        never the interpreter's own exit, which would wait for the Sequence's non-daemon threads."""
+        from .sequence.failure import classify_run_error
+
+        failure = classify_run_error(_first_of_group(exc))
+        if failure is None:
+            self._complete_without_loop()
+        else:
+            self.fail(failure.code, failure.message, failure.stack)
+
+    def _complete_without_loop(self) -> NoReturn:
+        from .control import EXIT_BUDGET
+
+        writer = self.transport.writer(Channel.OUT)
+        writer.end()
+        deadline = time.monotonic() + EXIT_BUDGET
+        while not (writer.ended or writer.failed) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.control.stop_overtaken()
+        self.transport.send_message(Code.SEQUENCE_COMPLETED, {"timeout": 0})
+        self.control.exit(0, "the Sequence called sys.exit(0)")
+        raise SystemExit(0)  # not reached: exit() ends the process
 
     def load(self) -> Any:
         from .sequence.loader import SequenceLoadError, SequencePathError, load_sequence
@@ -307,14 +339,23 @@ class App:
             await self._complete(context)
 
     async def _guard(self, work: Awaitable[None]) -> None:
-        """An exception out of the Sequence (or its input) fails the instance with 23."""
+        """What the Sequence (or its input) raises is classified (runner/sequence/failure.py): an
+        exception, ``sys.exit(n)``, KeyboardInterrupt or undecodable input fail it with 23;
+        ``sys.exit(0)`` returns here as if run() had returned, and the run completes."""
+        import anyio
+
         try:
             await work
-        except Exception as exc:  # noqa: BLE001 - whatever the Sequence raises fails it with 23
-            import traceback
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() and KeyboardInterrupt are the Sequence's too
+            from .sequence.failure import classify_run_error
 
-            self.fail(int(ExitCode.FAILED_DURING_EXECUTION), f"{type(exc).__name__}: {exc}",
-                      "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            failure = classify_run_error(exc)
+            if failure is not None:
+                self.fail(failure.code, failure.message, failure.stack)
+            self.runner_log.info("the Sequence called sys.exit(%s): completing as if run() returned",
+                                 getattr(exc, "code", None))
 
     async def _run_sequence(self, loop: Any, seq: Any, context: Any, sequence_input: Any,
                             args: list[Any]) -> None:
@@ -365,6 +406,15 @@ class App:
             await anyio.sleep_forever()
         await anyio.sleep(exit_timeout / 1000.0)
         self.control.exit(0, "the Sequence completed")
+
+
+def _first_of_group(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups, else ``exc`` itself."""
+    while True:
+        members = getattr(exc, "exceptions", None)
+        if not members or not isinstance(members, (list, tuple)):
+            return exc
+        exc = members[0]
 
 
 def _exc_line(message: str, stack: str) -> bytes:

@@ -32,8 +32,9 @@ EXIT_CODES_HELP = """exit codes:
   0    the Sequence completed
   20   invalid configuration (bad/missing setting, handshake refused or failed)
   21   invalid Sequence path
-  22   the Sequence failed on start (syntax/import error, no run)
-  23   the Sequence failed during execution
+  22   the Sequence failed on start (syntax/import error, no run, sys.exit at import)
+  23   the Sequence failed during execution (exception, sys.exit(n != 0), bad input);
+       sys.exit(0) in run() completes the run (0)
   137  killed (KILL, host gone, protocol error after the handshake)
   138  stopped (KILL after STOP, or the stop deadline passed)"""
 
@@ -41,6 +42,8 @@ OTHER_ENV_HELP = """other environment variables:
   SEQUENCE_RUNNER_UVLOOP=0           do not use uvloop even when it is installed
   SEQUENCE_RUNNER_PURE_PYTHON=1      force the pure-Python framer
   SEQUENCE_RUNNER_REQUIRE_EXTENSION=1  fail if the compiled framer is missing
+  SEQUENCE_RUNNER_FULL_TRACEBACK=1   tracebacks keep the runner's own frames (default: the user's only)
+  SEQUENCE_RUNNER_EXTRACT_ROOT=DIR   where .tar.gz packages are unpacked (DIR/runner-<pid>, removed at exit)
   INSTANCES_SERVER_PORT, INSTANCE_ID (without options, at most a startup-log path)
                                      Scramjet Transform Hub mode (docs/sth-compat.md); tuned by
                                      SEQUENCE_RUNNER_STH_RECONNECT_DELAY, _REPLY_TIMEOUT, _EXIT_TIMEOUT_MS"""

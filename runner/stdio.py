@@ -164,6 +164,34 @@ class _FdPump:
         self._thread.join(timeout)
 
 
+BREAKPOINT_HINT = ("runner: breakpoint() ignored: this Sequence runs in a runner process, which has no "
+                   "terminal to debug on; to stop at breakpoint() in pdb, run it with "
+                   "`python -m runner run --inline PATH`")
+
+
+def install_breakpoint_hint() -> None:
+    """``breakpoint()`` says once how to debug instead of starting pdb on the STDIN channel (which
+    ends in BdbQuit). PYTHONBREAKPOINT, when set (a remote debugger, or 0), is left in charge."""
+    if os.environ.get("PYTHONBREAKPOINT"):
+        return
+    told: list[bool] = []
+
+    def hint(*_args: Any, **_kwargs: Any) -> None:
+        if told:
+            return
+        told.append(True)
+        import logging
+
+        logging.getLogger("runner").warning("%s", BREAKPOINT_HINT)
+        try:
+            sys.stderr.write(BREAKPOINT_HINT + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    sys.breakpointhook = hint
+
+
 class Stdio:
     """Installs and later flushes the Sequence's stdio."""
 

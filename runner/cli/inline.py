@@ -281,9 +281,12 @@ def _breakpointhook(render: Render) -> Any:
 
 def run_inline(opts: RunOptions) -> int:
     try:
-        return _run_inline(opts)
+        code = _run_inline(opts)
     finally:
         _remove_unpacked()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        _hard_exit(code)  # as the runner does: the interpreter's exit would wait for the Sequence's threads
+    return code
 
 
 def _run_inline(opts: RunOptions) -> int:
@@ -385,10 +388,16 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
     async def guarded() -> None:
         try:
             await run()
-        except Exception as exc:  # noqa: BLE001 - whatever the Sequence raises fails it with 23
-            render.stdio("stderr", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).encode())
-            backend.finish(int(ExitCode.FAILED_DURING_EXECUTION))
-            return
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - classified as in the runner (sequence/failure.py)
+            from ..sequence.failure import classify_run_error
+
+            failure = classify_run_error(exc)
+            if failure is not None:
+                render.stdio("stderr", failure.stack.encode())
+                backend.finish(failure.code)
+                return
         exit_timeout = max(0, min(int(getattr(context, "exit_timeout", 0) or 0), MAX_EXIT_TIMEOUT_MS))
         await asyncio.sleep(exit_timeout / 1000.0)
         backend.finish(0)

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from .archive import (
     is_archive,
 )
 from .errors import SequenceLoadError, SequencePathError
+from .failure import import_failure_message, user_traceback
 
 __all__ = [
     "DEFAULT_MAX_ARCHIVE_BYTES",
@@ -198,17 +198,6 @@ def _prepend_paths(root: Path, main_path: Path) -> None:
     sys.path[0:0] = paths
 
 
-def _format_exc(e: BaseException, main_path: Path) -> str:
-    """The traceback without this loader's own frames."""
-    tb = e.__traceback__
-    # drop leading frames that are not the Sequence's (importlib and this module)
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith("<frozen importlib"):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(e), e, tb))
-
-
 def _import(main_path: Path, mod_name: str) -> ModuleType:
     loader = importlib.machinery.SourceFileLoader(mod_name, str(main_path))
     spec = importlib.util.spec_from_file_location(mod_name, str(main_path), loader=loader)
@@ -218,12 +207,9 @@ def _import(main_path: Path, mod_name: str) -> ModuleType:
     sys.modules[mod_name] = module
     try:
         loader.exec_module(module)
-    except (Exception, SystemExit) as e:
+    except BaseException as e:  # sys.exit()/KeyboardInterrupt at import fail the start too (exit 22)
         sys.modules.pop(mod_name, None)
-        kind = "syntax error in" if isinstance(e, SyntaxError) else (
-            "import error in" if isinstance(e, ImportError) else "exception while importing"
-        )
-        raise SequenceLoadError(f"{kind} {main_path}: {type(e).__name__}: {e}", _format_exc(e, main_path)) from e
+        raise SequenceLoadError(import_failure_message(e, main_path), user_traceback(e)) from e
     return module
 
 
