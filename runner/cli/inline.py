@@ -258,6 +258,18 @@ class InlineBackend:
             self.render.note(f"{name}: stopping the Sequence, no keepalive this time (again to kill)")
 
 
+def _failed(exc: BaseException, render: Render, backend: InlineBackend) -> bool:
+    """Classify what run() raised as the runner does; False: ``sys.exit(0)``, a clean end."""
+    from ..sequence.failure import classify_run_error
+
+    failure = classify_run_error(exc)
+    if failure is None:
+        return False
+    render.stdio("stderr", failure.stack.encode())
+    backend.finish(failure.code)
+    return True
+
+
 def _terminal() -> tuple[Any, Any]:
     try:
         tty = open("/dev/tty", "r+", encoding="utf-8")  # noqa: SIM115 - lives as long as pdb does
@@ -391,12 +403,7 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - classified as in the runner (sequence/failure.py)
-            from ..sequence.failure import classify_run_error
-
-            failure = classify_run_error(exc)
-            if failure is not None:
-                render.stdio("stderr", failure.stack.encode())
-                backend.finish(failure.code)
+            if _failed(exc, render, backend):
                 return
         exit_timeout = max(0, min(int(getattr(context, "exit_timeout", 0) or 0), MAX_EXIT_TIMEOUT_MS))
         await asyncio.sleep(exit_timeout / 1000.0)
