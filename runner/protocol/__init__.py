@@ -1,19 +1,15 @@
 """Protocol v1 of sequence-runner, sans-IO: imports only the standard library and msgpack.
 
-See docs/protocol.md for the byte-level specification.
+See docs/protocol.md for the byte-level specification. ``Connection`` takes bytes
+and gives events (``receive_data``/``next_event``), takes messages and gives bytes
+(``send``/``data_to_send``); every message is a class in ``events``.
 """
 
-from .connection import (
-    Connection,
-    ConnectionClosed,
-    CreditAvailable,
-    Data,
-    DeadlineExpired,
-    EndOfStream,
-    Event,
-    Message,
-    Role,
-)
+# Transitional: the code-and-body Connection and Message until every consumer has moved to
+# connection.Connection and the message classes.
+from ._legacy import LegacyConnection as Connection
+from ._legacy import Message
+from .connection import ConnectionEvent
 from .constants import (
     COMPLETED_EXIT_CODES,
     DEFAULT_MAX_FRAME_SIZE,
@@ -22,6 +18,7 @@ from .constants import (
     Channel,
     Code,
     ExitCode,
+    Role,
     Status,
     status_for_exit_code,
 )
@@ -32,16 +29,44 @@ from .errors import (
     LocalProtocolError,
     MalformedFrame,
     ProtocolError,
+    RemoteProtocolError,
     UnknownChannel,
     UnknownMessage,
 )
+from .events import (
+    NEED_DATA,
+    Alive,
+    ConnectionClosed,
+    CreditAvailable,
+    Data,
+    Deadline,
+    DeadlineExpired,
+    EndOfStream,
+    Error,
+    Event,
+    Exiting,
+    InputContentType,
+    Kill,
+    Monitoring,
+    MonitoringRate,
+    MonitoringReply,
+    Pang,
+    Ping,
+    Pong,
+    Reject,
+    SequenceCompleted,
+    SequenceStopped,
+    Stop,
+)
 from .framer import IMPLEMENTATION as FRAMER_IMPLEMENTATION
-from .lifecycle import Deadline, State
+from .lifecycle import State
 
 __all__ = [
-    "COMPLETED_EXIT_CODES", "DEFAULT_MAX_FRAME_SIZE", "DEFAULT_WINDOW", "FRAMER_IMPLEMENTATION",
-    "PROTOCOL_VERSION", "Channel", "Code", "Connection", "ConnectionClosed", "CreditAvailable", "Data",
-    "Deadline", "DeadlineExpired", "EndOfStream", "Event", "ExitCode", "FlowControlError", "FrameTooLarge",
-    "HandshakeError", "LocalProtocolError", "MalformedFrame", "Message", "ProtocolError", "Role", "State",
-    "Status", "UnknownChannel", "UnknownMessage", "status_for_exit_code",
+    "COMPLETED_EXIT_CODES", "DEFAULT_MAX_FRAME_SIZE", "DEFAULT_WINDOW", "FRAMER_IMPLEMENTATION", "NEED_DATA",
+    "PROTOCOL_VERSION", "Alive", "Channel", "Code", "Connection", "ConnectionClosed", "ConnectionEvent",
+    "CreditAvailable", "Data", "Deadline", "DeadlineExpired", "EndOfStream", "Error", "Event", "ExitCode",
+    "Exiting", "FlowControlError", "FrameTooLarge", "HandshakeError", "InputContentType", "Kill",
+    "LocalProtocolError", "MalformedFrame", "Message", "Monitoring", "MonitoringRate", "MonitoringReply",
+    "Pang", "Ping", "Pong", "ProtocolError", "Reject", "RemoteProtocolError", "Role", "SequenceCompleted",
+    "SequenceStopped", "State", "Status", "Stop", "UnknownChannel", "UnknownMessage", "status_for_exit_code",
 ]

@@ -1,9 +1,11 @@
-"""Message bodies: msgpack maps, checked against a small schema per code.
+"""Message bodies: msgpack maps, checked against the schema each message class declares.
 
 A MESSAGE frame carries ``(channel, code, body)`` where body is the msgpack
-encoding of a map with string keys. ``encode_body``/``decode_body`` are the one
-place that turns bodies into bytes and back; ``check_body`` names the field that
-is wrong when a peer sends a bad one.
+encoding of a map with string keys. ``encode``/``decode`` are the one place that
+turns message objects into body bytes and back; a bad body names the field that
+is wrong. Keys a message class does not declare are ignored (a newer peer may add
+fields). The schema itself is not written here: it is derived from the classes in
+events.py (see schema.py).
 """
 
 from __future__ import annotations
@@ -13,71 +15,23 @@ from typing import Any
 
 import msgpack
 
-from .constants import HOST_CODES, RUNNER_CODES, Channel, Code
-from .errors import LocalProtocolError, UnknownMessage
-
-_NUMBER = (int, float)
-_ANY = object
-
-# code -> {field: (accepted types, required)}; fields not listed are allowed
-# (forward compatibility: a newer peer may add fields).
-SCHEMA: dict[int, dict[str, tuple[Any, bool]]] = {
-    Code.PING: {
-        "protocol": (int, True),
-        "instanceId": (str, True),
-        "token": (str, False),
-        "impl": (str, False),
-        "maxFrameSize": (int, True),
-        "window": (int, True),
-        "capabilities": (list, False),
-        "pid": (int, False),
-        "created": (_NUMBER, False),
-        "runnerVersion": (str, False),
-        "python": (str, False),
-    },
-    Code.PONG: {
-        "protocol": (int, True),
-        "maxFrameSize": (int, True),
-        "window": (int, True),
-        "appConfig": (dict, False),
-        "args": (list, False),
-        "capabilities": (list, False),
-    },
-    Code.REJECT: {"reason": (str, True)},
-    Code.MONITORING: {"healthy": (bool, True), "stats": (dict, False)},
-    Code.ERROR: {"message": (str, True), "exitCode": (int, False), "stack": (str, False)},
-    Code.SEQUENCE_STOPPED: {"sequenceError": ((dict, type(None)), False)},
-    Code.ALIVE: {"keepAlive": (_NUMBER, False)},
-    Code.SEQUENCE_COMPLETED: {"timeout": (_NUMBER, False)},
-    Code.PANG: {
-        "provides": (str, False),
-        "requires": (str, False),
-        "contentType": (str, False),
-        "outputEncoding": ((str, type(None)), False),
-    },
-    Code.EXITING: {"exitCode": (int, True), "reason": (str, False)},
-    Code.INPUT_CONTENT_TYPE: {"contentType": (str, True)},
-    Code.STOP: {"timeout": (_NUMBER, True), "canCallKeepalive": (bool, False)},
-    Code.KILL: {},
-    Code.MONITORING_RATE: {"monitoringRate": (_NUMBER, True)},
-    Code.MONITORING_REPLY: {},
-    Code.EVENT: {"eventName": (str, True), "source": (str, False)},
-}
+from . import schema
+from .constants import Channel, Code
+from .errors import LocalProtocolError, ProtocolError, UnknownMessage
+from .events import MESSAGES, Message
 
 
-#: Number fields that are durations, rates or sizes: a negative value is an error.
-NON_NEGATIVE = frozenset({"timeout", "keepAlive", "monitoringRate", "maxFrameSize", "window", "pid"})
+def message_class(code: int, error: type[ProtocolError] = UnknownMessage) -> type[Message]:
+    """The class of message ``code``, or ``error`` for a code protocol v1 does not define."""
+    cls = MESSAGES.get(code)
+    if cls is None:
+        raise error(f"unknown message code {code}")
+    return cls
 
 
 def channel_for(code: int) -> Channel:
     """The channel a message code travels on."""
-    if code == Code.EVENT:
-        return Channel.EVENTS
-    if code in RUNNER_CODES:
-        return Channel.MONITORING
-    if code in HOST_CODES:
-        return Channel.CONTROL
-    raise LocalProtocolError(f"unknown message code {code}")
+    return message_class(code, LocalProtocolError).channel
 
 
 def _name(code: int) -> str:
@@ -87,53 +41,55 @@ def _name(code: int) -> str:
         return str(code)
 
 
-def check_body(code: int, body: Any, error: type[Exception] = UnknownMessage) -> dict[str, Any]:
-    """Return ``body`` if it is a valid body for ``code``, else raise ``error`` naming the field."""
-    schema = SCHEMA.get(code)
-    if schema is None:
-        raise error(f"unknown message code {code}")
-    if not isinstance(body, dict):
-        raise error(f"{_name(code)} body must be a map, got {type(body).__name__}")
-    for field, (types, required) in schema.items():
-        if field not in body:
-            if required:
-                raise error(f"{_name(code)} body lacks the required field {field!r}")
-            continue
-        value = body[field]
-        if types is _ANY:
-            continue
-        # bool is an int in Python; a number field must not take a bool, and vice versa.
-        if isinstance(value, bool) and types is not bool and not (isinstance(types, tuple) and bool in types):
-            raise error(f"{_name(code)} field {field!r} must be {_type_names(types)}, got bool")
-        if not isinstance(value, types):
-            raise error(f"{_name(code)} field {field!r} must be {_type_names(types)}, got {type(value).__name__}")
-        if field in NON_NEGATIVE and value < 0:
-            raise error(f"{_name(code)} field {field!r} must not be negative, got {value}")
-    return body
+def to_body(event: Message) -> dict[str, Any]:
+    """The body map of ``event`` (fields that are None are left out, unless they send null)."""
+    return schema.to_body(event.wire_fields, event)
 
 
-def _type_names(types: Any) -> str:
-    if isinstance(types, tuple):
-        return " or ".join("null" if t is type(None) else t.__name__ for t in types)
-    return str(types.__name__)
+def from_body(code: int, body: Any, error: type[ProtocolError] = UnknownMessage) -> Message:
+    """The message a body map stands for; ``error`` naming the field if the body is not valid."""
+    cls = message_class(code, error)
+    schema.check(cls.wire_fields, body, _name(code), error)
+    return cls(**schema.from_body(cls.wire_fields, body))
 
 
-def encode_body(code: int, body: Mapping[str, Any] | None = None) -> bytes:
-    """msgpack bytes of a checked body (a bad body is this side's bug: LocalProtocolError)."""
-    body = dict(body) if body else {}
-    check_body(code, body, LocalProtocolError)
+def encode(event: Message) -> bytes:
+    """msgpack bytes of the body of ``event`` (a bad value is this side's bug: LocalProtocolError)."""
+    body = schema.to_body(event.wire_fields, event)
+    schema.check(event.wire_fields, body, _name(event.code), LocalProtocolError)
     try:
         return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
-        raise LocalProtocolError(f"{_name(code)} body cannot be encoded: {exc}") from exc
+        raise LocalProtocolError(f"{_name(event.code)} body cannot be encoded: {exc}") from exc
 
 
-def decode_body(code: int, raw: bytes | memoryview) -> dict[str, Any]:
-    """Body map of a received message; UnknownMessage if it is not valid msgpack or breaks the schema."""
-    if code not in SCHEMA:
-        raise UnknownMessage(f"unknown message code {code}")
+def decode(code: int, raw: bytes | memoryview) -> Message:
+    """The message a received body stands for; UnknownMessage if it is not valid msgpack or breaks the schema."""
+    message_class(code)
     try:
         body = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated classes for bad input
         raise UnknownMessage(f"{_name(code)} body is not valid msgpack: {exc}") from exc
-    return check_body(code, body)
+    return from_body(code, body)
+
+
+# -- transitional: the dict-based API of before typed events; removed once no consumer uses it -------
+
+
+def check_body(code: int, body: Any, error: type[Exception] = UnknownMessage) -> dict[str, Any]:
+    """Deprecated: ``from_body``. Returns ``body`` if it is a valid body for ``code``."""
+    cls = MESSAGES.get(code)
+    if cls is None:
+        raise error(f"unknown message code {code}")
+    schema.check(cls.wire_fields, body, _name(code), error)
+    return dict(body)
+
+
+def encode_body(code: int, body: Mapping[str, Any] | None = None) -> bytes:
+    """Deprecated: ``encode(event)``."""
+    return encode(from_body(code, dict(body) if body else {}, LocalProtocolError))
+
+
+def decode_body(code: int, raw: bytes | memoryview) -> dict[str, Any]:
+    """Deprecated: ``decode``, as a body map."""
+    return to_body(decode(code, raw))

@@ -1,89 +1,73 @@
-"""The sans-IO connection of protocol v1, for either role.
+"""The sans-IO connection of protocol v1, for either role (as in h11).
 
-No sockets, no clock, no asyncio: bytes come in through ``receive_data``, bytes
-to write come out of ``data_to_send``, time enters as ``now``. The I/O layer of
-the runner and of host_bridge is a thin loop around this object. On any
-ProtocolError the caller writes what ``data_to_send`` still holds (it may hold
-a REJECT) and closes the connection.
+No sockets, no clock, no asyncio. One way in: bytes read from the peer go to
+``receive_data(data, now)`` (``b""`` at end of file), then ``next_event()`` hands
+out what they completed, one event at a time, until it returns ``NEED_DATA``.
+One way out: ``send(message)`` for messages (``Stop(...)``, ``Event(...)``, the
+handshake), ``send_data``/``send_end``/``consumed`` on the data path; the bytes
+to write come out of ``data_to_send()``. Time enters as ``now``: the host's stop
+timeout and exit grace come back through ``next_deadline()``/``handle_timer(now)``.
+
+When the peer breaks the protocol, ``next_event()`` first hands out every event
+of the frames before the bad one, then raises the RemoteProtocolError (and again
+on every later call). The caller then writes what ``data_to_send`` still holds
+(it may hold a REJECT) and closes the connection.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections import deque
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .constants import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_WINDOW,
-    HOST_CODES,
     HOST_TO_RUNNER,
     MAX_MAX_FRAME_SIZE,
     MIN_MAX_FRAME_SIZE,
     PROTOCOL_VERSION,
-    RUNNER_CODES,
     RUNNER_TO_HOST,
-    Code,
+    Role,
 )
-from .errors import HandshakeError, LocalProtocolError, MalformedFrame, ProtocolError, UnknownMessage
+from .errors import HandshakeError, LocalProtocolError, MalformedFrame, RemoteProtocolError, UnknownMessage
+from .events import (
+    MESSAGES,
+    NEED_DATA,
+    ConnectionClosed,
+    ConnectionEvent,
+    CreditAvailable,
+    Data,
+    DeadlineExpired,
+    EndOfStream,
+    Kill,
+    Ping,
+    Pong,
+    Reject,
+    Sentinel,
+)
+from .events import Message as AnyMessage  # the base class; Message here is the old one, for now
 from .flow import ReceiveWindow, SendWindow
 from .framer import IMPLEMENTATION, KIND_CREDIT, KIND_DATA, KIND_END, FrameDecoder, FrameEncoder
-from .lifecycle import DEFAULT_EXIT_GRACE, LIFECYCLE_CODES, Deadline, Lifecycle, State
+from .lifecycle import DEFAULT_EXIT_GRACE, LIFECYCLE_MESSAGES, Lifecycle, State
+
+__all__ = [
+    "MAX_WINDOW",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionEvent",
+    "CreditAvailable",
+    "Data",
+    "DeadlineExpired",
+    "EndOfStream",
+    "Event",
+    "Message",
+    "Role",
+]
 
 MAX_WINDOW = (1 << 31) - 1
-
-
-class Role(str, enum.Enum):
-    RUNNER = "runner"
-    HOST = "host"
-
-
-@dataclass(slots=True)
-class Data:
-    """Bytes on a data channel (``payload`` may be a memoryview; copy it to keep it)."""
-
-    channel: int
-    payload: Any
-
-
-@dataclass(slots=True)
-class EndOfStream:
-    """The peer will send no more data on ``channel``."""
-
-    channel: int
-
-
-@dataclass(slots=True)
-class Message:
-    """A message with a checked body; ``channel`` is CONTROL, MONITORING or EVENTS."""
-
-    code: int
-    body: dict[str, Any]
-
-
-@dataclass(slots=True)
-class CreditAvailable:
-    """The peer granted credit: ``available`` bytes may now be sent on ``channel``."""
-
-    channel: int
-    available: int
-
-
-@dataclass(slots=True)
-class ConnectionClosed:
-    """The peer closed its side of the connection."""
-
-
-@dataclass(slots=True)
-class DeadlineExpired:
-    """A lifecycle deadline passed (the host role has already queued KILL if due)."""
-
-    kind: Deadline
-
-
-Event = Data | EndOfStream | Message | CreditAvailable | ConnectionClosed | DeadlineExpired
+_HANDSHAKE = (Ping, Pong, Reject)
 
 
 class Connection:
@@ -103,21 +87,22 @@ class Connection:
         self.max_frame_size = max_frame_size
         self.window = window
         self.lifecycle = Lifecycle(exit_grace)
-        self.peer_hello: dict[str, Any] | None = None
+        #: The peer's Ping (host) or Pong (runner), once received.
+        self.peer_hello: Ping | Pong | None = None
         self.closed = False
         self._decoder = FrameDecoder(max_frame_size)
         self._encoder = FrameEncoder(max_frame_size)
-        runner = role is Role.RUNNER
-        inbound = HOST_TO_RUNNER if runner else RUNNER_TO_HOST
-        outbound = RUNNER_TO_HOST if runner else HOST_TO_RUNNER
-        self._own_codes = RUNNER_CODES if runner else HOST_CODES
-        self._peer_codes = HOST_CODES if runner else RUNNER_CODES
-        self._recv: dict[int, ReceiveWindow] = {int(ch): ReceiveWindow(window) for ch in inbound}
+        self._events: deque[ConnectionEvent] = deque()
+        self._error: RemoteProtocolError | None = None
+        self._inbound = HOST_TO_RUNNER if role is Role.RUNNER else RUNNER_TO_HOST
+        self._recv: dict[int, ReceiveWindow] = {int(ch): ReceiveWindow(window) for ch in self._inbound}
         # No credit until the peer's hello says how much: nothing flows before the handshake.
+        outbound = RUNNER_TO_HOST if role is Role.RUNNER else HOST_TO_RUNNER
         self._send: dict[int, SendWindow] = {int(ch): SendWindow(0) for ch in outbound}
         self._ended_in: set[int] = set()
         self._ended_out: set[int] = set()
-        self._hello_sent = False
+        self._hello_sent = False  # our Ping, Pong or Reject
+        self._accepted = False  # the handshake completed: PONG sent (host) or received (runner)
 
     # -- state -------------------------------------------------------------
     @property
@@ -126,153 +111,161 @@ class Connection:
 
     @property
     def open(self) -> bool:
-        """True once both hellos are exchanged and until EXITING."""
-        return self.state not in (State.STARTING, State.EXITED) and self.peer_hello is not None
+        """True once the handshake completed and until EXITING."""
+        return self._accepted and self.state is not State.EXITED
 
-    def _hello(self) -> dict[str, Any]:
-        return {
-            "protocol": PROTOCOL_VERSION,
-            "impl": IMPLEMENTATION,
-            "maxFrameSize": self.max_frame_size,
-            "window": self.window,
-        }
+    def can_send(self, cls: type[AnyMessage]) -> bool:
+        """Whether this side may send a ``cls`` message now and it changes something (see
+        ``Lifecycle.can_send``): a sender skips a message that crossed with the peer's."""
+        return self.open and cls.sender in (self.role, None) and self.lifecycle.can_send(cls)
 
-    # -- handshake -----------------------------------------------------------
-    def send_ping(self, instance_id: str, token: str = "", **extra: Any) -> None:
-        """Runner: the first message of the connection."""
-        if self.role is not Role.RUNNER or self._hello_sent:
-            raise LocalProtocolError("only a runner sends PING, once")
+    # -- sending messages ------------------------------------------------------
+    def send(self, event: AnyMessage, now: float = 0.0) -> None:
+        """Queue a message. LocalProtocolError if this side may not send it now (nothing is queued)."""
+        cls = type(event)
+        sender = cls.sender
+        if sender is not None and sender is not self.role:
+            raise LocalProtocolError(f"{cls.__name__} is sent by the {sender.value}, not by the {self.role.value}")
+        if cls in _HANDSHAKE:
+            event = self._own_hello(event)
+        elif not self.open:
+            raise LocalProtocolError(f"cannot send {cls.__name__} while the connection is {self._phase()}")
+        raw = codec.encode(event)
+        if cls in LIFECYCLE_MESSAGES:
+            self.lifecycle.apply(event, now, LocalProtocolError)
+        self._encoder.message(cls.channel, cls.code, raw)
+        if cls is Pong:
+            self._accept()
+
+    def _phase(self) -> str:
+        return "in its handshake" if not self._accepted else self.state.value
+
+    def _own_hello(self, event: AnyMessage) -> AnyMessage:
+        """Check the order of the handshake and fill in this side's parameters."""
+        if self._hello_sent:
+            raise LocalProtocolError(f"the {self.role.value} already sent its handshake message")
+        if isinstance(event, Pong) and self.peer_hello is None:
+            raise LocalProtocolError("Pong answers a received Ping")
+        if isinstance(event, (Ping, Pong)):
+            event = replace(event, protocol=PROTOCOL_VERSION, impl=IMPLEMENTATION,
+                            max_frame_size=self.max_frame_size, window=self.window)
         self._hello_sent = True
-        self._queue(Code.PING, {**extra, **self._hello(), "instanceId": instance_id, "token": token}, 0.0)
+        return event
 
-    def accept(self, now: float = 0.0, **fields: Any) -> None:
-        """Host: answer the runner's PING with PONG (``appConfig``, ``args``, ... as fields)."""
-        if self.role is not Role.HOST or self.peer_hello is None or self._hello_sent:
-            raise LocalProtocolError("accept() answers one received PING, once")
-        self._hello_sent = True
-        self._queue(Code.PONG, {**fields, **self._hello()}, now)
-
-    def reject(self, reason: str, now: float = 0.0) -> None:
-        """Host: refuse the runner; write data_to_send() and close afterwards."""
-        if self.role is not Role.HOST or self._hello_sent:
-            raise LocalProtocolError("reject() refuses a runner before accepting it")
-        self._hello_sent = True
-        self._queue(Code.REJECT, {"reason": reason}, now)
-
-    def _take_peer_hello(self, code: int, body: dict[str, Any]) -> None:
-        if body["protocol"] != PROTOCOL_VERSION:
-            reason = f"protocol version {body['protocol']} is not supported (this side speaks {PROTOCOL_VERSION})"
-            if self.role is Role.HOST:
-                self.reject(reason)
-            raise HandshakeError(reason)
-        size, window = body["maxFrameSize"], body["window"]
-        if not MIN_MAX_FRAME_SIZE <= size <= MAX_MAX_FRAME_SIZE or not 0 < window <= MAX_WINDOW:
-            reason = f"bad handshake parameters maxFrameSize={size} window={window}"
-            if self.role is Role.HOST:
-                self.reject(reason)
-            raise HandshakeError(reason)
-        self.peer_hello = body
-        self._encoder.max_frame_size = min(size, self.max_frame_size)
-        for send_window in self._send.values():
-            send_window.grant(window)
+    def _accept(self) -> None:
+        self._accepted = True
 
     # -- receiving -------------------------------------------------------------
-    def receive_data(self, data: bytes | bytearray | memoryview, now: float = 0.0) -> list[Event]:
-        """Feed bytes read from the peer (b"" at end of file); return the events they complete."""
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float = 0.0) -> None:
+        """Feed bytes read from the peer (b"" at end of file); then call next_event() until NEED_DATA."""
+        if self._error is not None or self.closed:
+            return
         if not data:
             if self._decoder.buffered:
-                raise MalformedFrame(f"connection closed inside a frame ({self._decoder.buffered} bytes)")
-            self.closed = True
-            return [ConnectionClosed()]
-        events: list[Event] = []
+                self._error = MalformedFrame(f"connection closed inside a frame ({self._decoder.buffered} bytes)")
+            else:
+                self.closed = True
+                self._events.append(ConnectionClosed())
+            return
         try:
             frames = self._decoder.decode(data)
-        except ProtocolError as err:
-            self._handle_frames(err.frames, now, events)  # act on what came before the bad frame
-            err.frames = events
-            raise
+        except RemoteProtocolError as err:
+            frames, err.frames = err.frames, []  # act on the frames before the bad one
+            self._error = err
         try:
-            self._handle_frames(frames, now, events)
-        except ProtocolError as err:
-            err.frames = events  # the events of the frames before the one refused
-            raise
-        return events
+            self._handle_frames(frames, now)
+        except RemoteProtocolError as err:
+            self._error = err  # the frames after the refused one are not acted on
 
-    def _handle_frames(self, frames: list[Any], now: float, events: list[Event]) -> None:
-        """Append the events of ``frames`` to ``events``; a refused frame raises, the list keeps the rest."""
-        append = events.append
+    def next_event(self) -> ConnectionEvent | Sentinel:
+        """The next event, NEED_DATA when there is none; raises the peer's protocol error after
+        the events of every frame that came before the bad one."""
+        if self._events:
+            return self._events.popleft()
+        if self._error is not None:
+            raise self._error
+        return NEED_DATA
+
+    def _handle_frames(self, frames: list[Any], now: float) -> None:
+        append = self._events.append
         recv = self._recv
         for kind, channel, number, payload in frames:
             if kind == KIND_DATA:
                 window = recv.get(channel)
-                if window is None or self.peer_hello is None:
-                    raise MalformedFrame(f"data on channel {channel}, which the peer may not send on now")
-                if channel in self._ended_in:
-                    raise MalformedFrame(f"data on channel {channel} after its end of stream")
+                if window is None or channel in self._ended_in or not self._accepted:
+                    raise self._refused(channel, "data")
                 window.receive(len(payload), channel)
                 append(Data(channel, payload))
             elif kind == KIND_END:
                 if channel not in recv or channel in self._ended_in:
-                    raise MalformedFrame(f"unexpected end of stream on channel {channel}")
+                    raise self._refused(channel, "end of stream")
                 self._ended_in.add(channel)
                 append(EndOfStream(channel))
             elif kind == KIND_CREDIT:
                 send_window = self._send.get(channel)
                 if send_window is None:
-                    raise MalformedFrame(f"credit for channel {channel}, which this side does not send on")
+                    raise self._refused(channel, "credit")
                 send_window.grant(number)
                 append(CreditAvailable(channel, send_window.available))
             else:
                 append(self._receive_message(channel, number, payload, now))
 
-    def _receive_message(self, channel: int, code: int, payload: Any, now: float) -> Message:
-        if code not in self._peer_codes and code != Code.EVENT:
+    def _refused(self, channel: int, what: str) -> RemoteProtocolError:
+        if not self._accepted:
+            return HandshakeError(f"{what} on channel {channel} before the handshake")
+        if channel in self._ended_in:
+            return MalformedFrame(f"{what} on channel {channel} after its end of stream")
+        return MalformedFrame(f"{what} on channel {channel}, which the {self._peer_role()} does not send on")
+
+    def _receive_message(self, channel: int, code: int, payload: Any, now: float) -> AnyMessage:
+        cls = MESSAGES.get(code)
+        if cls is None or cls.sender is self.role:
             raise UnknownMessage(f"message code {code} may not be sent by the {self._peer_role()}")
-        body = codec.decode_body(code, payload)
-        if channel != codec.channel_for(code):
+        event = codec.decode(code, payload)
+        if channel != cls.channel:
             raise MalformedFrame(f"message {code} on channel {channel}")
-        if code in (Code.PING, Code.PONG):
-            if self.peer_hello is not None:
-                raise ProtocolError(f"a second handshake message {code}")
-            if code == Code.PONG and not self._hello_sent:
-                raise ProtocolError("PONG before PING")
-            self._take_peer_hello(code, body)
-        elif self.peer_hello is None and code != Code.REJECT:
-            raise ProtocolError(f"message {code} before the handshake")
-        if code in LIFECYCLE_CODES:
-            self.lifecycle.handle(code, body, now)
-        return Message(code, body)
+        if isinstance(event, (Ping, Pong)):
+            self._take_peer_hello(event)
+        elif not self._accepted and cls is not Reject:
+            raise HandshakeError(f"message {code} before the handshake")
+        if cls in LIFECYCLE_MESSAGES:
+            self.lifecycle.apply(event, now)
+        return event
+
+    def _take_peer_hello(self, hello: Ping | Pong) -> None:
+        if self.peer_hello is not None:
+            raise HandshakeError(f"a second handshake message {hello.code}")
+        if isinstance(hello, Pong) and not self._hello_sent:
+            raise HandshakeError("PONG before PING")
+        reason = None
+        if hello.protocol != PROTOCOL_VERSION:
+            reason = f"protocol version {hello.protocol} is not supported (this side speaks {PROTOCOL_VERSION})"
+        elif not (MIN_MAX_FRAME_SIZE <= hello.max_frame_size <= MAX_MAX_FRAME_SIZE
+                  and 0 < hello.window <= MAX_WINDOW):
+            reason = f"bad handshake parameters maxFrameSize={hello.max_frame_size} window={hello.window}"
+        if reason is not None:
+            if self.role is Role.HOST and not self._hello_sent:
+                self.send(Reject(reason=reason))
+            raise HandshakeError(reason)
+        self.peer_hello = hello
+        self._encoder.max_frame_size = min(hello.max_frame_size, self.max_frame_size)
+        for send_window in self._send.values():
+            send_window.grant(hello.window)
+        if isinstance(hello, Pong):
+            self._accept()
 
     def _peer_role(self) -> str:
         return "host" if self.role is Role.RUNNER else "runner"
 
+    # -- the data path -------------------------------------------------------------
     def consumed(self, channel: int, n: int) -> None:
         """The application took ``n`` bytes of ``channel``; return credit to the peer when due."""
         window = self._recv.get(channel)
         if window is None:
-            raise LocalProtocolError(f"the {self.role.value} does not receive on channel {channel}")
+            raise LocalProtocolError(f"the {self.role.value} does not receive on channel {channel} now")
         credit = window.consume(n)
         if credit and channel not in self._ended_in:
             self._encoder.credit(channel, credit)
-
-    # -- sending ---------------------------------------------------------------
-    def send_message(self, code: int, body: Mapping[str, Any] | None = None, now: float = 0.0) -> None:
-        if code in (Code.PING, Code.PONG, Code.REJECT):
-            raise LocalProtocolError("use send_ping/accept/reject for the handshake")
-        if code not in self._own_codes and code != Code.EVENT:
-            raise LocalProtocolError(f"message code {code} may not be sent by the {self.role.value}")
-        if not self.open:
-            raise LocalProtocolError(f"cannot send message {code} while the connection is {self.state.value}")
-        self._queue(code, dict(body) if body else {}, now)
-
-    def _queue(self, code: int, body: dict[str, Any], now: float) -> None:
-        raw = codec.encode_body(code, body)
-        if code in LIFECYCLE_CODES:
-            try:
-                self.lifecycle.handle(code, body, now)
-            except ProtocolError as err:
-                raise LocalProtocolError(str(err)) from err
-        self._encoder.message(codec.channel_for(code), code, raw)
 
     def credit(self, channel: int) -> int:
         """Bytes that may be sent on ``channel`` now."""
@@ -313,11 +306,26 @@ class Connection:
     def next_deadline(self) -> float | None:
         return self.lifecycle.deadline
 
-    def handle_timer(self, now: float) -> list[Event]:
+    def handle_timer(self, now: float) -> None:
+        """Act on a deadline that passed: DeadlineExpired from next_event(), KILL queued when due."""
         kind = self.lifecycle.expire(now)
         if kind is None:
-            return []
+            return
         if self.role is Role.HOST and self.state in (State.STOPPING, State.STOPPED, State.COMPLETED):
             # The stop timeout passed without keepalive, or the runner did not exit in time.
-            self._queue(Code.KILL, {}, now)
-        return [DeadlineExpired(kind)]
+            self.send(Kill(), now)
+        self._events.append(DeadlineExpired(kind))
+
+
+# Transitional: the old Message(code, body) and its event union, for consumers that import them
+# from here; they go with _legacy.py.
+if TYPE_CHECKING:
+    from ._legacy import Event, Message
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Message", "Event"):
+        from . import _legacy
+
+        return getattr(_legacy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

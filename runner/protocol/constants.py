@@ -1,4 +1,4 @@
-"""Numbers of protocol v1: channels, message codes, frame kinds and defaults.
+"""Numbers of protocol v1: channels, message codes, roles and defaults.
 
 Channel numbers and message codes follow Scramjet Transform Hub where the
 meaning is the same, so the STH-compatible transport is a thin mapping.
@@ -52,17 +52,12 @@ RUNNER_TO_HOST = frozenset({Channel.STDOUT, Channel.STDERR, Channel.OUT, Channel
 VALID_CHANNELS = frozenset(int(c) for c in Channel)
 
 
-class FrameKind(enum.IntEnum):
-    """First element of a decoded frame tuple ``(kind, channel, number, payload)``."""
-
-    DATA = 0  # number = 0, payload = bytes-like
-    CREDIT = 1  # number = credit increment in bytes, payload = None
-    END = 2  # number = 0, payload = None
-    MESSAGE = 3  # number = message code, payload = msgpack-encoded body (bytes-like)
-
-
 class Code(enum.IntEnum):
-    """Message codes (STH's RunnerMessageCode where the meaning is the same)."""
+    """Message codes (STH's RunnerMessageCode where the meaning is the same).
+
+    Each code has one message class in events.py, which says who sends it and what
+    its body holds; the codec and the role checks derive from that class.
+    """
 
     # runner -> host, on MONITORING
     PING = 3000  # handshake hello of the runner
@@ -85,29 +80,11 @@ class Code(enum.IntEnum):
     EVENT = 5001
 
 
-RUNNER_CODES = frozenset(
-    {
-        Code.PING,
-        Code.MONITORING,
-        Code.ERROR,
-        Code.SEQUENCE_STOPPED,
-        Code.ALIVE,
-        Code.SEQUENCE_COMPLETED,
-        Code.PANG,
-        Code.EXITING,
-    }
-)
-HOST_CODES = frozenset(
-    {
-        Code.INPUT_CONTENT_TYPE,
-        Code.PONG,
-        Code.STOP,
-        Code.KILL,
-        Code.MONITORING_RATE,
-        Code.MONITORING_REPLY,
-        Code.REJECT,
-    }
-)
+class Role(str, enum.Enum):
+    """The two ends of a connection."""
+
+    RUNNER = "runner"
+    HOST = "host"
 
 
 class ExitCode(enum.IntEnum):

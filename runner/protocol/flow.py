@@ -9,7 +9,7 @@ wait behind data.
 
 from __future__ import annotations
 
-from .errors import FlowControlError, LocalProtocolError
+from .errors import FlowControlError
 
 
 class SendWindow:
@@ -19,11 +19,6 @@ class SendWindow:
 
     def __init__(self, initial: int) -> None:
         self.available = initial
-
-    def spend(self, n: int) -> None:
-        if n > self.available:
-            raise LocalProtocolError(f"sending {n} bytes with only {self.available} bytes of credit")
-        self.available -= n
 
     def grant(self, n: int) -> None:
         self.available += n

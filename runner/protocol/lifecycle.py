@@ -2,9 +2,11 @@
 
 Both ends track the same state from the lifecycle messages that cross the
 connection (whoever sent them). Messages that cross in flight (the host sends
-STOP while the runner sends SEQUENCE_COMPLETED) are tolerated as no-ops; a
-message that no ordering can explain is a protocol error. Time enters only as
-the ``now`` argument (seconds, any monotonic clock).
+STOP while the runner sends SEQUENCE_COMPLETED) are no-ops; a message that no
+ordering can explain is a protocol error. The table is keyed by message class;
+``can_send`` answers for a sender whether a message would change anything, so
+nobody outside reads the table. Time enters only as the ``now`` argument
+(seconds, any monotonic clock).
 """
 
 from __future__ import annotations
@@ -13,7 +15,22 @@ import enum
 from typing import Any
 
 from .constants import Code, ExitCode
-from .errors import ProtocolError
+from .errors import ProtocolError, RemoteProtocolError
+from .events import (
+    MESSAGES,
+    Alive,
+    Deadline,
+    Error,
+    Exiting,
+    Kill,
+    Message,
+    Ping,
+    Pong,
+    Reject,
+    SequenceCompleted,
+    SequenceStopped,
+    Stop,
+)
 
 
 class State(str, enum.Enum):
@@ -27,75 +44,61 @@ class State(str, enum.Enum):
     EXITED = "exited"  # EXITING seen: nothing may follow
 
 
-S = State
-NO_OP = "same"  # the message is allowed and changes nothing
-REFUSED = "error"  # the message is a protocol error in this state
-_SAME, _ERR = NO_OP, REFUSED
+class NoOp:
+    """Table value (the class itself): the message is allowed and changes nothing."""
 
-# Lifecycle messages; every other message (MONITORING, PANG, EVENT, ...) leaves the
-# state alone once the connection is open and is an error before it.
-LIFECYCLE_CODES = (
-    Code.PING,
-    Code.PONG,
-    Code.REJECT,
-    Code.STOP,
-    Code.ALIVE,
-    Code.SEQUENCE_STOPPED,
-    Code.SEQUENCE_COMPLETED,
-    Code.KILL,
-    Code.ERROR,
-    Code.EXITING,
+
+class Refused:
+    """Table value (the class itself): the message is a protocol error in this state."""
+
+
+Target = State | type[NoOp] | type[Refused]
+S = State
+_SAME, _ERR = NoOp, Refused
+
+#: The messages that move the lifecycle; every other message (Monitoring, Pang, Event, ...)
+#: leaves the state alone once the connection is open and is an error before it.
+LIFECYCLE_MESSAGES: frozenset[type[Message]] = frozenset(
+    {Ping, Pong, Reject, Stop, Alive, SequenceStopped, SequenceCompleted, Kill, Error, Exiting}
 )
 
-#: TABLE[state][code] -> next state, _SAME (no-op) or _ERR. EXITING maps to the
-#: state its exit code means and then to EXITED (see Lifecycle.handle).
-TABLE: dict[State, dict[int, Any]] = {
+#: TRANSITIONS[state][message class] -> next state, NoOp or Refused. Exiting moves to EXITED
+#: from every state but EXITED; the exit code it carries is kept (Lifecycle.exit_code).
+TRANSITIONS: dict[State, dict[type[Message], Target]] = {
     S.STARTING: {
-        Code.PING: _SAME, Code.PONG: S.RUNNING, Code.REJECT: S.ERRORED, Code.STOP: _ERR,
-        Code.ALIVE: _ERR, Code.SEQUENCE_STOPPED: _ERR, Code.SEQUENCE_COMPLETED: _ERR,
-        Code.KILL: _ERR, Code.ERROR: _ERR, Code.EXITING: S.EXITED,
+        Ping: _SAME, Pong: S.RUNNING, Reject: S.ERRORED, Stop: _ERR, Alive: _ERR, SequenceStopped: _ERR,
+        SequenceCompleted: _ERR, Kill: _ERR, Error: _ERR, Exiting: S.EXITED,
     },
     S.RUNNING: {
-        Code.PING: _ERR, Code.PONG: _ERR, Code.REJECT: _ERR, Code.STOP: S.STOPPING,
-        Code.ALIVE: _SAME, Code.SEQUENCE_STOPPED: S.STOPPED, Code.SEQUENCE_COMPLETED: S.COMPLETED,
-        Code.KILL: S.KILLED, Code.ERROR: S.ERRORED, Code.EXITING: S.EXITED,
+        Ping: _ERR, Pong: _ERR, Reject: _ERR, Stop: S.STOPPING, Alive: _SAME, SequenceStopped: S.STOPPED,
+        SequenceCompleted: S.COMPLETED, Kill: S.KILLED, Error: S.ERRORED, Exiting: S.EXITED,
     },
     S.STOPPING: {
-        Code.PING: _ERR, Code.PONG: _ERR, Code.REJECT: _ERR, Code.STOP: S.STOPPING,
-        Code.ALIVE: S.STOPPING, Code.SEQUENCE_STOPPED: S.STOPPED, Code.SEQUENCE_COMPLETED: S.COMPLETED,
-        Code.KILL: S.KILLED, Code.ERROR: S.ERRORED, Code.EXITING: S.EXITED,
+        Ping: _ERR, Pong: _ERR, Reject: _ERR, Stop: S.STOPPING, Alive: S.STOPPING, SequenceStopped: S.STOPPED,
+        SequenceCompleted: S.COMPLETED, Kill: S.KILLED, Error: S.ERRORED, Exiting: S.EXITED,
     },
     S.STOPPED: {
-        Code.PING: _ERR, Code.PONG: _ERR, Code.REJECT: _ERR, Code.STOP: _SAME,
-        Code.ALIVE: _ERR, Code.SEQUENCE_STOPPED: _ERR, Code.SEQUENCE_COMPLETED: _ERR,
-        Code.KILL: S.KILLED, Code.ERROR: S.ERRORED, Code.EXITING: S.EXITED,
+        Ping: _ERR, Pong: _ERR, Reject: _ERR, Stop: _SAME, Alive: _ERR, SequenceStopped: _ERR,
+        SequenceCompleted: _ERR, Kill: S.KILLED, Error: S.ERRORED, Exiting: S.EXITED,
     },
     S.COMPLETED: {
-        Code.PING: _ERR, Code.PONG: _ERR, Code.REJECT: _ERR, Code.STOP: _SAME,
-        Code.ALIVE: _ERR, Code.SEQUENCE_STOPPED: _ERR, Code.SEQUENCE_COMPLETED: _ERR,
-        Code.KILL: S.KILLED, Code.ERROR: S.ERRORED, Code.EXITING: S.EXITED,
+        Ping: _ERR, Pong: _ERR, Reject: _ERR, Stop: _SAME, Alive: _ERR, SequenceStopped: _ERR,
+        SequenceCompleted: _ERR, Kill: S.KILLED, Error: S.ERRORED, Exiting: S.EXITED,
     },
     S.KILLED: {
-        Code.PING: _ERR, Code.PONG: _ERR, Code.REJECT: _ERR, Code.STOP: _SAME,
-        Code.ALIVE: _SAME, Code.SEQUENCE_STOPPED: _SAME, Code.SEQUENCE_COMPLETED: _SAME,
-        Code.KILL: _SAME, Code.ERROR: _SAME, Code.EXITING: S.EXITED,
+        Ping: _ERR, Pong: _ERR, Reject: _ERR, Stop: _SAME, Alive: _SAME, SequenceStopped: _SAME,
+        SequenceCompleted: _SAME, Kill: _SAME, Error: _SAME, Exiting: S.EXITED,
     },
     S.ERRORED: {
-        Code.PING: _ERR, Code.PONG: _ERR, Code.REJECT: _ERR, Code.STOP: _SAME,
-        Code.ALIVE: _SAME, Code.SEQUENCE_STOPPED: _SAME, Code.SEQUENCE_COMPLETED: _SAME,
-        Code.KILL: _SAME, Code.ERROR: _SAME, Code.EXITING: S.EXITED,
+        Ping: _ERR, Pong: _ERR, Reject: _ERR, Stop: _SAME, Alive: _SAME, SequenceStopped: _SAME,
+        SequenceCompleted: _SAME, Kill: _SAME, Error: _SAME, Exiting: S.EXITED,
     },
-    S.EXITED: {code: _ERR for code in LIFECYCLE_CODES},
+    S.EXITED: {cls: _ERR for cls in LIFECYCLE_MESSAGES},
 }
 
 #: Seconds a host waits for the runner to exit after SEQUENCE_STOPPED/COMPLETED
 #: or KILL before escalating (STH's runnerExitDelay is 15 s).
 DEFAULT_EXIT_GRACE = 15.0
-
-
-class Deadline(str, enum.Enum):
-    STOP = "stop"  # the stop timeout: the host sends KILL unless keepalive was requested
-    EXIT = "exit"  # the runner should have exited by now
 
 
 class Lifecycle:
@@ -110,54 +113,56 @@ class Lifecycle:
         self.deadline: float | None = None
         self.deadline_kind: Deadline | None = None
 
-    def effect(self, code: int) -> State | str:
-        """What a lifecycle message would do now: the next state, NO_OP or REFUSED.
+    def target(self, cls: type[Message]) -> Target:
+        """What a message of class ``cls`` would do now: the next state, NoOp or Refused."""
+        row = TRANSITIONS[self.state]
+        if cls in row:
+            return row[cls]
+        return Refused if self.state in (S.STARTING, S.EXITED) else NoOp
 
-        Lets a sender skip a message that crossed with the peer's (e.g. ALIVE after
-        KILL) instead of sending something that changes nothing or breaks protocol.
+    def can_send(self, cls: type[Message]) -> bool:
+        """Whether sending a ``cls`` message now is allowed and changes something.
+
+        An ordinary message (Monitoring, Event, ...) may go whenever the connection is open. A
+        lifecycle message that would be a no-op (ALIVE after KILL) or an error (ALIVE after
+        SEQUENCE_STOPPED) crossed with the peer's: a sender skips it.
         """
-        row = TABLE[self.state]
-        if code not in row:
-            return REFUSED if self.state in (S.STARTING, S.EXITED) else NO_OP
-        target: State | str = row[code]
-        return target
+        if cls in LIFECYCLE_MESSAGES:
+            return isinstance(self.target(cls), State)
+        return self.state not in (S.STARTING, S.EXITED)
 
-    def handle(self, code: int, body: dict[str, Any], now: float) -> State:
-        """Apply a lifecycle message (sent or received); return the new state."""
-        row = TABLE[self.state]
-        if code not in row:
-            if self.state in (S.STARTING, S.EXITED):
-                raise ProtocolError(f"message {code} is not allowed while {self.state.value}")
-            return self.state
-        target = row[code]
-        if target == _ERR:
-            raise ProtocolError(f"message {_code_name(code)} is not allowed while {self.state.value}")
-        if target == _SAME:
-            return self.state
-        self._enter(target, code, body, now)
+    def apply(self, event: Message, now: float, error: type[ProtocolError] = RemoteProtocolError) -> State:
+        """Apply a message sent or received; return the new state. ``error`` if the state refuses it."""
+        target = self.target(type(event))
+        if target is Refused:
+            raise error(f"message {_name(type(event))} is not allowed while {self.state.value}")
+        if isinstance(target, State):
+            self._enter(target, event, now)
         return self.state
 
-    def _enter(self, target: State, code: int, body: dict[str, Any], now: float) -> None:
-        if code == Code.STOP:
-            self.stop_requested = True
-            self.keepalive = False
-            self._set_deadline(Deadline.STOP, now + max(0.0, float(body.get("timeout", 0))) / 1000.0)
-        elif code == Code.ALIVE:
-            self.keepalive = True
-            self._set_deadline(None, None)
-        elif code in (Code.SEQUENCE_STOPPED, Code.SEQUENCE_COMPLETED):
-            # A pending stop deadline still decides when KILL goes out (the host
-            # kills at the stop timeout, as STH does); else the exit grace runs.
-            exit_at = now + self.exit_grace
-            if not (self.deadline_kind == Deadline.STOP and self.deadline is not None and self.deadline <= exit_at):
-                self._set_deadline(Deadline.EXIT, exit_at)
-        elif code == Code.KILL:
-            self._set_deadline(Deadline.EXIT, now + self.exit_grace)
-        elif code == Code.EXITING:
-            self.exit_code = int(body["exitCode"])
-            self._set_deadline(None, None)
-        elif code in (Code.ERROR, Code.REJECT):
-            self._set_deadline(None, None)
+    def _enter(self, target: State, event: Message, now: float) -> None:
+        match event:
+            case Stop(timeout_ms=timeout_ms):
+                self.stop_requested = True
+                self.keepalive = False
+                self._set_deadline(Deadline.STOP, now + max(0.0, float(timeout_ms)) / 1000.0)
+            case Alive():
+                self.keepalive = True
+                self._set_deadline(None, None)
+            case SequenceStopped() | SequenceCompleted():
+                # A pending stop deadline still decides when KILL goes out (the host
+                # kills at the stop timeout, as STH does); else the exit grace runs.
+                exit_at = now + self.exit_grace
+                if not (self.deadline_kind == Deadline.STOP and self.deadline is not None
+                        and self.deadline <= exit_at):
+                    self._set_deadline(Deadline.EXIT, exit_at)
+            case Kill():
+                self._set_deadline(Deadline.EXIT, now + self.exit_grace)
+            case Exiting(exit_code=exit_code):
+                self.exit_code = int(exit_code)
+                self._set_deadline(None, None)
+            case Error() | Reject():
+                self._set_deadline(None, None)
         self.state = target
 
     def _set_deadline(self, kind: Deadline | None, when: float | None) -> None:
@@ -181,9 +186,40 @@ class Lifecycle:
             return int(ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED)
         return None
 
+    # -- transitional: the code-keyed API of before typed events (runner/transport/sth.py) ----------
+    def effect(self, code: int) -> State | str:
+        """Deprecated: ``target(cls)`` with the old string values."""
+        return _legacy_value(self.target(MESSAGES[code]))
 
-def _code_name(code: int) -> str:
-    try:
-        return f"{Code(code).name} ({code})"
-    except ValueError:
-        return str(code)
+    def handle(self, code: int, body: dict[str, Any], now: float) -> State:
+        """Deprecated: ``apply(event, now)`` for a code and a body."""
+        return self.apply(_legacy_event(code, body), now)
+
+
+def _name(cls: type[Message]) -> str:
+    return f"{Code(cls.code).name} ({cls.code})"
+
+
+# -- transitional names, removed once no consumer uses them ----------------------------------------
+NO_OP = "same"
+REFUSED = "error"
+LIFECYCLE_CODES = tuple(sorted(Code(cls.code) for cls in LIFECYCLE_MESSAGES))
+
+
+def _legacy_value(target: Target) -> State | str:
+    return NO_OP if target is NoOp else REFUSED if target is Refused else target  # type: ignore[return-value]
+
+
+TABLE: dict[State, dict[int, Any]] = {
+    state: {cls.code: _legacy_value(target) for cls, target in row.items()} for state, row in TRANSITIONS.items()
+}
+
+
+def _legacy_event(code: int, body: dict[str, Any]) -> Message:
+    """A message for the lifecycle alone: only STOP's timeout and EXITING's code are read."""
+    cls = MESSAGES[code]
+    if cls is Stop:
+        return Stop(timeout_ms=max(0.0, float(body.get("timeout", 0))))
+    if cls is Exiting:
+        return Exiting(exit_code=int(body["exitCode"]))
+    return object.__new__(cls)

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import LocalProtocolError, ProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "CHANNEL_COUNT",
@@ -148,7 +148,7 @@ HOST_TO_RUNNER_CODES = frozenset(
 )
 
 
-class STHProtocolError(ProtocolError):
+class STHProtocolError(RemoteProtocolError):
     """The peer broke STH's protocol (``frames`` holds messages decoded before)."""
 
 

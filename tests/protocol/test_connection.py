@@ -1,49 +1,83 @@
-"""The sans-IO Connection: handshake, flow control, direction rules, timers."""
+"""The sans-IO Connection: handshake, flow control, direction rules, timers, one way in and out."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import msgpack
 import pytest
+from frame_bytes import data, message
 
 from runner.protocol import (
+    NEED_DATA,
+    PROTOCOL_VERSION,
+    Alive,
     Channel,
     Code,
-    Connection,
     ConnectionClosed,
+    ConnectionEvent,
     CreditAvailable,
     Data,
     Deadline,
     DeadlineExpired,
     EndOfStream,
+    Event,
+    Exiting,
     FlowControlError,
     HandshakeError,
+    Kill,
     LocalProtocolError,
     MalformedFrame,
-    Message,
+    Monitoring,
+    Ping,
+    Pong,
     ProtocolError,
+    Reject,
+    RemoteProtocolError,
     Role,
+    SequenceCompleted,
+    SequenceStopped,
     State,
+    Stop,
     UnknownMessage,
 )
-from runner.protocol.framer import FrameEncoder
+from runner.protocol.connection import Connection
+from runner.protocol.framer import IMPLEMENTATION
 
 
-def pump(src: Connection, dst: Connection, now: float = 0.0) -> list:
-    return dst.receive_data(b"".join(bytes(b) for b in src.data_to_send()), now)
+def drain(conn: Connection) -> list[ConnectionEvent]:
+    events: list[ConnectionEvent] = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        events.append(event)
+    return events
+
+
+def feed(conn: Connection, raw: bytes, now: float = 0.0) -> list[ConnectionEvent]:
+    conn.receive_data(raw, now)
+    return drain(conn)
+
+
+def pump(src: Connection, dst: Connection, now: float = 0.0) -> list[ConnectionEvent]:
+    return feed(dst, b"".join(bytes(b) for b in src.data_to_send()), now)
+
+
+def ping_body(**fields: Any) -> bytes:
+    body = {"protocol": PROTOCOL_VERSION, "instanceId": "x", "maxFrameSize": 1 << 16, "window": 100}
+    return msgpack.packb({**body, **fields})
 
 
 def pair(window: int = 1 << 16) -> tuple[Connection, Connection]:
     runner, host = Connection(Role.RUNNER, window=window), Connection(Role.HOST, window=window)
-    runner.send_ping("id-1", "secret", pid=42)
+    runner.send(Ping(instance_id="id-1", token="secret", pid=42))
     (ping,) = pump(runner, host)
-    assert isinstance(ping, Message) and ping.code == Code.PING
-    assert ping.body["token"] == "secret" and ping.body["pid"] == 42
-    host.accept(appConfig={"k": "v"}, args=[1, "two"])
+    assert isinstance(ping, Ping) and ping.token == "secret" and ping.pid == 42
+    assert (ping.protocol, ping.window, ping.impl) == (PROTOCOL_VERSION, window, IMPLEMENTATION)
+    assert host.peer_hello == ping
+    host.send(Pong(app_config={"k": "v"}, args=[1, "two"]))
     (pong,) = pump(host, runner)
-    assert pong.code == Code.PONG and pong.body["args"] == [1, "two"]
+    assert isinstance(pong, Pong) and pong.args == [1, "two"] and pong.app_config == {"k": "v"}
     assert runner.state == host.state == State.RUNNING
     return runner, host
 
@@ -52,141 +86,221 @@ def test_handshake_and_no_credit_before_it() -> None:
     runner = Connection(Role.RUNNER)
     assert runner.credit(Channel.OUT) == 0
     with pytest.raises(LocalProtocolError):
-        runner.send_message(Code.MONITORING, {"healthy": True})
+        runner.send(Monitoring(healthy=True))
+    assert not runner.can_send(Monitoring)
     runner, host = pair(window=1000)
     assert runner.credit(Channel.OUT) == 1000 and host.credit(Channel.IN) == 1000
+    assert runner.open and host.open and runner.can_send(Monitoring)
+
+
+def test_next_event_says_when_it_needs_data() -> None:
+    runner, host = pair()
+    assert host.next_event() is NEED_DATA
+    runner.send(Event(name="a"))
+    runner.send(Event(name="b"))
+    host.receive_data(b"".join(runner.data_to_send()))
+    assert host.next_event() == Event(name="a")
+    assert host.next_event() == Event(name="b")
+    assert host.next_event() is NEED_DATA
 
 
 def test_version_mismatch_is_rejected_with_a_reason() -> None:
     host = Connection(Role.HOST)
-    enc = FrameEncoder()
-    body = {"protocol": 99, "instanceId": "x", "maxFrameSize": 1 << 16, "window": 100}
-    enc.message(Channel.MONITORING, Code.PING, msgpack.packb(body))
+    host.receive_data(message(Channel.MONITORING, Code.PING, ping_body(protocol=99)))
     with pytest.raises(HandshakeError, match="protocol version 99"):
-        host.receive_data(enc.take_bytes())
-    (reject,) = Connection(Role.RUNNER).receive_data(b"".join(host.data_to_send()))
-    assert reject.code == Code.REJECT and "99" in reject.body["reason"]
+        host.next_event()
+    (reject,) = feed(Connection(Role.RUNNER), b"".join(host.data_to_send()))
+    assert isinstance(reject, Reject) and "99" in reject.reason
 
 
 def test_reject_by_host_application() -> None:
     runner, host = Connection(Role.RUNNER), Connection(Role.HOST)
-    runner.send_ping("id", "wrong")
+    runner.send(Ping(instance_id="id", token="wrong"))
     pump(runner, host)
-    host.reject("wrong token for instance id")
+    host.send(Reject(reason="wrong token for instance id"))
     (msg,) = pump(host, runner)
-    assert msg.code == Code.REJECT and runner.state == State.ERRORED
+    assert msg == Reject(reason="wrong token for instance id") and runner.state == State.ERRORED
+    assert not host.open and not runner.open
+    with pytest.raises(LocalProtocolError):
+        host.send(Pong())  # one handshake answer
+
+
+def test_handshake_order_on_the_sending_side() -> None:
+    runner, host = Connection(Role.RUNNER), Connection(Role.HOST)
+    with pytest.raises(LocalProtocolError, match="Pong answers"):
+        host.send(Pong())
+    with pytest.raises(LocalProtocolError, match="sent by the runner"):
+        host.send(Ping(instance_id="x"))
+    runner.send(Ping(instance_id="x"))
+    with pytest.raises(LocalProtocolError, match="already sent"):
+        runner.send(Ping(instance_id="x"))
 
 
 def test_messages_before_handshake_are_protocol_errors() -> None:
     host = Connection(Role.HOST)
-    enc = FrameEncoder()
-    enc.message(Channel.MONITORING, Code.MONITORING, msgpack.packb({"healthy": True}))
-    with pytest.raises(ProtocolError, match="before the handshake"):
-        host.receive_data(enc.take_bytes())
-    enc.data(Channel.OUT, b"x")
-    with pytest.raises(MalformedFrame):
-        Connection(Role.HOST).receive_data(enc.take_bytes())
+    host.receive_data(message(Channel.MONITORING, Code.MONITORING, msgpack.packb({"healthy": True})))
+    with pytest.raises(HandshakeError, match="before the handshake"):
+        host.next_event()
+    host = Connection(Role.HOST)
+    host.receive_data(data(Channel.OUT, b"x"))
+    with pytest.raises(HandshakeError, match="data on channel 6 before the handshake"):
+        host.next_event()
 
 
 def test_data_flow_credit_and_end() -> None:
     runner, host = pair(window=100)
     assert runner.send_data(Channel.OUT, b"a" * 150) == 100
     assert runner.send_data(Channel.OUT, b"more") == 0
-    (data,) = pump(runner, host)
-    assert isinstance(data, Data) and bytes(data.payload) == b"a" * 100
+    (chunk,) = pump(runner, host)
+    assert isinstance(chunk, Data) and bytes(chunk.payload) == b"a" * 100
     host.consumed(Channel.OUT, 40)
     assert host.data_to_send() == []  # credit goes back in batches
     host.consumed(Channel.OUT, 10)
-    (credit,) = pump(host, runner)
-    assert credit == CreditAvailable(Channel.OUT, 50)
+    (granted,) = pump(host, runner)
+    assert granted == CreditAvailable(Channel.OUT, 50)
     runner.send_end(Channel.OUT)
-    (end,) = pump(runner, host)
-    assert end == EndOfStream(Channel.OUT)
+    (ended,) = pump(runner, host)
+    assert ended == EndOfStream(Channel.OUT)
     with pytest.raises(LocalProtocolError):
         runner.send_data(Channel.OUT, b"x")
 
 
 def test_sending_beyond_credit_is_caught_by_the_receiver() -> None:
     _runner, host = pair(window=10)
-    enc = FrameEncoder()
-    enc.data(Channel.OUT, b"x" * 11)
+    host.receive_data(data(Channel.OUT, b"x" * 11))
     with pytest.raises(FlowControlError, match="channel 6"):
-        host.receive_data(enc.take_bytes())
+        host.next_event()
 
 
 def test_wrong_direction_and_wrong_role_codes() -> None:
     runner, host = pair()
-    enc = FrameEncoder()
-    enc.data(Channel.IN, b"x")  # the runner may not write IN
+    host.receive_data(data(Channel.IN, b"x"))  # the runner may not write IN
     with pytest.raises(MalformedFrame, match="channel 5"):
-        host.receive_data(enc.take_bytes())
+        host.next_event()
     runner, host = pair()
-    enc.message(Channel.MONITORING, Code.STOP, msgpack.packb({"timeout": 1}))
+    host.receive_data(message(Channel.MONITORING, Code.STOP, msgpack.packb({"timeout": 1})))
     with pytest.raises(UnknownMessage, match="4001"):
-        host.receive_data(enc.take_bytes())
-    with pytest.raises(LocalProtocolError):
-        runner.send_message(Code.KILL)
+        host.next_event()
+    with pytest.raises(LocalProtocolError, match="sent by the host"):
+        runner.send(Kill())
+    assert not runner.can_send(Kill)
     with pytest.raises(LocalProtocolError):
         host.send_data(Channel.OUT, b"x")
 
 
 def test_events_go_both_ways() -> None:
     runner, host = pair()
-    host.send_message(Code.EVENT, {"eventName": "ping", "message": {"n": 1}})
-    (event,) = pump(host, runner)
-    assert event == Message(Code.EVENT, {"eventName": "ping", "message": {"n": 1}})
-    runner.send_message(Code.EVENT, {"eventName": "pong", "message": None})
-    assert pump(runner, host)[0].body["eventName"] == "pong"
+    host.send(Event(name="ping", message={"n": 1}, source="api"))
+    assert pump(host, runner) == [Event(name="ping", message={"n": 1}, source="api")]
+    runner.send(Event(name="pong"))
+    assert pump(runner, host) == [Event(name="pong")]
 
 
 def test_host_sends_kill_when_the_stop_deadline_passes() -> None:
     runner, host = pair()
-    host.send_message(Code.STOP, {"timeout": 2000, "canCallKeepalive": False}, now=100.0)
-    pump(host, runner, now=100.0)
+    host.send(Stop(timeout_ms=2000), now=100.0)
+    assert pump(host, runner, now=100.0) == [Stop(timeout_ms=2000, can_keep_alive=False)]
     assert runner.state == State.STOPPING
     assert host.next_deadline() == pytest.approx(102.0)
-    assert host.handle_timer(101.0) == []
-    assert host.handle_timer(102.0) == [DeadlineExpired(Deadline.STOP)]
-    (kill,) = pump(host, runner)
-    assert kill.code == Code.KILL and runner.lifecycle.final_exit_code == 138
+    host.handle_timer(101.0)
+    assert drain(host) == []
+    host.handle_timer(102.0)
+    assert drain(host) == [DeadlineExpired(Deadline.STOP)]
+    assert pump(host, runner) == [Kill()]
+    assert runner.lifecycle.final_exit_code == 138
 
 
 def test_keepalive_cancels_the_kill() -> None:
     runner, host = pair()
-    host.send_message(Code.STOP, {"timeout": 1000, "canCallKeepalive": True}, now=0.0)
+    host.send(Stop(timeout_ms=1000, can_keep_alive=True), now=0.0)
     pump(host, runner)
-    runner.send_message(Code.ALIVE, {"keepAlive": 5000})
-    pump(runner, host, now=0.5)
+    assert runner.can_send(Alive)
+    runner.send(Alive(keep_alive_ms=5000))
+    assert pump(runner, host, now=0.5) == [Alive(keep_alive_ms=5000)]
     assert host.next_deadline() is None
-    assert host.handle_timer(10.0) == [] and host.data_to_send() == []
+    host.handle_timer(10.0)
+    assert drain(host) == [] and host.data_to_send() == []
+
+
+def test_can_send_skips_messages_that_crossed() -> None:
+    runner, host = pair()
+    assert not runner.can_send(Alive)  # no stop in progress: ALIVE would change nothing
+    host.send(Kill())
+    pump(host, runner)
+    assert not runner.can_send(SequenceCompleted) and runner.can_send(Exiting)
+    runner.send(Exiting(exit_code=137))
+    assert not runner.can_send(Monitoring) and not runner.open
 
 
 def test_exit_message_then_close() -> None:
     runner, host = pair()
-    runner.send_message(Code.SEQUENCE_COMPLETED, {"timeout": 0})
-    runner.send_message(Code.EXITING, {"exitCode": 0})
-    events = pump(runner, host)
-    assert [e.code for e in events] == [Code.SEQUENCE_COMPLETED, Code.EXITING]
+    runner.send(SequenceCompleted(timeout_ms=0))
+    runner.send(Exiting(exit_code=0))
+    assert pump(runner, host) == [SequenceCompleted(timeout_ms=0), Exiting(exit_code=0)]
     assert host.state == State.EXITED and host.lifecycle.final_exit_code == 0
-    assert host.receive_data(b"") == [ConnectionClosed()]
+    assert feed(host, b"") == [ConnectionClosed()]
+    assert feed(host, b"") == []  # closed once
 
 
 def test_close_inside_a_frame_is_an_error() -> None:
     runner, host = pair()
     runner.send_data(Channel.OUT, b"abc")
     raw = b"".join(runner.data_to_send())
-    host.receive_data(raw[:4])
+    assert feed(host, raw[:4]) == []
+    host.receive_data(b"")
     with pytest.raises(MalformedFrame, match="inside a frame"):
-        host.receive_data(b"")
+        host.next_event()
 
 
-def test_error_keeps_the_events_before_the_bad_frame() -> None:
+def test_error_comes_after_the_events_before_the_bad_frame_and_stays() -> None:
     runner, host = pair()
-    runner.send_message(Code.EVENT, {"eventName": "before"})
-    raw = b"".join(runner.data_to_send()) + b"\xff\xff"
-    with pytest.raises(MalformedFrame) as info:
-        host.receive_data(raw)
-    assert [e.body["eventName"] for e in info.value.frames] == ["before"]
+    runner.send(Event(name="before"))
+    host.receive_data(b"".join(runner.data_to_send()) + b"\xff\xff")
+    assert host.next_event() == Event(name="before")
+    with pytest.raises(MalformedFrame) as first:
+        host.next_event()
+    assert isinstance(first.value, RemoteProtocolError) and isinstance(first.value, ProtocolError)
+    host.receive_data(b"more bytes are ignored")
+    with pytest.raises(MalformedFrame):
+        host.next_event()
+
+
+def test_a_refused_frame_keeps_the_events_before_it() -> None:
+    runner, host = pair(window=10)
+    runner.send(Event(name="before"))
+    raw = b"".join(runner.data_to_send())
+    host.receive_data(raw + data(Channel.OUT, b"x" * 11) + data(Channel.OUT, b"y"))  # beyond credit
+    assert host.next_event() == Event(name="before")
+    with pytest.raises(FlowControlError):
+        host.next_event()
+
+
+def test_local_and_remote_errors_share_one_base() -> None:
+    assert issubclass(LocalProtocolError, ProtocolError) and issubclass(RemoteProtocolError, ProtocolError)
+    assert not issubclass(LocalProtocolError, RemoteProtocolError)
+    for remote in (MalformedFrame, FlowControlError, HandshakeError, UnknownMessage):
+        assert issubclass(remote, RemoteProtocolError)
+
+
+def test_stop_deadline_still_decides_after_sequence_stopped() -> None:
+    runner, host = pair()
+    host.send(Stop(timeout_ms=2000), now=0.0)
+    pump(host, runner)
+    runner.send(SequenceStopped())
+    assert pump(runner, host, now=0.5) == [SequenceStopped(error=None)]
+    assert host.state == State.STOPPED and host.next_deadline() == pytest.approx(2.0)
+    host.handle_timer(2.0)
+    assert drain(host) == [DeadlineExpired(Deadline.STOP)]
+    assert pump(host, runner) == [Kill()]
+
+
+def test_a_bad_message_is_refused_before_anything_is_queued() -> None:
+    runner, _host = pair()
+    with pytest.raises(LocalProtocolError, match="'eventName'"):
+        runner.send(Event(name=5))  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="cannot be encoded"):
+        runner.send(Event(name="x", message=object()))
+    assert runner.data_to_send() == []
 
 
 def test_importing_the_protocol_is_cheap_and_side_effect_free() -> None:
@@ -198,24 +312,3 @@ def test_importing_the_protocol_is_cheap_and_side_effect_free() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
-
-def test_a_refused_frame_keeps_the_events_before_it() -> None:
-    runner, host = pair(window=10)
-    runner.send_message(Code.EVENT, {"eventName": "before"})
-    raw = b"".join(runner.data_to_send())
-    enc = FrameEncoder()
-    enc.data(Channel.OUT, b"x" * 11)  # beyond credit: refused after decoding
-    with pytest.raises(FlowControlError) as info:
-        host.receive_data(raw + enc.take_bytes())
-    assert [e.body["eventName"] for e in info.value.frames] == ["before"]
-
-
-def test_stop_deadline_still_decides_after_sequence_stopped() -> None:
-    runner, host = pair()
-    host.send_message(Code.STOP, {"timeout": 2000, "canCallKeepalive": False}, now=0.0)
-    pump(host, runner)
-    runner.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": None})
-    pump(runner, host, now=0.5)
-    assert host.state == State.STOPPED and host.next_deadline() == pytest.approx(2.0)
-    assert host.handle_timer(2.0) == [DeadlineExpired(Deadline.STOP)]
-    assert pump(host, runner)[0].code == Code.KILL

@@ -1,0 +1,145 @@
+"""The wire schema of a message, derived from its dataclass (one definition per message).
+
+A message class says everything once: its fields and their Python types. From
+them this module derives the body's keys (snake_case attribute -> camelCase key
+unless ``wire()`` names another), the accepted msgpack types (from the
+annotation), and which keys are required (fields without a default). ``wire()``
+adds what an annotation cannot say: a different key, "must not be negative", a
+nullable field, or a field that is required on the wire although the sender may
+leave it to the Connection (the handshake parameters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Union
+
+_NONE = type(None)
+_WIRE = "wire"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WireField:
+    """One key of a message body."""
+
+    attr: str  # Python attribute of the message class
+    key: str  # key in the msgpack map
+    types: tuple[type, ...] | None  # accepted value types; None: any msgpack value
+    required: bool  # a body without the key is refused
+    nullable: bool  # null is a valid value (else null is refused like any wrong type)
+    non_negative: bool  # a number below zero is refused
+    send_none: bool  # a None value is sent as null (else the key is left out)
+
+
+def wire(
+    key: str | None = None,
+    *,
+    required: bool = False,
+    non_negative: bool = False,
+    nullable: bool = False,
+    send_none: bool = False,
+) -> dict[str, Any]:
+    """``dataclasses.field(metadata=wire(...))``: what the field's name and annotation do not say."""
+    return {
+        _WIRE: {
+            "key": key,
+            "required": required,
+            "non_negative": non_negative,
+            "nullable": nullable or send_none,
+            "send_none": send_none,
+        }
+    }
+
+
+def camel_case(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _accepted_types(annotation: Any) -> tuple[type, ...] | None:
+    """msgpack value types for an annotation: float takes ints too; ``X | None`` means X (None = absent)."""
+    if annotation is Any:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        members = [a for a in typing.get_args(annotation) if a is not _NONE]
+        if len(members) != 1:
+            raise TypeError(f"unsupported message field type {annotation!r}")
+        return _accepted_types(members[0])
+    base = origin or annotation
+    if base is float:
+        return (int, float)
+    if base in (str, bool, int, dict, list):
+        return (base,)
+    raise TypeError(f"unsupported message field type {annotation!r}")
+
+
+def compile_fields(cls: type) -> tuple[WireField, ...]:
+    """The wire fields of a message dataclass, in declaration order (the order keys are sent in)."""
+    hints: dict[str, Any] | None = None
+    out = []
+    for f in dataclasses.fields(cls):
+        annotation = f.type
+        if isinstance(annotation, str):  # a module with postponed annotations: evaluate them
+            hints = hints or typing.get_type_hints(cls)
+            annotation = hints[f.name]
+        meta = f.metadata.get(_WIRE, {})
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        out.append(
+            WireField(
+                attr=f.name,
+                key=meta.get("key") or camel_case(f.name),
+                types=_accepted_types(annotation),
+                required=meta.get("required", False) or not has_default,
+                nullable=meta.get("nullable", False),
+                non_negative=meta.get("non_negative", False),
+                send_none=meta.get("send_none", False),
+            )
+        )
+    return tuple(out)
+
+
+def check(fields: tuple[WireField, ...], body: Any, what: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming the field if ``body`` is not a valid body; unknown keys are ignored."""
+    if not isinstance(body, dict):
+        raise error(f"{what} body must be a map, got {type(body).__name__}")
+    for f in fields:
+        if f.key not in body:
+            if f.required:
+                raise error(f"{what} body lacks the required field {f.key!r}")
+            continue
+        value = body[f.key]
+        if f.types is None or (value is None and f.nullable):
+            continue
+        # bool is an int in Python; a number field must not take a bool.
+        if isinstance(value, bool) and bool not in f.types:
+            raise error(f"{what} field {f.key!r} must be {_type_names(f)}, got bool")
+        if not isinstance(value, f.types):
+            raise error(f"{what} field {f.key!r} must be {_type_names(f)}, got {type(value).__name__}")
+        if f.non_negative and value < 0:  # type: ignore[operator]  # a number: checked above
+            raise error(f"{what} field {f.key!r} must not be negative, got {value}")
+
+
+def _type_names(f: WireField) -> str:
+    names = [t.__name__ for t in f.types or ()]
+    if f.nullable:
+        names.append("null")
+    return " or ".join(names)
+
+
+def to_body(fields: tuple[WireField, ...], message: Any) -> dict[str, Any]:
+    """The body map of a message object: None values are left out unless the field sends null."""
+    body: dict[str, Any] = {}
+    for f in fields:
+        value = getattr(message, f.attr)
+        if value is not None or f.send_none:
+            body[f.key] = value
+    return body
+
+
+def from_body(fields: tuple[WireField, ...], body: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from a checked body (absent keys take the field's default)."""
+    return {f.attr: body[f.key] for f in fields if f.key in body}
