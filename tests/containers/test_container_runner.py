@@ -64,30 +64,26 @@ async def test_runs_as_non_root_without_a_compiler(tmp_path: Path) -> None:
         assert "framer cython" in await version.logs()
 
 
-async def test_read_only_root_filesystem(tmp_path: Path) -> None:
-    seq = readable_copy(SAMPLES / "hello", tmp_path)
+@pytest.mark.parametrize(
+    ("sequence", "line", "expected"),
+    [
+        (SAMPLES / "hello", "read-only", b"Hello read-only!\n"),
+        # a dependency shipped in the package's __pypackages__, as `si seq pack` packages have them
+        (HERE_SEQUENCES / "pypackages", "Ada", b"greetings, Ada, from /package/__pypackages__/greeting/__init__.py\n"),
+    ],
+    ids=["hello", "pypackages"],
+)
+async def test_read_only_root_filesystem(tmp_path: Path, sequence: Path, line: str, expected: bytes) -> None:
+    seq = readable_copy(sequence, tmp_path)
     async with hub(tmp_path) as h, containers() as start:
         inst = h.expect()
         box = await start(IMAGE, env=h.runner_env(inst), mounts=[*h.mounts, package_mount(seq)],
                           extra=["--read-only"])
-        await inst.send_input(["read-only\n"])
-        assert await collect(inst.output()) == b"Hello read-only!\n"
+        await inst.send_input([line + "\n"])
+        assert await collect(inst.output()) == expected
         assert await inst.wait() == 0
         assert (await box.wait()).code == 0
         assert await box.inspect(".HostConfig.ReadonlyRootfs") is True
-
-
-async def test_sequence_with_pypackages(tmp_path: Path) -> None:
-    seq = readable_copy(HERE_SEQUENCES / "pypackages", tmp_path)
-    async with hub(tmp_path) as h, containers() as start:
-        inst = h.expect()
-        box = await start(IMAGE, env=h.runner_env(inst), mounts=[*h.mounts, package_mount(seq)],
-                          extra=["--read-only"])
-        await inst.send_input(["Ada\n"])
-        out = await collect(inst.output())
-        assert out == b"greetings, Ada, from /package/__pypackages__/greeting/__init__.py\n"
-        assert await inst.wait() == 0
-        assert (await box.wait()).code == 0
 
 
 async def test_sha256_of_a_large_binary_stream(tmp_path: Path) -> None:
