@@ -111,12 +111,17 @@ class Topic:
 
     async def publish(self, items: list[bytes]) -> None:
         """Append items, waiting while the slowest consumer is ``max_bytes`` behind."""
+        appended = False
         for item in items:
             while self._size >= self.max_bytes:
+                if appended:
+                    self._notify()  # let the consumers see what is in before waiting for them
+                    appended = False
                 await self._changed.wait()
             self._items.append(item)
             self._size += len(item)
-        if items:
+            appended = True
+        if appended:
             self._notify()
 
     def end(self) -> None:

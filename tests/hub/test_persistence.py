@@ -1,0 +1,43 @@
+"""The store outlives the hub: Sequences and ended Instances survive a restart; Instances that
+were running when the hub died are reported as such."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import psutil
+from flows import TEXT, start, wait_ended, wait_for
+from hubproc import package
+
+
+def test_sequences_and_ended_instances_survive_a_restart(hub_factory: Any) -> None:
+    first = hub_factory()
+    with first.client() as c:
+        seq = c.post("/sequence", content=package("hello"), headers={"x-name": "greeter"}).json()["id"]
+        done = start(c, seq, appConfig={"k": 1})
+        c.post(f"/instance/{done}/input", content=b"x\n", headers=TEXT)
+        assert c.get(f"/instance/{done}/output").content == b"Hello x!\n"
+        before = wait_ended(c, done)
+        running_seq = c.post("/sequence", content=package("events")).json()["id"]
+        running = start(c, running_seq)
+        pid = c.get(f"/instance/{running}").json()["pid"]
+    os.kill(first.proc.pid, signal.SIGKILL)  # the hub dies; nothing gets to stop or record anything
+    first.proc.wait()
+    # the runner notices its hub is gone and exits by itself
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             what="the orphaned runner to exit")
+    second = hub_factory(store=first.store)
+    with second.client() as c:
+        assert {s["id"]: s["name"] for s in c.get("/sequences").json()} == {seq: "greeter", running_seq: "events"}
+        after = c.get(f"/instance/{done}").json()
+        assert after == before
+        lost = c.get(f"/instance/{running}").json()
+        assert lost["status"] == "errored" and "hub stopped while this Instance was running" in lost["reason"]
+        assert {i["id"] for i in c.get("/instances").json()} >= {done, running}
+        assert c.get(f"/sequence/{seq}/instances").json() == [done]
+        again = start(c, seq)  # a restored Sequence starts
+        c.post(f"/instance/{again}/input", content=b"y\n", headers=TEXT)
+        assert c.get(f"/instance/{again}/output").content == b"Hello y!\n"
+        assert wait_ended(c, again)["status"] == "completed"

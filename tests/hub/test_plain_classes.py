@@ -1,0 +1,192 @@
+"""The hub's plain classes without HTTP: Tap, TopicRouter, LineSplitter, Store."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from hub.records import InstanceSummary
+from hub.store import InvalidPackage, PackageTooLarge, Store
+from hub.taps import Tap
+from hub.topics import Actor, LineSplitter, TopicRouter
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Source:
+    """A channel stand-in that counts what was pulled from it."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = list(chunks)
+        self.pulled = 0
+        self.more = anyio.Event()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._gen()
+
+    async def _gen(self) -> AsyncIterator[bytes]:
+        while self.chunks:
+            self.pulled += 1
+            yield self.chunks.pop(0)
+
+
+async def collect(stream: AsyncIterator[bytes]) -> bytes:
+    return b"".join([c async for c in stream])
+
+
+async def test_pipe_tap_reads_nothing_without_readers_then_gives_every_reader_everything() -> None:
+    source = Source([b"a", b"b", b"c"])
+    tap = Tap("output", source.__aiter__(), pipe=True)
+    results: list[bytes] = []
+
+    async def read() -> None:
+        results.append(await collect(tap.stream()))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tap.run)
+        await anyio.sleep(0.05)
+        assert source.pulled == 0  # unread output pushes back
+        tg.start_soon(read)
+        tg.start_soon(read)  # both attach before the pump's next turn
+    assert results == [b"abc", b"abc"]
+    assert tap.ended
+
+
+async def test_pipe_tap_keeps_what_a_leaving_last_reader_did_not_take() -> None:
+    source = Source([b"1", b"2", b"3", b"4"])
+    tap = Tap("output", source.__aiter__(), pipe=True)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tap.run)
+        first = tap.stream()
+        assert await first.__anext__() == b"1"
+        await anyio.sleep(0.05)  # the tap has queued more for this reader
+        await first.aclose()  # it leaves
+        assert await collect(tap.stream()) == b"234"
+
+
+async def test_tail_tap_always_reads_and_replays_its_tail() -> None:
+    source = Source([b"x" * 10, b"y" * 10, b"z" * 10])
+    tap = Tap("stdout", source.__aiter__(), pipe=False, tail_bytes=15)
+    await tap.run()
+    assert source.pulled == 3
+    assert await collect(tap.stream()) == b"z" * 10  # whole chunks, at most the last 15 bytes
+
+
+def test_line_splitter_keeps_lines_whole() -> None:
+    s = LineSplitter("application/x-ndjson")
+    assert s.feed(b'{"a"') == [] and s.feed(b':1}\n{"b":2}\n{') == [b'{"a":1}\n', b'{"b":2}\n']
+    assert s.flush() == [b"{\n"]
+    raw = LineSplitter("application/octet-stream")
+    assert raw.feed(b"ab") == [b"ab"] and raw.flush() == []
+
+
+async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_topic_late_consumer_joins_live_first_consumer_gets_the_backlog() -> None:
+    router = TopicRouter(max_bytes=1 << 20)
+    await router.produce("t", chunks_of(b"1\n2\n"), Actor("provider", "api"), "text/plain")
+    topic = router.get("t")
+    first = topic.consume(Actor("consumer", "api"))
+    assert await first.__anext__() == b"1\n2\n"  # what waited for a consumer
+    second = topic.consume(Actor("consumer", "api"))
+    pending = anyio.create_task_group()
+    async with pending as tg:
+        got: list[bytes] = []
+
+        async def take() -> None:
+            got.append(await second.__anext__())
+
+        tg.start_soon(take)
+        await anyio.sleep(0.01)
+        await router.produce("t", chunks_of(b"3\n"), Actor("provider", "api"), end=True)
+    assert got == [b"3\n"]  # only the new item
+    assert await first.__anext__() == b"3\n"
+    with pytest.raises(StopAsyncIteration):
+        await first.__anext__()
+    assert [a["role"] for a in router.list()[0]["actors"]] == ["consumer"]  # `second` has not ended yet
+    await second.aclose()
+    await first.aclose()
+    assert router.list()[0]["actors"] == []
+
+
+async def test_topic_bound_holds_the_producer_until_the_slowest_consumer_reads() -> None:
+    router = TopicRouter(max_bytes=10)
+    topic = router.get("t", "text/plain")
+    items = [f"{i:04d}\n".encode() for i in range(40)]
+    slow, fast = topic.consume(Actor("consumer", "api")), topic.consume(Actor("consumer", "api"))
+    slow_got: list[bytes] = []
+    fast_got: list[bytes] = []
+    done = anyio.Event()
+    async with anyio.create_task_group() as tg:
+
+        async def run_fast() -> None:
+            async for batch in fast:
+                fast_got.append(batch)
+
+        async def slow_first() -> None:
+            slow_got.append(await slow.__anext__())
+
+        async def produce() -> None:
+            await topic.publish(items)
+            topic.end()
+            done.set()
+
+        tg.start_soon(slow_first)
+        tg.start_soon(run_fast)
+        await anyio.sleep(0.01)  # both consumers attached
+        tg.start_soon(produce)
+        await anyio.sleep(0.1)
+        assert not done.is_set()  # the slow consumer holds the producer...
+        lead = len(b"".join(fast_got)) - len(b"".join(slow_got))
+        assert 0 < lead <= 10  # ...and the fast one is at most the bound ahead of it
+        async for batch in slow:
+            slow_got.append(batch)
+    assert b"".join(fast_got) == b"".join(slow_got) == b"".join(items)  # each item once, to each
+
+
+def tar_bytes(files: dict[str, str]) -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        for name, text in files.items():
+            raw = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return data.getvalue()
+
+
+async def test_store_streams_checks_commits_and_survives_reopening(tmp_path: Path) -> None:
+    pkg = tar_bytes({"package.json": json.dumps({"name": "s", "main": "m.py"}), "m.py": "def run(c, i): pass\n"})
+    store = await Store.open(tmp_path)
+    staged = await store.receive_package(chunks_of(pkg[:10], pkg[10:]), limit=len(pkg))
+    record = await store.commit_new(staged, None)
+    assert record.name == "s" and (store.package_dir(record) / "m.py").is_file()
+    with pytest.raises(PackageTooLarge):
+        await store.receive_package(chunks_of(pkg), limit=len(pkg) - 1)
+    with pytest.raises(InvalidPackage, match="field `main` is missing"):
+        await store.receive_package(chunks_of(tar_bytes({"package.json": "{}"})), limit=1 << 20)
+    summary = InstanceSummary(id="i1", sequence=record.id, sequence_name="s", app_config={}, args=None,
+                              created=record.created)
+    await store.save_instance(summary)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    await store.close()
+    again = await Store.open(tmp_path)
+    assert [r.id for r in await again.sequences()] == [record.id]
+    assert await again.mark_lost("gone") == ["i1"]
+    [lost] = await again.instances()
+    assert (lost.status, lost.reason) == ("errored", "gone") and lost.ended is not None
+    await again.close()
