@@ -210,7 +210,7 @@ class InstanceRegistry:
         if hub_inst.output_topic is None and info.provides:
             hub_inst.output_topic = info.provides
             changed = True
-        if changed and not instance.done.is_set():
+        if changed:  # also when it ended already: its output waits, unread, in the tap
             self._wire_topics(hub_inst)
 
     def _wire_topics(self, hub_inst: HubInstance) -> None:

@@ -40,6 +40,7 @@ def test_hub_log_is_a_live_ndjson_stream(client: httpx.Client, upload: Any) -> N
         for line in lines:  # live: the start above shows up
             if started in json.loads(line)["msg"]:
                 break
+    assert client.post(f"/instance/{started}/_kill").status_code == 202
 
 
 def test_unknown_paths_and_methods_answer_json(client: httpx.Client) -> None:
