@@ -10,29 +10,39 @@
 See docs/host_bridge.md. The wire protocol stays inside (runner.protocol).
 """
 
-from runner.protocol import Status, status_for_exit_code
+from runner.protocol import State, Status, status_for_exit_code
 
 from .bridge import Bridge, Listener, Refusal
 from .channels import EventMessage, EventSubscription
-from .errors import BridgeError, ChannelClosed, InstanceNotRunning, SpawnError
-from .info import Health, InstanceInfo
+from .errors import BridgeError, ChannelClosed, InstanceEnded, InstanceNotRunning, SpawnError
+from .info import InstanceInfo
 from .instance import Instance
-from .options import InstanceOptions
+from .options import InstanceOptions, OptionOverrides
+from .state import InstanceState, StateSubscription
+from .stats import ChannelStats, Health, HeartbeatStats, HeartbeatUpdates
 
 __all__ = [
     "Bridge",
     "BridgeError",
     "ChannelClosed",
+    "ChannelStats",
     "EventMessage",
     "EventSubscription",
     "Health",
+    "HeartbeatStats",
+    "HeartbeatUpdates",
     "Instance",
+    "InstanceEnded",
     "InstanceInfo",
     "InstanceNotRunning",
     "InstanceOptions",
+    "InstanceState",
     "Listener",
+    "OptionOverrides",
     "Refusal",
     "SpawnError",
+    "State",
+    "StateSubscription",
     "Status",
     "status_for_exit_code",
 ]

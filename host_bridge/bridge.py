@@ -18,19 +18,19 @@ from types import TracebackType
 from typing import Any
 
 if sys.version_info >= (3, 11):
-    from typing import Self
+    from typing import Self, Unpack
 else:  # anyio depends on typing_extensions before 3.13
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
 import anyio
 import anyio.abc
 
-from runner.protocol import Connection, ProtocolError, Role, Status
+from runner.protocol import ProtocolError
 
 from .errors import BridgeError, SpawnError
 from .instance import Instance
-from .link import HandshakeFailed, SocketStream, notify_closing, read_ping, wait_readable
-from .options import InstanceOptions
+from .link import HandshakeFailed, SocketStream, host_connection, notify_closing, read_ping, wait_readable
+from .options import InstanceOptions, OptionOverrides
 from .process import SpawnOptions, start_process
 from .supervisor import Supervisor, reject_and_close, verify_ping
 
@@ -106,7 +106,9 @@ class Bridge:
     ``python`` (the interpreter that runs ``-m runner``) and ``shutdown_timeout``.
     """
 
-    def __init__(self, *, python: str = sys.executable, shutdown_timeout: float = 10.0, **defaults: Any) -> None:
+    def __init__(
+        self, *, python: str = sys.executable, shutdown_timeout: float = 10.0, **defaults: Unpack[OptionOverrides]
+    ) -> None:
         self.python = python
         self.shutdown_timeout = shutdown_timeout
         self.defaults = InstanceOptions(**defaults)
@@ -141,9 +143,23 @@ class Bridge:
             raise BridgeError("the bridge is closing")
         return self._tg
 
-    def _options(self, sequence: str | None, overrides: dict[str, Any]) -> InstanceOptions:
-        known = {k: v for k, v in overrides.items() if v is not None}
-        return replace(self.defaults, sequence=sequence, **known)
+    def _options(
+        self,
+        sequence: str | None,
+        args: Sequence[Any] | None,
+        app_config: Mapping[str, Any] | None,
+        input_content_type: str | None,
+        overrides: OptionOverrides,
+    ) -> InstanceOptions:
+        known: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        return replace(
+            self.defaults,
+            sequence=sequence,
+            args=list(args) if args is not None else None,
+            app_config=dict(app_config) if app_config is not None else None,
+            input_content_type=input_content_type,
+            **known,
+        )
 
     # -- starting runners -----------------------------------------------------------
     async def spawn(
@@ -162,7 +178,7 @@ class Bridge:
         input_content_type: str | None = None,
         listener: Listener | None = None,
         instance_id: str | None = None,
-        **options: Any,
+        **options: Unpack[OptionOverrides],
     ) -> Instance:
         """Start ``python -m runner --sequence <sequence>`` for a new Instance.
 
@@ -176,15 +192,7 @@ class Bridge:
         """
         tg = self._group()
         sequence = os.path.abspath(sequence)  # the hub's path, whatever the runner's cwd
-        opts = self._options(
-            str(sequence),
-            dict(
-                options,
-                args=list(args) if args is not None else None,
-                app_config=dict(app_config) if app_config is not None else None,
-                input_content_type=input_content_type,
-            ),
-        )
+        opts = self._options(str(sequence), args, app_config, input_content_type, options)
         instance = self._new_instance(instance_id, opts)
         spec = SpawnOptions(
             sequence=str(sequence),
@@ -220,8 +228,6 @@ class Bridge:
         finally:
             if theirs is not None:
                 theirs.close()  # the child has its own copy; ours would hide its end of file
-        instance.info.pid = process.pid
-        instance.status = Status.STARTING
         stream = SocketStream(ours) if ours is not None else None
         supervisor = Supervisor(instance, process, stream)
         self._supervisors[instance.id] = supervisor
@@ -237,7 +243,7 @@ class Bridge:
         app_config: Mapping[str, Any] | None = None,
         sequence: str | None = None,
         input_content_type: str | None = None,
-        **options: Any,
+        **options: Unpack[OptionOverrides],
     ) -> Instance:
         """Register an Instance whose runner is started elsewhere (a container) and connects in.
 
@@ -246,17 +252,8 @@ class Bridge:
         connects within ``handshake_timeout``.
         """
         tg = self._group()
-        opts = self._options(
-            sequence,
-            dict(
-                options,
-                args=list(args) if args is not None else None,
-                app_config=dict(app_config) if app_config is not None else None,
-                input_content_type=input_content_type,
-            ),
-        )
+        opts = self._options(sequence, args, app_config, input_content_type, options)
         instance = self._new_instance(instance_id, opts, token)
-        instance.status = Status.STARTING
         supervisor = Supervisor(instance, None, None)
         self._supervisors[instance.id] = supervisor
         tg.start_soon(supervisor.run)
@@ -298,12 +295,7 @@ class Bridge:
         return listener
 
     async def _handle_connection(self, stream: SocketStream) -> None:
-        conn = Connection(
-            Role.HOST,
-            window=self.defaults.window,
-            max_frame_size=self.defaults.max_frame_size,
-            exit_grace=self.defaults.exit_grace,
-        )
+        conn = host_connection(self.defaults)
         try:
             with anyio.fail_after(self.defaults.handshake_timeout):
                 ping = await read_ping(stream, conn)

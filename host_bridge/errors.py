@@ -17,3 +17,7 @@ class ChannelClosed(BridgeError):
 
 class SpawnError(BridgeError):
     """The runner process could not be started (executable missing, bad cwd, ...)."""
+
+
+class InstanceEnded(InstanceNotRunning):
+    """The Instance ended before reaching what was awaited (e.g. ``wait_running()``)."""

@@ -9,6 +9,8 @@ from typing import Any
 
 from runner.protocol import ExitCode, Status, status_for_exit_code
 
+from .stats import Health
+
 __all__ = ["Health", "InstanceInfo", "Status", "exit_code_for_signal", "final_status"]
 
 
@@ -44,21 +46,6 @@ class InstanceInfo:
     error: str | None = None  # why the Instance failed (host's view), None on success
     stderr_tail: list[str] = field(default_factory=list)  # last lines of the STDERR channel
     process_output_tail: list[str] = field(default_factory=list)  # last lines of the real fd 1/2 pipe
-
-
-@dataclass(frozen=True)
-class Health:
-    """The runner's latest heartbeat as the host sees it.
-
-    ``healthy`` is False when the runner said so, or when no heartbeat came for
-    longer than the bridge's ``heartbeat_timeout`` (``stale``).
-    """
-
-    healthy: bool
-    stale: bool
-    stats: dict[str, Any]
-    age: float | None  # seconds since the last heartbeat (None: none yet)
-    heartbeats: int
 
 
 def exit_code_for_signal(sig: int, *, requested: bool, stop_requested: bool) -> int:

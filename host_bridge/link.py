@@ -27,8 +27,10 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from runner.protocol import Code, Connection, ProtocolError
+from runner.protocol import Code, Connection, ProtocolError, Role
 from runner.protocol.connection import Event, Message
+
+from .options import InstanceOptions
 
 READ_SIZE = 1 << 18
 try:
@@ -132,6 +134,13 @@ class SocketStream:
         self.sock.close()
 
 
+def host_connection(options: InstanceOptions) -> Connection:
+    """A fresh host-side Connection with the Instance's window, frame size and exit grace."""
+    return Connection(
+        Role.HOST, max_frame_size=options.max_frame_size, window=options.window, exit_grace=options.exit_grace
+    )
+
+
 class HandshakeFailed(Exception):
     """The runner closed or broke the connection before its PING."""
 
@@ -173,6 +182,7 @@ class Link:
         #: Buffers taken from the Connection that the kernel has not taken yet (the writer's).
         self._pending: list[Any] = []
         self._want_write = anyio.Event()
+        self._drained = anyio.Event()  # set by the writer whenever it has nothing left to write
         self._activity = anyio.Event()
         self._timer_deadline: float | None = None
         self.read_done = anyio.Event()
@@ -209,6 +219,7 @@ class Link:
         self.write_broken = True
         self._pending = []
         self.conn.data_to_send()  # drop what can no longer be written
+        self._drained.set()
         if not self._closing:
             self._on_failure(f"connection broken while writing: {why}", False)
 
@@ -238,7 +249,9 @@ class Link:
 
     async def _writer_idle(self) -> None:
         while (self._pending or self.conn.bytes_to_send) and not self.write_broken:
-            await anyio.sleep(0.005)
+            drained = self._drained = anyio.Event()
+            self._want_write.set()
+            await drained.wait()
 
     async def _reader(self) -> None:
         conn = self.conn
@@ -282,6 +295,7 @@ class Link:
         while True:
             if not self._pending:
                 if self.write_broken or not self.conn.bytes_to_send:
+                    self._drained.set()
                     await self._want_write.wait()
                     self._want_write = anyio.Event()
                     continue

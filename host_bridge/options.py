@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from runner.protocol import DEFAULT_MAX_FRAME_SIZE
+from runner.protocol.connection import MAX_WINDOW
+from runner.protocol.constants import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
 
 #: Bytes the host lets a runner have in flight on each of its data channels; also
 #: the most an unread channel buffers in the host.
 DEFAULT_HOST_WINDOW = 1 << 20
+
+
+#: The options that are durations (seconds; stop_timeout_ms in milliseconds).
+TIMINGS = (
+    "stop_timeout_ms", "handshake_timeout", "exit_grace", "term_grace", "heartbeat_timeout", "protocol_error_grace",
+)
+
+
+class OptionOverrides(TypedDict, total=False):
+    """The tunable InstanceOptions, as keyword arguments of Bridge(), spawn() and expect()."""
+
+    window: int
+    max_frame_size: int
+    stop_timeout_ms: float
+    handshake_timeout: float
+    exit_grace: float
+    term_grace: float
+    heartbeat_timeout: float
+    protocol_error_grace: float
 
 
 @dataclass
@@ -32,3 +54,18 @@ class InstanceOptions:
     heartbeat_timeout: float = 5.0
     #: Seconds granted to a runner to exit by itself after a protocol error closed its connection.
     protocol_error_grace: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.window, int) or not 0 < self.window <= MAX_WINDOW:
+            raise ValueError(f"InstanceOptions.window must be an int in 1..{MAX_WINDOW}, got {self.window!r}")
+        size = self.max_frame_size
+        if not isinstance(size, int) or not MIN_MAX_FRAME_SIZE <= size <= MAX_MAX_FRAME_SIZE:
+            raise ValueError(
+                f"InstanceOptions.max_frame_size must be an int in {MIN_MAX_FRAME_SIZE}..{MAX_MAX_FRAME_SIZE},"
+                f" got {size!r}"
+            )
+        for name in TIMINGS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+                raise ValueError(f"InstanceOptions.{name} must be a number >= 0, got {value!r}")
+

@@ -1,28 +1,30 @@
 """The task that runs one Instance: connect, handshake, serve, reap, report.
 
 Supervision chain (every step bounded): STOP → KILL at the stop deadline unless
-ALIVE (the Connection queues it from the link's timer) → the exit grace after
-SEQUENCE_STOPPED/COMPLETED/KILL → SIGTERM to the runner's process group →
-``term_grace`` → SIGKILL. After the runner exits its process group is killed so
-the Sequence's children do not outlive it, and the process is always reaped.
+ALIVE, and the exit grace after SEQUENCE_STOPPED/COMPLETED/KILL (both deadlines
+of the sans-IO Connection, fed by the link's timer) → SIGTERM to the runner's
+process group → ``term_grace`` → SIGKILL (``Escalation``: one deadline, one task).
+After the runner exits its process group is killed so the Sequence's children do
+not outlive it, and the process is always reaped. The Supervisor changes the
+Instance only through its methods.
 """
 
 from __future__ import annotations
 
 import hmac
 import signal
-from datetime import datetime, timezone
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from runner.protocol import Code, Connection, LocalProtocolError, ProtocolError, State, Status
+from runner.protocol import Connection, ProtocolError
 
-from .info import describe_exit, exit_code_for_signal, final_status
+from .escalation import Escalation
 from .instance import Instance
-from .link import HandshakeFailed, Link, SocketStream, read_ping, send_buffers
+from .link import HandshakeFailed, Link, SocketStream, host_connection, read_ping, send_buffers
 from .process import TailBuffer, signal_group
+from .report import Ending, build_report
 
 #: Seconds the reader may still need to reach end of file after the runner exited.
 _EOF_AFTER_EXIT = 2.0
@@ -66,18 +68,22 @@ class Supervisor:
         self.stream = stream  # socketpair end; None: the runner connects to a listener
         self.exited = anyio.Event()
         self.returncode: int | None = None
-        self.signalled = False
         self.failure: str | None = None
         self.connection_error: str | None = None
         self.output_tail = TailBuffer()
+        self.link: Link | None = None
+        self.conn: Connection | None = None
         self.attached: tuple[SocketStream, Connection, dict[str, Any]] | None = None
         self._attached_event = anyio.Event()
         self._handshake_scope: anyio.CancelScope | None = None
-        self._escalating = False
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._stop_generation = 0
-        instance.escalate_now = self.escalate
-        instance.stop_timer = self.start_stop_timer
+        self.escalation = Escalation(
+            process.pid if process is not None else None, instance.options.term_grace, self.exited, self._hang_up
+        )
+        instance._supervised_by(self.escalation, process.pid if process is not None else None)
+
+    def _hang_up(self) -> None:
+        if self.link is not None:
+            self.link.abort()
 
     # -- listener side -----------------------------------------------------------
     @property
@@ -92,16 +98,14 @@ class Supervisor:
     async def run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
-                self._tg = tg
                 if self.process is not None:
                     tg.start_soon(self._watch_process, self.process)
                     tg.start_soon(self._pump_output, self.process)
-                if self.inst.status is Status.INITIALIZING:
-                    self.inst.status = Status.STARTING
+                    tg.start_soon(self.escalation.run)
                 await self._connect()
-                if self.inst.link is not None:
-                    await self.inst.link.run()
-                self.inst._close_streams()
+                if self.link is not None:
+                    await self.link.run()
+                self.inst._connection_closed()
                 await self._await_exit()
                 tg.cancel_scope.cancel()
         except Exception as exc:  # noqa: BLE001 - one Instance must never take the bridge down
@@ -115,8 +119,7 @@ class Supervisor:
             self.failure = text
 
     async def _connect(self) -> None:
-        inst = self.inst
-        timeout = inst.options.handshake_timeout
+        timeout = self.inst.options.handshake_timeout
         with anyio.move_on_after(timeout) as scope:
             self._handshake_scope = scope
             if self.stream is not None:
@@ -126,18 +129,18 @@ class Supervisor:
                 assert self.attached is not None
                 self._accept(*self.attached)
         self._handshake_scope = None
-        if inst.link is None:
+        if self.link is None:
             if self.exited.is_set():
                 self.fail("the runner exited before completing the handshake")
             elif scope.cancelled_caught:
                 what = "PING from the runner" if self.stream is not None else "runner connected"
                 self.fail(f"no {what} within {timeout:g} s (handshake timeout)")
-            if self.stream is not None:
-                await reject_and_close(self.stream, inst.conn, None)
-            inst.ready.set()
+            if self.stream is not None and self.conn is not None:
+                await reject_and_close(self.stream, self.conn, None)
+            self.inst._handshake_failed()
 
     async def _handshake(self, stream: SocketStream) -> None:
-        conn = self.inst.conn
+        conn = self.conn = host_connection(self.inst.options)
         try:
             ping = await read_ping(stream, conn)
         except ProtocolError as err:
@@ -156,24 +159,8 @@ class Supervisor:
         self._accept(stream, conn, ping)
 
     def _accept(self, stream: SocketStream, conn: Connection, ping: dict[str, Any]) -> None:
-        inst = self.inst
-        inst.conn = conn
-        inst.info.runner = {k: v for k, v in ping.items() if k != "token"}
-        if inst.info.pid is None and isinstance(ping.get("pid"), int):
-            inst.info.pid = ping["pid"]
-        fields: dict[str, Any] = {"capabilities": []}
-        if inst.options.app_config is not None:
-            fields["appConfig"] = inst.options.app_config
-        if inst.options.args is not None:
-            fields["args"] = list(inst.options.args)
-        conn.accept(anyio.current_time(), **fields)
-        inst.link = Link(stream, conn, inst._on_events, self._on_link_failure)
-        inst.connected_at = anyio.current_time()
-        inst.info.started = datetime.now(timezone.utc)
-        if inst.status is Status.STARTING:
-            inst.status = Status.RUNNING
-        inst.connected.set()
-        inst.ready.set()
+        self.conn = conn
+        self.link = self.inst._accept_runner(stream, conn, ping, self._on_link_failure)
 
     def _on_link_failure(self, text: str, protocol_error: bool) -> None:
         if protocol_error:
@@ -186,13 +173,13 @@ class Supervisor:
         self.returncode = await process.wait()
         signal_group(process.pid, signal.SIGKILL)  # the Sequence's children must not outlive it
         self.exited.set()
+        self.escalation.wake()
         if self._handshake_scope is not None:
             self._handshake_scope.cancel()
-        link = self.inst.link
-        if link is not None:
+        if self.link is not None:
             with anyio.move_on_after(_EOF_AFTER_EXIT):
-                await link.read_done.wait()
-            link.abort()
+                await self.link.read_done.wait()
+            self.link.abort()
 
     async def _pump_output(self, process: anyio.abc.Process) -> None:
         if process.stdout is None:
@@ -204,117 +191,36 @@ class Supervisor:
             pass
 
     async def _await_exit(self) -> None:
+        """The connection is over: the runner has its grace to exit, then the escalation's signals."""
         if self.process is None:
             return
         options = self.inst.options
         grace = options.protocol_error_grace if self.failure else options.exit_grace
-        with anyio.move_on_after(grace):
+        self.escalation.terminate_at(anyio.current_time() + grace)
+        with anyio.move_on_after(grace + options.term_grace + _REAP_BOUND):
             await self.exited.wait()
-        if not self.exited.is_set():
-            self.escalate(immediate=False)
-            with anyio.move_on_after(options.term_grace + _REAP_BOUND):
-                await self.exited.wait()
-
-    def escalate(self, immediate: bool) -> None:
-        """Signal the runner: SIGTERM then SIGKILL after term_grace, or SIGKILL now."""
-        if self.process is None:
-            if self.inst.link is not None:
-                self.inst.link.abort()  # a connected-in runner: all the host can do is hang up
-            return
-        if self.exited.is_set():
-            return
-        if immediate or self._tg is None:
-            self.signalled = True
-            signal_group(self.process.pid, signal.SIGKILL)
-            return
-        if not self._escalating:
-            self._escalating = True
-            self._tg.start_soon(self._term_then_kill, self.process.pid)
-
-    async def _term_then_kill(self, pid: int) -> None:
-        self.signalled = True
-        signal_group(pid, signal.SIGTERM)
-        with anyio.move_on_after(self.inst.options.term_grace):
-            await self.exited.wait()
-        if not self.exited.is_set():
-            signal_group(pid, signal.SIGKILL)
-
-    def start_stop_timer(self, timeout: float) -> None:
-        """KILL at the stop timeout even when SEQUENCE_STOPPED came first.
-
-        The Connection's lifecycle replaces the pending STOP deadline with the exit
-        grace when SEQUENCE_STOPPED arrives, which would delay KILL by the whole
-        exit grace; docs/protocol.md §5 (and STH) send KILL at the stop timeout.
-        """
-        self._stop_generation += 1
-        if self._tg is not None:
-            self._tg.start_soon(self._kill_after_stop, self._stop_generation, timeout)
-
-    async def _kill_after_stop(self, generation: int, timeout: float) -> None:
-        await anyio.sleep(timeout)
-        inst = self.inst
-        if generation != self._stop_generation or inst.closed or inst.link is None:
-            return
-        if inst.conn.state is State.STOPPED:
-            try:
-                inst.conn.send_message(Code.KILL, {}, anyio.current_time())
-            except LocalProtocolError:
-                return
-            inst.link.flush()
 
     # -- the report ------------------------------------------------------------------
     async def _finish(self) -> None:
-        inst, process = self.inst, self.process
+        process = self.process
         if process is not None:
             if self.returncode is None:  # cancelled (bridge shut down) or not reaped yet
-                self.signalled = True
-                signal_group(process.pid, signal.SIGKILL)
+                self.escalation.kill_now()
                 with anyio.move_on_after(_REAP_BOUND):
                     self.returncode = await process.wait()
             signal_group(process.pid, signal.SIGKILL)
             with anyio.move_on_after(1.0):
                 await process.aclose()
-        if inst.link is not None:
-            inst.link.abort()
-        inst._close_streams()
-        self._report()
-        inst.ready.set()
-        inst.done.set()
-
-    def _report(self) -> None:
-        inst, info = self.inst, self.inst.info
-        lifecycle = inst.conn.lifecycle
-        stop_requested = inst.stop_requested or lifecycle.stop_requested
-        sig: int | None = None
-        code: int | None
-        if self.process is not None:
-            rc = self.returncode
-            if rc is None:
-                code = None
-            elif rc < 0:
-                sig = -rc
-                code = exit_code_for_signal(sig, requested=self.signalled, stop_requested=stop_requested)
-            else:
-                code = rc
-        else:
-            code = info.reported_exit_code if info.reported_exit_code is not None else lifecycle.final_exit_code
-            if code is None and inst.link is not None:
-                self.fail("the runner closed the connection without EXITING")
-        info.exit_code = code
-        info.exit_signal = sig
-        info.ended = datetime.now(timezone.utc)
-        info.stderr_tail = inst.stderr_tail.text()
-        info.process_output_tail = self.output_tail.text()
-        status = final_status(code, self.failure is not None)
-        inst.status = status
-        unrequested_signal = sig is not None and not self.signalled
-        if status is Status.ERRORED or unrequested_signal:
-            parts = [p for p in (self.failure, self.connection_error) if p]
-            if self.process is not None and (code is not None or sig is not None):
-                parts.append(describe_exit(code, sig, self.signalled))
-            if info.runner_error:
-                parts.append(f"Sequence error: {info.runner_error.get('message')}")
-            tail = info.process_output_tail[-5:] or info.stderr_tail[-5:]
-            if tail:
-                parts.append("last output: " + " | ".join(tail))
-            info.error = "; ".join(parts)
+        lifecycle = self.conn.lifecycle if self.conn is not None else None
+        ending = Ending(
+            spawned=process is not None,
+            returncode=self.returncode,
+            signalled=self.escalation.signalled,
+            stop_requested=self.inst.stop_requested or (lifecycle is not None and lifecycle.stop_requested),
+            lifecycle_exit_code=lifecycle.final_exit_code if lifecycle is not None else None,
+            connected=self.link is not None,
+            failure=self.failure,
+            connection_error=self.connection_error,
+            output_tail=self.output_tail.text(),
+        )
+        self.inst._finish(build_report(ending, self.inst.info, self.inst.stderr_tail.text()))

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hb_helpers import ROOT, real_runner_available
@@ -29,3 +30,18 @@ def test_tiny_hub_example_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == expected
+
+
+def test_tiny_hub_example_passes_mypy_strict(tmp_path: Path) -> None:
+    """The doc says everything is typed: the example a hub author copies must pass mypy --strict."""
+    mypy = pytest.importorskip("mypy.api")
+    code, _ = _blocks()
+    example = tmp_path / "tiny_hub.py"
+    example.write_text(code)
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # host_bridge and runner are found as the packages in the repository
+    try:
+        out, err, status = mypy.run(["--strict", "--cache-dir", str(tmp_path / "cache"), str(example)])
+    finally:
+        os.chdir(cwd)
+    assert status == 0, out + err

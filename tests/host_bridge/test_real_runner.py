@@ -98,12 +98,12 @@ async def test_events_sample_replies(bridge: Bridge) -> None:
 
 async def test_stop_keepalive_then_stop(bridge: Bridge) -> None:
     inst = await bridge.spawn(sample("stop-keepalive"), args=["SEND_KEEPALIVE"])
-    assert await inst.wait_started()
-    await anyio.sleep(0.5)  # let run() install its stop handler
+    with anyio.fail_after(15):
+        await inst.wait_running()  # run() has installed its stop handler
     await inst.stop(timeout_ms=1000, can_call_keepalive=True)
     with anyio.fail_after(15):
-        while inst.info.keepalive_ms is None:
-            await anyio.sleep(0.05)
+        state = await inst.wait_until(lambda s: s.keepalive_ms is not None)
+    assert state.status is Status.STOPPING and inst.info.keepalive_ms == state.keepalive_ms
     await anyio.sleep(1.2)  # past the stop timeout: no KILL after ALIVE
     assert not inst.done.is_set() and inst.status is Status.STOPPING
     await inst.stop(timeout_ms=1000)

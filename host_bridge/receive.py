@@ -1,0 +1,149 @@
+"""The boundary where protocol events from the runner become Instance state.
+
+The link's reader (and its timer) hand each decoded batch to ``Receiver.on_events``
+synchronously, before it reads again: data goes into the per-channel buffers,
+messages update the InstanceInfo, the heartbeat monitor, the event hub and the
+"run() has started" signal. Nothing from runner.protocol leaves this module
+except through those plain objects.
+
+"run() has started": protocol v1 has no message for it. The first sign wins:
+a heartbeat whose stats carry ``loopLagMs`` (the runner adds it once the
+Sequence's event loop runs, which it starts by calling run(); docs/runner.md),
+PANG with ``provides`` (sent once run() returned its result), an EVENT from the
+Sequence (only run()'s context can emit), output on OUT, SEQUENCE_COMPLETED, or
+ERROR with exit code 23 (run() raised).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from runner.protocol import Channel, Code, ExitCode
+from runner.protocol.connection import (
+    CreditAvailable,
+    Data,
+    DeadlineExpired,
+    EndOfStream,
+    Event,
+    Message,
+)
+from runner.protocol.lifecycle import Deadline
+
+from .channels import ByteChannel, EventHub, EventMessage, keepable
+from .info import InstanceInfo
+from .process import TailBuffer
+from .stats import HeartbeatMonitor
+
+#: Hub-facing channel names.
+CHANNEL_NAMES = {
+    "stdout": Channel.STDOUT,
+    "stderr": Channel.STDERR,
+    "output": Channel.OUT,
+    "log": Channel.LOG,
+}
+
+
+class Receiver:
+    """Everything the runner sends, kept for the application until it reads it."""
+
+    def __init__(
+        self,
+        info: InstanceInfo,
+        monitor: HeartbeatMonitor,
+        on_consumed: Callable[[int, int], None],
+        on_credit: Callable[[int], None],
+        on_running: Callable[[], None],
+        on_exit_deadline: Callable[[], None],
+        now: Callable[[], float],
+    ) -> None:
+        self.info = info
+        self.monitor = monitor
+        self.channels = {int(ch): ByteChannel(int(ch), on_consumed) for ch in CHANNEL_NAMES.values()}
+        self.events = EventHub()
+        self.stderr_tail = TailBuffer()
+        self.input_content_type_sent: str | None = None  # set by the Instance once it named one
+        self._on_credit = on_credit
+        self._on_running = on_running
+        self._on_exit_deadline = on_exit_deadline
+        self._now = now
+
+    def channel(self, name: str) -> ByteChannel:
+        try:
+            return self.channels[CHANNEL_NAMES[name]]
+        except KeyError:
+            raise ValueError(f"unknown channel {name!r}: expected one of {', '.join(CHANNEL_NAMES)}") from None
+
+    def on_events(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Data):
+                self._on_data(event.channel, event.payload)
+            elif isinstance(event, Message):
+                self._on_message(event.code, event.body)
+            elif isinstance(event, CreditAvailable):
+                self._on_credit(event.channel)
+            elif isinstance(event, EndOfStream):
+                channel = self.channels.get(event.channel)
+                if channel is not None:
+                    channel.end()
+            elif isinstance(event, DeadlineExpired) and event.kind is Deadline.EXIT:
+                self._on_exit_deadline()
+
+    def _on_data(self, number: int, payload: Any) -> None:
+        channel = self.channels.get(number)
+        if channel is None:
+            return
+        if number == Channel.STDERR:
+            data = bytes(payload)
+            self.stderr_tail.feed(data)
+            channel.feed(data)
+        elif channel.discarding:
+            channel.feed(payload)  # only counted, never kept
+        else:
+            if number == Channel.OUT:
+                self._on_running()
+            channel.feed(keepable(payload))
+
+    def _on_message(self, code: int, body: dict[str, Any]) -> None:
+        info = self.info
+        if code == Code.MONITORING:
+            beat = self.monitor.beat(body, self._now())
+            if beat.loop_lag_ms is not None:
+                self._on_running()
+        elif code == Code.EVENT:
+            self._on_running()
+            self.events.publish(EventMessage(body["eventName"], body.get("message"), body.get("source")))
+        elif code == Code.PANG:
+            self._on_pang(body)
+        elif code == Code.ALIVE:
+            info.keepalive_ms = float(body.get("keepAlive", 0))
+        elif code == Code.SEQUENCE_STOPPED:
+            info.sequence_error = body.get("sequenceError")
+        elif code == Code.SEQUENCE_COMPLETED:
+            self._on_running()
+        elif code == Code.ERROR:
+            info.runner_error = body
+            if body.get("exitCode") == ExitCode.FAILED_DURING_EXECUTION:
+                self._on_running()
+        elif code == Code.EXITING:
+            info.reported_exit_code = int(body["exitCode"])
+            info.exit_reason = body.get("reason")
+
+    def _on_pang(self, body: dict[str, Any]) -> None:
+        info = self.info
+        if "provides" in body:
+            self._on_running()
+            info.provides = body["provides"]
+            info.output_content_type = body.get("contentType") or info.output_content_type
+            info.output_encoding = body.get("outputEncoding")
+        if "requires" in body:
+            info.requires = body["requires"]
+            if not self.input_content_type_sent:
+                info.input_content_type = body.get("contentType") or info.input_content_type
+
+    def close(self) -> None:
+        """The connection is gone: readers drain what is buffered, then end."""
+        for channel in self.channels.values():
+            channel.end()
+        self.events.close()
+        self.monitor.close()

@@ -1,0 +1,82 @@
+"""How an Instance ended, decided once from what supervision saw (no I/O here).
+
+The exit code follows STH (docs/host_bridge.md "Exit code and status"): the
+process's own code when it exited normally; for a death by signal, what the kill
+meant when the host sent it (137, or 138 after a stop), else 128 + signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from runner.protocol import Status
+
+from .info import InstanceInfo, describe_exit, exit_code_for_signal, final_status
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What supervision observed about the end of one runner."""
+
+    spawned: bool  # a process of ours (else a runner that connected in)
+    returncode: int | None  # as the OS reported it (negative: killed by that signal); None: unknown
+    signalled: bool  # the host sent the runner a signal while supervising it
+    stop_requested: bool
+    lifecycle_exit_code: int | None  # what the protocol lifecycle implies (EXITING, or 137/138 after KILL)
+    connected: bool  # a handshake was accepted
+    failure: str | None  # why the host considers it failed (protocol error, handshake, internal)
+    connection_error: str | None  # the connection broke (not a protocol error)
+    output_tail: list[str] = field(default_factory=list)  # last lines of the process's real fd 1/2
+
+
+@dataclass(frozen=True)
+class ExitReport:
+    status: Status
+    exit_code: int | None
+    exit_signal: int | None
+    error: str | None
+    process_output_tail: list[str]
+    ended: datetime
+
+    def apply(self, info: InstanceInfo) -> None:
+        info.exit_code = self.exit_code
+        info.exit_signal = self.exit_signal
+        info.error = self.error
+        info.process_output_tail = list(self.process_output_tail)
+        info.ended = self.ended
+
+
+def _exit_code(ending: Ending, info: InstanceInfo) -> tuple[int | None, int | None]:
+    """(exit code, signal) of the runner."""
+    if not ending.spawned:
+        code = info.reported_exit_code if info.reported_exit_code is not None else ending.lifecycle_exit_code
+        return code, None
+    rc = ending.returncode
+    if rc is None:
+        return None, None
+    if rc < 0:
+        sig = -rc
+        return exit_code_for_signal(sig, requested=ending.signalled, stop_requested=ending.stop_requested), sig
+    return rc, None
+
+
+def build_report(ending: Ending, info: InstanceInfo, stderr_tail: list[str]) -> ExitReport:
+    code, sig = _exit_code(ending, info)
+    failure = ending.failure
+    if not ending.spawned and code is None and ending.connected and failure is None:
+        failure = "the runner closed the connection without EXITING"
+    status = final_status(code, failure is not None)
+    error = None
+    unrequested_signal = sig is not None and not ending.signalled
+    if status is Status.ERRORED or unrequested_signal:
+        parts = [p for p in (failure, ending.connection_error) if p]
+        if ending.spawned and (code is not None or sig is not None):
+            parts.append(describe_exit(code, sig, ending.signalled))
+        if info.runner_error:
+            parts.append(f"Sequence error: {info.runner_error.get('message')}")
+        tail = ending.output_tail[-5:] or stderr_tail[-5:]
+        if tail:
+            parts.append("last output: " + " | ".join(tail))
+        error = "; ".join(parts)
+    return ExitReport(status, code, sig, error, list(ending.output_tail), datetime.now(timezone.utc))
