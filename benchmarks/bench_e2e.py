@@ -173,7 +173,7 @@ async def event_rtt(bridge: Bridge, count: int, flood: bool, flood_settle: float
         await anyio.sleep(flood_settle)  # the unread stdout window fills and the printer blocks
     await _round_trips(inst, min(50, count))  # warm-up
     samples = await _round_trips(inst, count)
-    flood_bytes = inst._channels[1].buffered if flood else 0
+    flood_bytes = inst.buffered("stdout") if flood else 0
     await inst.kill()
     with anyio.fail_after(30):
         await inst.wait()
@@ -309,7 +309,7 @@ async def rss_unread_flood(bridge: Bridge, seconds: float, interval: float = 0.2
         if rss is not None:
             points.append((now, rss / 2**20))
         await anyio.sleep(interval)
-    unread = inst._channels[1].buffered
+    unread = inst.buffered("stdout")
     await inst.kill()
     with anyio.fail_after(30):
         await inst.wait()
