@@ -133,7 +133,7 @@ async def _run(opts: RunOptions, render: Render) -> int:
             seen_beats = 0
             unhealthy_streak = 0
             while not inst.done.is_set():
-                if inst.conn.state is State.STOPPED and not inst.kill_requested:
+                if inst.state.lifecycle is State.STOPPED and not inst.kill_requested:
                     render.note("the Sequence stopped; killing the runner", always=False)
                     await inst.kill()
                 beat = inst.heartbeat or {}
