@@ -80,3 +80,8 @@ def build_report(ending: Ending, info: InstanceInfo, stderr_tail: list[str]) -> 
             parts.append("last output: " + " | ".join(tail))
         error = "; ".join(parts)
     return ExitReport(status, code, sig, error, list(ending.output_tail), datetime.now(timezone.utc))
+
+
+def internal_error_report(text: str) -> ExitReport:
+    """The report when deciding the report itself failed (a bug): errored, nothing else known."""
+    return ExitReport(Status.ERRORED, None, None, text, [], datetime.now(timezone.utc))

@@ -24,7 +24,7 @@ from .escalation import Escalation
 from .instance import Instance
 from .link import HandshakeFailed, Link, SocketStream, host_connection, read_ping, send_buffers
 from .process import TailBuffer, signal_group
-from .report import Ending, build_report
+from .report import Ending, build_report, internal_error_report
 
 #: Seconds the reader may still need to reach end of file after the runner exited.
 _EOF_AFTER_EXIT = 2.0
@@ -223,4 +223,8 @@ class Supervisor:
             connection_error=self.connection_error,
             output_tail=self.output_tail.text(),
         )
-        self.inst._finish(build_report(ending, self.inst.info, self.inst.stderr_tail.text()))
+        try:
+            report = build_report(ending, self.inst.info, self.inst.stderr_tail.text())
+        except Exception as exc:  # noqa: BLE001 - the Instance must end, and the bridge must not fall
+            report = internal_error_report(f"host_bridge internal error while reporting: {exc!r}")
+        self.inst._finish(report)
