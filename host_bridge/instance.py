@@ -91,7 +91,7 @@ class Instance(InstanceStreams):
 
     @property
     def state(self) -> InstanceState:
-        """The current InstanceState (status, protocol lifecycle, running, keepalive, done)."""
+        """The current InstanceState (status, protocol lifecycle, running, keepalive, topics, done)."""
         return self._watch.current
 
     def state_changes(self) -> StateSubscription:
@@ -281,7 +281,10 @@ class Instance(InstanceStreams):
         self._watch.update(status=status)
 
     def _sync(self) -> None:
-        self._watch.update(lifecycle=self._conn.state, keepalive_ms=self.info.keepalive_ms)
+        info = self.info
+        self._watch.update(
+            lifecycle=self._conn.state, keepalive_ms=info.keepalive_ms, requires=info.requires, provides=info.provides
+        )
 
     def _mark_running(self) -> None:
         self._watch.update(running=True)

@@ -39,14 +39,18 @@ class InstanceState:
     saw (``State``: starting, running, stopping, stopped — the Sequence ended and the
     runner waits for KILL —, completed, killed, errored, exited). ``running`` turns
     true once the Sequence's ``run()`` has started (see ``Instance.wait_running``).
-    ``keepalive_ms`` is set while a STOP was answered with ALIVE. ``done``: the
-    runner exited, was reaped and reported; nothing changes after it.
+    ``keepalive_ms`` is set while a STOP was answered with ALIVE. ``requires`` and
+    ``provides`` are the topics the runner announced (PANG; "" for none, None until
+    announced). ``done``: the runner exited, was reaped and reported; nothing
+    changes after it.
     """
 
     status: Status
     lifecycle: State = State.STARTING
     running: bool = False
     keepalive_ms: float | None = None
+    requires: str | None = None
+    provides: str | None = None
     done: bool = False
 
 

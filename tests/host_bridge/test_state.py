@@ -180,3 +180,16 @@ async def test_wait_running_for_a_slow_import(bridge: Bridge, tmp_path: Path) ->
         assert (await pong.receive()) is not None
         await inst.end_input()
         assert await inst.wait() == 0
+
+
+@needs_runner
+async def test_topics_from_pang_can_be_awaited(bridge: Bridge) -> None:
+    inst = await bridge.spawn(str(SAMPLES / "topic-producer"))
+    inst.discard("log", "stdout", "stderr")
+    with anyio.fail_after(20):
+        state = await inst.wait_until(lambda s: s.provides is not None and s.requires is not None)
+    assert state.provides == inst.info.provides and state.provides
+    assert state.requires == ""
+    await inst.kill()
+    with anyio.fail_after(20):
+        await inst.wait()
