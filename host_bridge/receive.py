@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runner.protocol import Channel, Code, ExitCode
+from runner.protocol import Channel, Code, Deadline, ExitCode
 from runner.protocol.connection import (
     CreditAvailable,
     Data,
@@ -28,7 +28,6 @@ from runner.protocol.connection import (
     Event,
     Message,
 )
-from runner.protocol.lifecycle import Deadline
 
 from .channels import ByteChannel, EventHub, EventMessage, keepable
 from .info import InstanceInfo
