@@ -95,8 +95,9 @@ class Connection:
         self._events: deque[ConnectionEvent] = deque()
         self._error: RemoteProtocolError | None = None
         self._inbound = HOST_TO_RUNNER if role is Role.RUNNER else RUNNER_TO_HOST
-        self._recv: dict[int, ReceiveWindow] = {int(ch): ReceiveWindow(window) for ch in self._inbound}
-        # No credit until the peer's hello says how much: nothing flows before the handshake.
+        # No receive windows until the handshake completes: data, credit and end of stream
+        # before it are refused. No credit to send until the peer's hello says how much.
+        self._recv: dict[int, ReceiveWindow] = {}
         outbound = RUNNER_TO_HOST if role is Role.RUNNER else HOST_TO_RUNNER
         self._send: dict[int, SendWindow] = {int(ch): SendWindow(0) for ch in outbound}
         self._ended_in: set[int] = set()
@@ -154,6 +155,7 @@ class Connection:
 
     def _accept(self) -> None:
         self._accepted = True
+        self._recv.update({int(ch): ReceiveWindow(self.window) for ch in self._inbound})
 
     # -- receiving -------------------------------------------------------------
     def receive_data(self, data: bytes | bytearray | memoryview, now: float = 0.0) -> None:
@@ -192,7 +194,7 @@ class Connection:
         for kind, channel, number, payload in frames:
             if kind == KIND_DATA:
                 window = recv.get(channel)
-                if window is None or channel in self._ended_in or not self._accepted:
+                if window is None or channel in self._ended_in:
                     raise self._refused(channel, "data")
                 window.receive(len(payload), channel)
                 append(Data(channel, payload))
@@ -203,7 +205,7 @@ class Connection:
                 append(EndOfStream(channel))
             elif kind == KIND_CREDIT:
                 send_window = self._send.get(channel)
-                if send_window is None:
+                if send_window is None or not self._accepted:
                     raise self._refused(channel, "credit")
                 send_window.grant(number)
                 append(CreditAvailable(channel, send_window.available))
@@ -288,6 +290,8 @@ class Connection:
     def send_end(self, channel: int) -> None:
         if channel not in self._send:
             raise LocalProtocolError(f"the {self.role.value} does not send on channel {channel}")
+        if not self._accepted:
+            raise LocalProtocolError(f"cannot end channel {channel} before the handshake")
         if channel in self._ended_out:
             return
         self._ended_out.add(channel)

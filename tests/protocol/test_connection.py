@@ -8,7 +8,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from frame_bytes import data, message
+from frame_bytes import credit, data, end, message
 
 from runner.protocol import (
     NEED_DATA,
@@ -134,6 +134,8 @@ def test_handshake_order_on_the_sending_side() -> None:
     runner.send(Ping(instance_id="x"))
     with pytest.raises(LocalProtocolError, match="already sent"):
         runner.send(Ping(instance_id="x"))
+    with pytest.raises(LocalProtocolError, match="cannot end channel"):
+        runner.send_end(Channel.OUT)
 
 
 def test_messages_before_handshake_are_protocol_errors() -> None:
@@ -145,6 +147,35 @@ def test_messages_before_handshake_are_protocol_errors() -> None:
     host.receive_data(data(Channel.OUT, b"x"))
     with pytest.raises(HandshakeError, match="data on channel 6 before the handshake"):
         host.next_event()
+
+
+# Issue 11 item 13: an unauthenticated peer pushed credit on IN to 12.9 GB before the handshake.
+BEFORE_HANDSHAKE = [
+    pytest.param(Role.HOST, credit(Channel.IN, 0xFFFFFFFF), "credit on channel 5", id="host-credit"),
+    pytest.param(Role.HOST, end(Channel.OUT), "end of stream on channel 6", id="host-end"),
+    pytest.param(Role.RUNNER, credit(Channel.OUT, 0xFFFFFFFF), "credit on channel 6", id="runner-credit"),
+    pytest.param(Role.RUNNER, end(Channel.IN), "end of stream on channel 5", id="runner-end"),
+]
+
+
+@pytest.mark.parametrize("role,frame,what", BEFORE_HANDSHAKE)
+def test_credit_and_end_before_the_handshake_are_refused(role: Role, frame: bytes, what: str) -> None:
+    conn = Connection(role)
+    if role is Role.RUNNER:
+        conn.send(Ping(instance_id="x"))  # sent, PONG not received yet
+    conn.receive_data(frame)
+    with pytest.raises(HandshakeError, match=f"{what} before the handshake"):
+        conn.next_event()
+    assert conn.credit(Channel.OUT if role is Role.RUNNER else Channel.IN) == 0
+
+
+def test_host_refuses_credit_between_ping_and_its_pong() -> None:
+    host = Connection(Role.HOST)
+    host.receive_data(message(Channel.MONITORING, Code.PING, ping_body()) + credit(Channel.IN, 1 << 30))
+    assert isinstance(host.next_event(), Ping)  # the PING before the bad frame is handed out
+    with pytest.raises(HandshakeError, match="credit on channel 5 before the handshake"):
+        host.next_event()
+    assert host.credit(Channel.IN) == 100  # only what the PING announced
 
 
 def test_data_flow_credit_and_end() -> None:

@@ -199,8 +199,13 @@ class TestHost:
                         raise AssertionError(f"no credit on {Channel(channel).name}; {self.summary()}")
                     self.changed.wait(0.1)
 
-    def send_end(self, channel: int) -> None:
+    def send_end(self, channel: int, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
         with self.lock:
+            while not self._accepted:  # END before the handshake is a protocol error
+                if time.monotonic() > deadline or self.closed:
+                    raise AssertionError(f"no handshake to end {Channel(channel).name} after; {self.summary()}")
+                self.changed.wait(0.1)
             self.conn.send_end(channel)
             self._flush_locked()
 
