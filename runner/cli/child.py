@@ -18,17 +18,23 @@ from typing import Any
 
 import anyio
 
+from host_bridge import Bridge, ChannelClosed, Instance, InstanceNotRunning, SpawnError
+
+from ..protocol.lifecycle import State
+from .events_in import forward_events
 from .options import RunOptions
 from .render import Render, exit_code_of, exit_meaning
 from .sources import open_source, read_chunks
+from .stats import RunTally, Sample, StatsReporter
 
 POLL_S = 0.05
 
 
 def run_child(opts: RunOptions) -> int:
     render = Render(opts.log_format, opts.color, opts.verbose)
+    tally = RunTally(input_type=opts.content_type)
     try:
-        return anyio.run(_run, opts, render)
+        return anyio.run(_run, opts, render, tally)
     except KeyboardInterrupt:  # before the signal handlers were in place
         render.exit(130, "interrupted while starting")
         return 130
@@ -44,12 +50,7 @@ def _stdout_gone() -> None:
         pass
 
 
-async def _run(opts: RunOptions, render: Render) -> int:
-    from host_bridge import Bridge, ChannelClosed, InstanceNotRunning, SpawnError
-
-    from ..protocol.lifecycle import State
-
-    out: Any = sys.stdout.buffer if sys.stdout is not None else open(os.devnull, "wb")  # noqa: SIM115, ASYNC230 - fd 1 closed
+async def _run(opts: RunOptions, render: Render, tally: RunTally) -> int:
     async with Bridge() as bridge:
         try:
             inst = await bridge.spawn(opts.path, args=opts.args, app_config=opts.config,
@@ -57,148 +58,214 @@ async def _run(opts: RunOptions, render: Render) -> int:
         except SpawnError as exc:
             render.note(str(exc))
             return 1
-        events = inst.events()
+        run = ChildRun(opts, render, inst, tally)
+        reporter = StatsReporter(run.sample, render.stats, opts.stats_interval)
+        reporter.start()
         render.note(f"started {opts.path} (pid {inst.pid})", always=False)
+        try:
+            code = await run.run()
+        finally:
+            reporter.stop()
+        return run.finish(code)
 
-        async def pump_output() -> None:
-            broken = False
-            async for chunk in inst.output():
-                if broken:
-                    continue
-                try:
-                    out.write(chunk)
-                    out.flush()
-                except (BrokenPipeError, ValueError):
-                    broken = True
-                    _stdout_gone()
-                    inst.discard("output")
 
-        async def pump_stdio(kind: str) -> None:
-            stream = inst.stdout() if kind == "stdout" else inst.stderr()
-            async for chunk in stream:
-                render.stdio(kind, chunk)
-            render.stdio_end(kind)
+class ChildRun:
+    """The tasks that connect one runner child to this terminal, and how the run ended."""
 
-        async def pump_logs() -> None:
-            async for record in inst.logs():
-                render.log(record)
+    def __init__(self, opts: RunOptions, render: Render, inst: Instance, tally: RunTally) -> None:
+        self.opts = opts
+        self.render = render
+        self.inst = inst
+        self.tally = tally
+        self.events = inst.events()  # subscribed now: no event is missed before its pump starts
+        self.out: Any = sys.stdout.buffer if sys.stdout is not None else open(os.devnull, "wb")  # noqa: SIM115 - fd 1 closed
 
-        async def pump_events() -> None:
-            async for event in events:
-                render.event(event.name, event.message)
-
-        async def feed_input() -> None:
-            if not await inst.wait_started():
-                return
-            source = None if opts.stdin_path == "-" and opts.input_path is None else opts.input_path
-            fd = None if opts.stdin_path == "-" and opts.input_path is None else open_source(source)
-            if fd == 0 and os.isatty(0):
-                render.note("reading the input from the terminal; end it with Ctrl-D")
-            try:
-                async for chunk in read_chunks(fd):
-                    await inst.write_input(chunk)
-                await inst.end_input()
-            except (ChannelClosed, InstanceNotRunning):
-                pass  # the Sequence ended before its input did
-            finally:
-                if fd not in (None, 0):
-                    os.close(fd)
-
-        async def feed_stdin() -> None:
-            if not await inst.wait_started():
-                return
-            fd = open_source(opts.stdin_path) if opts.stdin_path is not None else None
-            try:
-                async for chunk in read_chunks(fd):
-                    await inst.write_stdin(chunk)
-                await inst.end_stdin()
-            except (ChannelClosed, InstanceNotRunning):
-                pass
-            finally:
-                if fd not in (None, 0):
-                    os.close(fd)
-
-        async def send_events() -> None:
-            if not await inst.wait_started():
-                return
-            for name, message in opts.events:
-                try:
-                    await inst.send_event(name, message)
-                except InstanceNotRunning:
-                    return
-
-        async def watch_lifecycle() -> None:
-            noted_keepalive: float | None = None
-            noted_running = False
-            seen_beats = 0
-            unhealthy_streak = 0
-            while not inst.done.is_set():
-                if inst.state.lifecycle is State.STOPPED and not inst.kill_requested:
-                    render.note("the Sequence stopped; killing the runner", always=False)
-                    await inst.kill()
-                beat = inst.heartbeat or {}
-                if not noted_running and "loopLagMs" in (beat.get("stats") or {}):
-                    # loopLagMs appears once the event loop answers the heartbeat probe, which is
-                    # after run() was called (earlier heartbeats cover the Sequence's import)
-                    noted_running = True
-                    render.note("the Sequence is running", always=False)
-                if inst.heartbeats != seen_beats:
-                    seen_beats = inst.heartbeats
-                    if beat.get("healthy", True):
-                        if unhealthy_streak >= 2:
-                            render.note("the Sequence reports itself healthy again")
-                        unhealthy_streak = 0
-                    else:
-                        unhealthy_streak += 1
-                        if unhealthy_streak == 2:  # one slow probe on a busy machine is not news
-                            render.note("the Sequence reports itself unhealthy (health check or a blocked loop)")
-                keepalive = inst.info.keepalive_ms
-                if keepalive is not None and keepalive != noted_keepalive:
-                    render.note(f"the Sequence asked to keep running (keepalive {keepalive:g} ms); "
-                                "Ctrl-C again stops it for good")
-                noted_keepalive = keepalive
-                await anyio.sleep(POLL_S)
-
-        async def on_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    await _on_signal(inst, render, opts, signal.Signals(signum).name)
-
+    async def run(self) -> int | None:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(on_signals)
-            tg.start_soon(feed_input)
-            tg.start_soon(feed_stdin)
-            tg.start_soon(send_events)
-            tg.start_soon(watch_lifecycle)
+            tg.start_soon(self.on_signals)
+            tg.start_soon(self.feed_input)
+            tg.start_soon(self.feed_stdin)
+            tg.start_soon(self.send_events)
+            for source in self.opts.event_sources:
+                tg.start_soon(self.forward_events, source)
+            tg.start_soon(self.watch_lifecycle)
+            if self.opts.stats_interval is not None and self.opts.stats_interval < 1:
+                tg.start_soon(self.inst.set_monitoring_rate, 1 / self.opts.stats_interval)
             async with anyio.create_task_group() as readers:
-                readers.start_soon(pump_output)
-                readers.start_soon(pump_stdio, "stdout")
-                readers.start_soon(pump_stdio, "stderr")
-                readers.start_soon(pump_logs)
-                readers.start_soon(pump_events)
-                code = await inst.wait()
+                readers.start_soon(self.pump_output)
+                readers.start_soon(self.pump_stdio, "stdout")
+                readers.start_soon(self.pump_stdio, "stderr")
+                readers.start_soon(self.pump_logs)
+                readers.start_soon(self.pump_events)
+                code = await self.inst.wait()
             tg.cancel_scope.cancel()
-        info = inst.info
+        return code
+
+    def finish(self, code: int | None) -> int:
+        info = self.inst.info
         detail = None
-        if code is None or not exit_meaning(code) or (opts.verbose and info.error):
+        if code is None or not exit_meaning(code) or (self.opts.verbose and info.error):
             detail = info.error or info.exit_reason
             if code is None and info.process_output_tail:
                 detail = f"{detail}\n" + "\n".join(info.process_output_tail)
-        render.exit(code, detail)
+        self.tally.input_type = self.tally.input_type or info.input_content_type
+        self.tally.output_type = info.output_content_type
+        self.render.exit(code, detail, self.tally)
         return exit_code_of(code)
 
+    def sample(self) -> Sample | None:
+        """The latest heartbeat as live stats (read from the stats thread or a signal handler)."""
+        beat, at = self.inst.heartbeat, self.inst.heartbeat_at
+        if not beat or at is None:
+            return None
+        stats = beat.get("stats") or {}
+        channels = stats.get("channels") or {}
+        return Sample(at=at, rss=stats.get("rss"), cpu=stats.get("cpu"), loop_lag_ms=stats.get("loopLagMs"),
+                      in_items=int((channels.get("in") or {}).get("items") or 0),
+                      out_items=int((channels.get("out") or {}).get("items") or 0))
 
-async def _on_signal(inst: Any, render: Render, opts: RunOptions, name: str) -> None:
-    if inst.done.is_set():
-        return
-    kept_alive = inst.stop_requested and inst.info.keepalive_ms is not None
-    if inst.kill_requested or (inst.stop_requested and not kept_alive):
-        render.note(f"{name}: killing the Sequence")
-        await inst.kill()  # a second kill() sends SIGKILL to the runner's process group
-    elif not inst.stop_requested:
-        render.note(f"{name}: stopping the Sequence (stop handlers get {opts.stop_timeout_ms:g} ms; "
-                    "again to kill)")
-        await inst.stop(opts.stop_timeout_ms, can_call_keepalive=True)
-    else:
-        render.note(f"{name}: stopping the Sequence, no keepalive this time (again to kill)")
-        await inst.stop(opts.stop_timeout_ms, can_call_keepalive=False)
+    # -- from the Sequence
+    async def pump_output(self) -> None:
+        broken = False
+        async for chunk in self.inst.output():
+            self.tally.output.add(chunk)
+            if broken:
+                continue
+            try:
+                self.out.write(chunk)
+                self.out.flush()
+            except (BrokenPipeError, ValueError):
+                broken = True
+                _stdout_gone()
+                self.inst.discard("output")
+
+    async def pump_stdio(self, kind: str) -> None:
+        stream = self.inst.stdout() if kind == "stdout" else self.inst.stderr()
+        async for chunk in stream:
+            self.render.stdio(kind, chunk)
+        self.render.stdio_end(kind)
+
+    async def pump_logs(self) -> None:
+        async for record in self.inst.logs():
+            self.render.log(record)
+
+    async def pump_events(self) -> None:
+        async for event in self.events:
+            self.render.event(event.name, event.message)
+
+    # -- to the Sequence
+    async def feed_input(self) -> None:
+        if not await self.inst.wait_started():
+            return
+        opts = self.opts
+        fd = None if opts.stdin_path == "-" and opts.input_path is None else open_source(opts.input_path)
+        if fd == 0 and os.isatty(0):
+            self.render.note("reading the input from the terminal; end it with Ctrl-D")
+        try:
+            async for chunk in read_chunks(fd):
+                self.tally.input.add(chunk)
+                await self.inst.write_input(chunk)
+            await self.inst.end_input()
+        except (ChannelClosed, InstanceNotRunning):
+            pass  # the Sequence ended before its input did
+        finally:
+            if fd not in (None, 0):
+                os.close(fd)
+
+    async def feed_stdin(self) -> None:
+        if not await self.inst.wait_started():
+            return
+        fd = open_source(self.opts.stdin_path) if self.opts.stdin_path is not None else None
+        try:
+            async for chunk in read_chunks(fd):
+                await self.inst.write_stdin(chunk)
+            await self.inst.end_stdin()
+        except (ChannelClosed, InstanceNotRunning):
+            pass
+        finally:
+            if fd not in (None, 0):
+                os.close(fd)
+
+    async def send_events(self) -> None:
+        if not await self.inst.wait_started():
+            return
+        for name, message in self.opts.events:
+            try:
+                await self.inst.send_event(name, message)
+            except InstanceNotRunning:
+                return
+
+    async def forward_events(self, source: str) -> None:
+        if not await self.inst.wait_started():
+            return
+        try:
+            await forward_events(source, self.inst.send_event, self.render.note)
+        except InstanceNotRunning:
+            pass  # the Sequence ended; the rest of the source has nobody to go to
+
+    # -- lifecycle
+    async def watch_lifecycle(self) -> None:
+        inst, render = self.inst, self.render
+        noted_keepalive: float | None = None
+        noted_running = False
+        health = HealthNotes(render)
+        while not inst.done.is_set():
+            if inst.state.lifecycle is State.STOPPED and not inst.kill_requested:
+                render.note("the Sequence stopped; killing the runner", always=False)
+                await inst.kill()
+            beat = inst.heartbeat or {}
+            if not noted_running and "loopLagMs" in (beat.get("stats") or {}):
+                # loopLagMs appears once the event loop answers the heartbeat probe, which is
+                # after run() was called (earlier heartbeats cover the Sequence's import)
+                noted_running = True
+                render.note("the Sequence is running", always=False)
+            health.update(inst.heartbeats, bool(beat.get("healthy", True)))
+            keepalive = inst.info.keepalive_ms
+            if keepalive is not None and keepalive != noted_keepalive:
+                render.note(f"the Sequence asked to keep running (keepalive {keepalive:g} ms); "
+                            "Ctrl-C again stops it for good")
+            noted_keepalive = keepalive
+            await anyio.sleep(POLL_S)
+
+    async def on_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                await self.on_signal(signal.Signals(signum).name)
+
+    async def on_signal(self, name: str) -> None:
+        inst, render, timeout = self.inst, self.render, self.opts.stop_timeout_ms
+        if inst.done.is_set():
+            return
+        kept_alive = inst.stop_requested and inst.info.keepalive_ms is not None
+        if inst.kill_requested or (inst.stop_requested and not kept_alive):
+            render.note(f"{name}: killing the Sequence")
+            await inst.kill()  # a second kill() sends SIGKILL to the runner's process group
+        elif not inst.stop_requested:
+            render.note(f"{name}: stopping the Sequence (stop handlers get {timeout:g} ms; again to kill)")
+            await inst.stop(timeout, can_call_keepalive=True)
+        else:
+            render.note(f"{name}: stopping the Sequence, no keepalive this time (again to kill)")
+            await inst.stop(timeout, can_call_keepalive=False)
+
+
+class HealthNotes:
+    """Says when the Sequence turns unhealthy (two heartbeats in a row: one slow probe on a busy
+    machine is not news) and when it is healthy again."""
+
+    def __init__(self, render: Render) -> None:
+        self.render = render
+        self.seen = 0
+        self.unhealthy_streak = 0
+
+    def update(self, heartbeats: int, healthy: bool) -> None:
+        if heartbeats == self.seen:
+            return
+        self.seen = heartbeats
+        if healthy:
+            if self.unhealthy_streak >= 2:
+                self.render.note("the Sequence reports itself healthy again")
+            self.unhealthy_streak = 0
+            return
+        self.unhealthy_streak += 1
+        if self.unhealthy_streak == 2:
+            self.render.note("the Sequence reports itself unhealthy (health check or a blocked loop)")

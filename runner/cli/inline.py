@@ -35,9 +35,11 @@ import uuid
 from typing import Any
 
 from ..protocol import ExitCode
+from .events_in import forward_events
 from .options import RunOptions
 from .render import Render
 from .sources import open_source, read_chunks
+from .stats import ProcessSampler, RunTally, StatsReporter, count_chunks, count_items
 
 KILL_HANDLER_BUDGET = 0.1
 MAX_EXIT_TIMEOUT_MS = 10_000
@@ -318,6 +320,7 @@ def _run_inline(opts: RunOptions) -> int:
     if not os.environ.get("PYTHONBREAKPOINT"):
         sys.breakpointhook = _breakpointhook(render)
     backend = InlineBackend(render, opts)
+    tally = RunTally()
     os.environ.update(opts.env)  # before the Sequence is imported, as the child runner has it
     input_fd = None if opts.stdin_path == "-" and opts.input_path is None else open_source(opts.input_path)
     if input_fd == 0 and os.isatty(0):
@@ -329,26 +332,32 @@ def _run_inline(opts: RunOptions) -> int:
         seq = load_sequence(opts.path, extract_dir=_extract_dir(opts.path))
     except SequencePathError as exc:
         render.stdio("stderr", f"{exc}\n".encode())
-        render.exit(int(ExitCode.INVALID_SEQUENCE_PATH))
+        render.exit(int(ExitCode.INVALID_SEQUENCE_PATH), tally=tally)
         return int(ExitCode.INVALID_SEQUENCE_PATH)
     except SequenceLoadError as exc:
         render.stdio("stderr", exc.traceback_text.encode())
-        render.exit(int(ExitCode.FAILED_ON_START))
+        render.exit(int(ExitCode.FAILED_ON_START), tally=tally)
         return int(ExitCode.FAILED_ON_START)
     except Exception:  # noqa: BLE001 - any import-time failure of the Sequence is exit 22
         render.stdio("stderr", traceback.format_exc().encode())
-        render.exit(int(ExitCode.FAILED_ON_START))
+        render.exit(int(ExitCode.FAILED_ON_START), tally=tally)
         return int(ExitCode.FAILED_ON_START)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, backend.on_signal)
-    code = asyncio.run(_main(seq, opts, backend, render, out_fd, input_fd))
-    render.exit(code)
+    sampler = ProcessSampler()
+    reporter = StatsReporter(sampler.sample, render.stats, opts.stats_interval)
+    reporter.start()
+    try:
+        code = asyncio.run(_main(seq, opts, backend, render, out_fd, input_fd, (tally, sampler)))
+    finally:
+        reporter.stop()
+    render.exit(code, tally=tally)
     return code
 
 
 async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Render,
-                out_fd: int, input_fd: int | None) -> int:
+                out_fd: int, input_fd: int | None, counters: tuple[RunTally, ProcessSampler]) -> int:
     from ..sequence.content import decode_input, output_encoder
     from ..sequence.context import AppContext
     from ..sequence.shapes import SequenceInput, start_sequence
@@ -378,18 +387,26 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
         for name, message in opts.events:
             context.dispatch_event(name, message)
 
+    async def dispatch(name: str, message: Any) -> None:
+        context.dispatch_event(name, message)
+
     async def run() -> None:
         sequence_input = SequenceInput()
         content_type = opts.content_type or seq.input_content_type or "text/plain"
-        sequence_input.attach(decode_input(content_type, read_chunks(input_fd)))
+        tally.input_type = content_type
+        chunks = count_chunks(read_chunks(input_fd), tally.input)
+        sequence_input.attach(count_items(decode_input(content_type, chunks), sampler))
         args = opts.args if opts.args is not None else list(seq.default_args or [])
         result = await start_sequence(seq, context, sequence_input, args)
         if result.output is None:
             return
         encode = output_encoder(result.content_type)
+        tally.output_type = result.content_type
         broken = False
         async for batch in result.output:
+            sampler.out_items += len(batch)
             data = encode(batch)
+            tally.output.add(data)
             view = memoryview(data)
             while view and not broken:
                 try:
@@ -409,12 +426,14 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
         await asyncio.sleep(exit_timeout / 1000.0)
         backend.finish(0)
 
-    helpers = [asyncio.ensure_future(feed_stdin())]
+    tally, sampler = counters
+    helpers = [asyncio.ensure_future(feed_stdin()), asyncio.ensure_future(sampler.tick())]
     task = asyncio.ensure_future(guarded())
     await asyncio.sleep(0)  # run() registers its context.on callbacks before --event arrives
     if not task.done():
         render.note("the Sequence is running", always=False)
     helpers.append(asyncio.ensure_future(send_events()))
+    helpers += [asyncio.ensure_future(forward_events(source, dispatch, render.note)) for source in opts.event_sources]
     code = await backend.finished
     for t in (task, *helpers):
         t.cancel()

@@ -15,74 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .envfile import EnvFileError, read_env_file
-
-RUN_EPILOG = """\
-input, output and the rest:
-  The Sequence's input is this process's stdin (or --input FILE); when stdin is
-  closed or /dev/null the input is empty. Its output goes to stdout, byte for
-  byte. What the Sequence prints (its stdout/stderr), its log records and the
-  events it emits go to stderr, one line each, prefixed:
-      [stdout] ...   [stderr] ...   [log INFO] ...   [event NAME] <json message>
-  (coloured when stderr is a terminal; --log-format json for one JSON object per
-  line instead, each with "type" and "ts", milliseconds since the epoch; an
-  event's ts is when it reached this command). The Sequence's sys.stdin is empty unless --stdin FILE is given
-  ('--stdin -' hands it this process's stdin; the input is then empty unless
-  --input is given).
-
-stopping:
-  Ctrl-C (SIGINT) or SIGTERM stops the Sequence gracefully: its stop handlers run
-  (within --stop-timeout) and may keep it alive. The next one kills it (if the
-  Sequence kept itself alive, the next one is a final stop without keepalive,
-  and the one after it kills).
-
-exit status: the Instance's exit code:
-  0 completed, 21 invalid Sequence path, 22 failed on start (syntax/import
-  error), 23 failed during execution (the traceback is on stderr), 137 killed,
-  138 stopped; 2 for a command-line error (a missing PATH, an unknown option or
-  --content-type, bad JSON); 1 when the runner could not be started.
-
---inline:
-  Runs the Sequence in this process (no child, no protocol) so breakpoint(),
-  pdb and IDE debuggers work. Same Sequence API, content types, events, stop
-  handlers and exit codes. stdout still carries only the output: print() in the
-  Sequence goes to stderr as "[stdout] ..." (written through at once, so pdb's
-  prompt shows), and fd 1 is pointed at stderr for C code and child processes.
-  breakpoint() opens pdb on the terminal (/dev/tty) even when the input is
-  piped (unless PYTHONBREAKPOINT says otherwise); give the input with --input
-  FILE when you debug, so pdb and the input do not share the terminal.
-
-examples:
-  printf 'world\\nrunner\\n' | python -m runner run sample_sequences/hello
-  python -m runner run sample_sequences/counter 3 500
-  python -m runner run sample_sequences/counter --args '[3, 500]'
-  python -m runner run sample_sequences/ndjson-transform --content-type application/x-ndjson --input data.ndjson
-  python -m runner run sample_sequences/events --event ping='"hi"' --stop-timeout 1000
-  python -m runner run sample_sequences/stop-keepalive --config '{"sendKeepalive": true}'
-  python -m runner run sample_sequences/stdinout --stdin lines.txt
-  python -m runner run my-sequence --env .env
-  python -m runner run --inline sample_sequences/hello --input names.txt
-  python -m runner run package.tar.gz --log-format json 2>events.ndjson
-"""
-
-PACK_EPILOG = """\
-The archive has package.json at its root (as a hub expects), its members in
-sorted order with fixed owners, modes and times (the same directory gives the
-same bytes), and leaves out __pycache__, .git, .venv, *.pyc and tool caches.
-package.json is checked first: valid JSON, an object, and `main` naming a file
-in the directory.
-
---install-deps runs `pip install -t __pypackages__ -r requirements.txt` into a
-temporary directory and packs the result as __pypackages__/ (the runner puts it
-first on sys.path); the directory itself is not changed.
-
-exit status: 0 packed, 21 not a valid Sequence directory, 1 other errors
-(pip failed, cannot write the archive), 2 command-line error.
-
-examples:
-  python -m runner pack sample_sequences/hello -o hello.tar.gz
-  python -m runner pack my-sequence -o my-sequence.tar.gz --install-deps
-  python -m runner run hello.tar.gz
-"""
+from .events_in import EventSyntaxError, check_source, parse_event
+from .helptext import PACK_EPILOG, RUN_EPILOG
 
 
 class UsageError(Exception):
@@ -98,12 +32,14 @@ class RunOptions:
     input_path: str | None = None  # None: this process's stdin
     stdin_path: str | None = None  # the Sequence's sys.stdin ("-": ours); None: empty
     events: list[tuple[str, Any]] = field(default_factory=list)
+    event_sources: list[str] = field(default_factory=list)  # --events-from: paths or "-"
     env: dict[str, str] = field(default_factory=dict)  # --env files, on top of this environment
     stop_timeout_ms: float = 5000.0
     log_format: str = "text"
     color: str = "auto"
     verbose: bool = False
     inline: bool = False
+    stats_interval: float | None = None  # --stats SECONDS
 
 
 class VersionAction(argparse.Action):
@@ -151,6 +87,12 @@ def _parser_run(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--env", dest="env_files", action="append", default=[], metavar="FILE",
                    help="environment variables for the Sequence from a dotenv file: NAME=VALUE lines, "
                    "# comments, quotes, 'export ' allowed, no $VAR expansion (repeatable; later files win)")
+    p.add_argument("--events-from", dest="events_from", action="append", default=[], metavar="FILE|FIFO|-",
+                   help="send events while the Sequence runs, one NAME=JSON line each, from a file, a FIFO "
+                   "(reopened after each writer) or '-' (this terminal; needs --input FILE); repeatable")
+    p.add_argument("--stats", type=float, metavar="SECONDS", dest="stats_interval",
+                   help="print the Sequence's RSS, CPU, event-loop lag and items/s every SECONDS "
+                   "(kill -USR1 <pid of this command> prints them once, any time)")
     p.add_argument("--stop-timeout", type=float, default=5000.0, metavar="MS",
                    help="how long stop handlers may take on Ctrl-C/SIGTERM before a kill (default 5000)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
@@ -158,7 +100,8 @@ def _parser_run(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colour the stderr prefixes (auto: when stderr is a terminal and NO_COLOR is unset)")
     p.add_argument("--verbose", "-v", action="store_true",
-                   help="also show the runner's own INFO log records and how the Instance ended")
+                   help="also show the runner's own INFO log records, how the Instance ended and the "
+                   "summary line")
     p.add_argument("--inline", action="store_true",
                    help="run the Sequence in this process (for breakpoint()/pdb/IDE debuggers); see below")
     p.add_argument("--version", "-V", action=VersionAction)
@@ -211,52 +154,61 @@ def parse_run(words: Sequence[str], prog: str = "python -m runner") -> RunOption
     if not ns.path:
         raise UsageError("PATH is required: the Sequence to run (a directory with package.json, "
                          "a .tar.gz package or a .py file)")
-    opts = RunOptions(path=ns.path)
-    if ns.args_json is not None:
-        if ns.args:
-            raise UsageError("give the arguments either as trailing ARGS or with --args JSON, not both")
-        args = _json_arg(ns.args_json, "--args")
-        if not isinstance(args, list):
-            raise UsageError(f"--args must be a JSON array, got {type(args).__name__}")
-        opts.args = args
-    elif ns.args:
-        opts.args = list(ns.args)
-    if ns.config is not None:
-        text = ns.config
-        what = "--config"
-        if text.startswith("@"):
-            what = f"--config {text}"
-            try:
-                with open(text[1:], encoding="utf-8") as f:
-                    text = f.read()
-            except OSError as exc:
-                raise UsageError(f"{what}: cannot read: {exc.strerror or exc}") from None
-        config = _json_arg(text, what)
-        if not isinstance(config, dict):
-            raise UsageError(f"{what} must be a JSON object, got {type(config).__name__}")
-        opts.config = config
+    opts = RunOptions(path=ns.path, args=_run_args(ns.args, ns.args_json), config=_config(ns.config),
+                      log_format=ns.log_format, color=ns.color, verbose=ns.verbose, inline=ns.inline)
+    _files(opts, ns)
     for spec in ns.event:
-        name, eq, raw = spec.partition("=")
-        if not name:
-            raise UsageError(f"--event {spec!r}: expected NAME=JSON")
-        message: Any = None
-        if eq:
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                message = raw
-        opts.events.append((name, message))
+        try:
+            opts.events.append(parse_event(spec))
+        except EventSyntaxError as exc:
+            raise UsageError(f"--event: {exc}") from None
     for env_file in ns.env_files:
         try:
             opts.env.update(read_env_file(env_file))
         except EnvFileError as exc:
             raise UsageError(f"--env {exc}") from None
+    if ns.stats_interval is not None and not ns.stats_interval > 0:
+        raise UsageError("--stats must be a positive number of seconds")
+    opts.stats_interval = ns.stats_interval
     if ns.stop_timeout < 0:
         raise UsageError("--stop-timeout must not be negative")
     opts.stop_timeout_ms = ns.stop_timeout
     if ns.content_type is not None:
         check_content_type(ns.content_type)
     opts.content_type = ns.content_type
+    return opts
+
+
+def _run_args(trailing: list[str], args_json: str | None) -> list[Any] | None:
+    if args_json is None:
+        return list(trailing) if trailing else None
+    if trailing:
+        raise UsageError("give the arguments either as trailing ARGS or with --args JSON, not both")
+    args = _json_arg(args_json, "--args")
+    if not isinstance(args, list):
+        raise UsageError(f"--args must be a JSON array, got {type(args).__name__}")
+    return args
+
+
+def _config(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    what = "--config"
+    if text.startswith("@"):
+        what = f"--config {text}"
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"{what}: cannot read: {exc.strerror or exc}") from None
+    config = _json_arg(text, what)
+    if not isinstance(config, dict):
+        raise UsageError(f"{what} must be a JSON object, got {type(config).__name__}")
+    return config
+
+
+def _files(opts: RunOptions, ns: argparse.Namespace) -> None:
+    """--input, --stdin and --events-from: each exists, and this process's stdin feeds one of them."""
     opts.input_path = None if ns.input_path in (None, "-") else os.path.abspath(ns.input_path)
     if ns.stdin_path is not None:
         opts.stdin_path = "-" if ns.stdin_path == "-" else os.path.abspath(ns.stdin_path)
@@ -265,8 +217,12 @@ def parse_run(words: Sequence[str], prog: str = "python -m runner") -> RunOption
     for what, path in (("--input", opts.input_path), ("--stdin", opts.stdin_path)):
         if path not in (None, "-") and not os.path.isfile(path):
             raise UsageError(f"{what} {path}: no such file")
-    opts.log_format = ns.log_format
-    opts.color = ns.color
-    opts.verbose = ns.verbose
-    opts.inline = ns.inline
-    return opts
+    for source in ns.events_from:
+        problem = check_source(source)
+        if problem:
+            raise UsageError(f"--events-from {source}: {problem}")
+        if source == "-" and (opts.stdin_path == "-" or opts.input_path is None):
+            raise UsageError("--events-from - reads this process's stdin, which already feeds the "
+                             + ("Sequence's sys.stdin (--stdin -)" if opts.stdin_path == "-" else
+                                "input: give the input with --input FILE"))
+        opts.event_sources.append(source if source == "-" else os.path.abspath(source))

@@ -17,6 +17,7 @@ import time
 from typing import IO, Any
 
 from ..protocol import ExitCode
+from .stats import RunTally, want_summary
 
 EXIT_MEANINGS = {
     0: "completed",
@@ -188,15 +189,32 @@ class Render:
             return
         self._record_line("run", "note", text)
 
-    def exit(self, code: int | None, detail: str | None = None) -> None:
+    def stats(self, text: str, record: dict[str, Any]) -> None:
+        """Live numbers of the running Sequence (``--stats``, SIGUSR1)."""
+        if self.json:
+            self._emit_json({"type": "stats", "ts": now_ms(), **record})
+            return
+        self._record_line("stats", "note", text)
+
+    def exit(self, code: int | None, detail: str | None = None, tally: RunTally | None = None) -> None:
+        """How the run ended; with ``tally``, also the summary line when one is wanted (-v or a
+        terminal on stderr), which then stands in for the plain exit line."""
         meaning = EXIT_MEANINGS.get(code or 0, "") if code is not None else "unknown"
+        summary = tally.summary(code, meaning) if tally is not None and want_summary(self.verbose) else None
         if self.json:
             self._emit_json({"type": "exit", "ts": now_ms(), "code": code, "meaning": meaning, "detail": detail})
+            if summary is not None:
+                self._emit_json({"type": "summary", "ts": now_ms(), **summary[1]})
+            return
+        status = f"exit {code}" + (f" ({meaning})" if meaning else "")
+        if summary is not None:
+            if detail:
+                self._record_line("run", "note", f"{status}: {detail}")
+            self._record_line("run", "note", summary[0])
             return
         if code == 0 and not self.verbose:
             return
-        text = f"exit {code}" + (f" ({meaning})" if meaning else "") + (f": {detail}" if detail else "")
-        self._record_line("run", "note", text)
+        self._record_line("run", "note", status + (f": {detail}" if detail else ""))
 
 
 def exit_meaning(code: int | None) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 READ_SIZE = 64 * 1024
+T = TypeVar("T")
 
 
 def stdin_readable() -> bool:
@@ -26,32 +28,50 @@ def open_source(path: str | None) -> int | None:
     return os.open(path, os.O_RDONLY)
 
 
+async def from_thread(work: Callable[[Callable[[T], bool]], None], name: str) -> AsyncIterator[T]:
+    """What ``work`` hands to ``put`` on a daemon thread, as an async iterator that ends when ``work``
+    returns. Blocking reads (a terminal, a silent pipe, a FIFO waiting for a writer) happen on that
+    thread, so they never block the loop or the exit. ``put`` returns False once nobody reads."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue(4)
+
+    def hand_over(item: tuple[T] | None) -> bool:
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except (RuntimeError, asyncio.CancelledError):  # the loop is gone: nobody reads any more
+            return False
+        except Exception:  # noqa: BLE001 - e.g. concurrent.futures.CancelledError at shutdown
+            return False
+        return True
+
+    def run() -> None:
+        try:
+            work(lambda item: hand_over((item,)))
+        finally:
+            hand_over(None)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    while True:
+        boxed = await queue.get()
+        if boxed is None:
+            return
+        yield boxed[0]
+
+
 async def read_chunks(fd: int | None) -> AsyncIterator[bytes]:
-    """Chunks read from ``fd`` by a daemon thread (so a terminal or a silent pipe never blocks
-    the loop or the exit); ends at EOF or on a read error. ``fd is None`` is an empty source."""
+    """Chunks read from ``fd`` on a daemon thread; ends at EOF or on a read error.
+    ``fd is None`` is an empty source."""
     if fd is None:
         return
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(4)
 
-    def work() -> None:
+    def work(put: Callable[[bytes], bool]) -> None:
         while True:
             try:
-                data: bytes | None = os.read(fd, READ_SIZE)
+                data = os.read(fd, READ_SIZE)
             except OSError:
-                data = None
-            try:
-                asyncio.run_coroutine_threadsafe(queue.put(data or None), loop).result()
-            except (RuntimeError, asyncio.CancelledError):  # the loop is gone: nobody reads any more
                 return
-            except Exception:  # noqa: BLE001 - e.g. concurrent.futures.CancelledError at shutdown
-                return
-            if not data:
+            if not data or not put(data):
                 return
 
-    threading.Thread(target=work, name="runner-cli-input", daemon=True).start()
-    while True:
-        chunk = await queue.get()
-        if chunk is None:
-            return
+    async for chunk in from_thread(work, "runner-cli-input"):
         yield chunk
