@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..protocol import ExitCode
@@ -356,6 +357,23 @@ def _run_inline(opts: RunOptions) -> int:
     return code
 
 
+async def _write_output(batches: AsyncIterator[list[Any]], encode: Callable[[list[Any]], bytes], out_fd: int,
+                        counters: tuple[RunTally, ProcessSampler]) -> None:
+    """The Sequence's output to the real stdout, byte for byte (a reader gone: the rest is dropped)."""
+    tally, sampler = counters
+    broken = False
+    async for batch in batches:
+        sampler.out_items += len(batch)
+        data = encode(batch)
+        tally.output.add(data)
+        view = memoryview(data)
+        while view and not broken:
+            try:
+                view = view[os.write(out_fd, view):]
+            except BrokenPipeError:
+                broken = True
+
+
 async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Render,
                 out_fd: int, input_fd: int | None, counters: tuple[RunTally, ProcessSampler]) -> int:
     from ..sequence.content import decode_input, output_encoder
@@ -400,19 +418,8 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
         result = await start_sequence(seq, context, sequence_input, args)
         if result.output is None:
             return
-        encode = output_encoder(result.content_type)
         tally.output_type = result.content_type
-        broken = False
-        async for batch in result.output:
-            sampler.out_items += len(batch)
-            data = encode(batch)
-            tally.output.add(data)
-            view = memoryview(data)
-            while view and not broken:
-                try:
-                    view = view[os.write(out_fd, view):]
-                except BrokenPipeError:
-                    broken = True
+        await _write_output(result.output, output_encoder(result.content_type), out_fd, counters)
 
     async def guarded() -> None:
         try:
