@@ -18,16 +18,22 @@ from typing import Any
 
 import anyio
 
-from host_bridge import Bridge, ChannelClosed, Instance, InstanceNotRunning, SpawnError
+from host_bridge import (
+    Bridge,
+    ChannelClosed,
+    ChannelStats,
+    Instance,
+    InstanceEnded,
+    InstanceNotRunning,
+    SpawnError,
+    State,
+)
 
-from ..protocol.lifecycle import State
 from .events_in import forward_events
 from .options import RunOptions
 from .render import Render, exit_code_of, exit_meaning
 from .sources import open_source, read_chunks
 from .stats import RunTally, Sample, StatsReporter
-
-POLL_S = 0.05
 
 
 def run_child(opts: RunOptions) -> int:
@@ -88,7 +94,8 @@ class ChildRun:
             tg.start_soon(self.send_events)
             for source in self.opts.event_sources:
                 tg.start_soon(self.forward_events, source)
-            tg.start_soon(self.watch_lifecycle)
+            tg.start_soon(self.watch_state)
+            tg.start_soon(self.watch_health)
             if self.opts.stats_interval is not None and self.opts.stats_interval < 1:
                 tg.start_soon(self.inst.set_monitoring_rate, 1 / self.opts.stats_interval)
             async with anyio.create_task_group() as readers:
@@ -115,14 +122,12 @@ class ChildRun:
 
     def sample(self) -> Sample | None:
         """The latest heartbeat as live stats (read from the stats thread or a signal handler)."""
-        beat, at = self.inst.heartbeat, self.inst.heartbeat_at
-        if not beat or at is None:
+        beat = self.inst.stats
+        if beat is None:
             return None
-        stats = beat.get("stats") or {}
-        channels = stats.get("channels") or {}
-        return Sample(at=at, rss=stats.get("rss"), cpu=stats.get("cpu"), loop_lag_ms=stats.get("loopLagMs"),
-                      in_items=int((channels.get("in") or {}).get("items") or 0),
-                      out_items=int((channels.get("out") or {}).get("items") or 0))
+        none = ChannelStats(0, 0)
+        return Sample(at=beat.received_at, rss=beat.rss, cpu=beat.cpu, loop_lag_ms=beat.loop_lag_ms,
+                      in_items=beat.channels.get("in", none).items, out_items=beat.channels.get("out", none).items)
 
     # -- from the Sequence
     async def pump_output(self) -> None:
@@ -187,45 +192,42 @@ class ChildRun:
                 os.close(fd)
 
     async def send_events(self) -> None:
-        if not await self.inst.wait_started():
-            return
-        for name, message in self.opts.events:
-            try:
-                await self.inst.send_event(name, message)
-            except InstanceNotRunning:
-                return
-
-    async def forward_events(self, source: str) -> None:
-        if not await self.inst.wait_started():
+        if not self.opts.events:
             return
         try:
+            await self.inst.wait_running()  # its context.on handlers are registered by now
+            for name, message in self.opts.events:
+                await self.inst.send_event(name, message)
+        except (InstanceEnded, InstanceNotRunning):
+            return  # it ended first: nobody to send them to
+
+    async def forward_events(self, source: str) -> None:
+        try:
+            await self.inst.wait_running()
             await forward_events(source, self.inst.send_event, self.render.note)
-        except InstanceNotRunning:
+        except (InstanceEnded, InstanceNotRunning):
             pass  # the Sequence ended; the rest of the source has nobody to go to
 
-    # -- lifecycle
-    async def watch_lifecycle(self) -> None:
-        inst, render = self.inst, self.render
-        noted_keepalive: float | None = None
+    # -- lifecycle (host_bridge's state changes and heartbeats: nothing here polls)
+    async def watch_state(self) -> None:
         noted_running = False
-        health = HealthNotes(render)
-        while not inst.done.is_set():
-            if inst.state.lifecycle is State.STOPPED and not inst.kill_requested:
-                render.note("the Sequence stopped; killing the runner", always=False)
-                await inst.kill()
-            beat = inst.heartbeat or {}
-            if not noted_running and "loopLagMs" in (beat.get("stats") or {}):
-                # loopLagMs appears once the event loop answers the heartbeat probe, which is
-                # after run() was called (earlier heartbeats cover the Sequence's import)
+        noted_keepalive: float | None = None
+        async for state in self.inst.state_changes():
+            if state.lifecycle is State.STOPPED and not self.inst.kill_requested:
+                self.render.note("the Sequence stopped; killing the runner", always=False)
+                await self.inst.kill()
+            if state.running and not noted_running:
                 noted_running = True
-                render.note("the Sequence is running", always=False)
-            health.update(inst.heartbeats, bool(beat.get("healthy", True)))
-            keepalive = inst.info.keepalive_ms
-            if keepalive is not None and keepalive != noted_keepalive:
-                render.note(f"the Sequence asked to keep running (keepalive {keepalive:g} ms); "
-                            "Ctrl-C again stops it for good")
-            noted_keepalive = keepalive
-            await anyio.sleep(POLL_S)
+                self.render.note("the Sequence is running", always=False)
+            if state.keepalive_ms is not None and state.keepalive_ms != noted_keepalive:
+                self.render.note(f"the Sequence asked to keep running (keepalive {state.keepalive_ms:g} ms); "
+                                 "Ctrl-C again stops it for good")
+            noted_keepalive = state.keepalive_ms
+
+    async def watch_health(self) -> None:
+        health = HealthNotes(self.render)
+        async for beat in self.inst.heartbeat_updates():
+            health.update(beat.healthy)
 
     async def on_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -236,7 +238,7 @@ class ChildRun:
         inst, render, timeout = self.inst, self.render, self.opts.stop_timeout_ms
         if inst.done.is_set():
             return
-        kept_alive = inst.stop_requested and inst.info.keepalive_ms is not None
+        kept_alive = inst.stop_requested and inst.state.keepalive_ms is not None
         if inst.kill_requested or (inst.stop_requested and not kept_alive):
             render.note(f"{name}: killing the Sequence")
             await inst.kill()  # a second kill() sends SIGKILL to the runner's process group
@@ -254,13 +256,10 @@ class HealthNotes:
 
     def __init__(self, render: Render) -> None:
         self.render = render
-        self.seen = 0
         self.unhealthy_streak = 0
 
-    def update(self, heartbeats: int, healthy: bool) -> None:
-        if heartbeats == self.seen:
-            return
-        self.seen = heartbeats
+    def update(self, healthy: bool) -> None:
+        """One more heartbeat."""
         if healthy:
             if self.unhealthy_streak >= 2:
                 self.render.note("the Sequence reports itself healthy again")
