@@ -308,7 +308,7 @@ class Bridge:
             self.refused.append(Refusal(None, text))
             await reject_and_close(stream, conn, None)
             return
-        claimed = ping.get("instanceId")
+        claimed = ping.instance_id
         instance = self.instances.get(claimed) if isinstance(claimed, str) else None
         supervisor = self._supervisors.get(claimed) if isinstance(claimed, str) else None
         reason = verify_ping(instance if supervisor is not None and supervisor.stream is None else None, ping)

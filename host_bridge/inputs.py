@@ -15,7 +15,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from runner.protocol import Channel, Code, Connection, LocalProtocolError
+from runner.protocol import Channel, InputContentType, LocalProtocolError
+from runner.protocol.connection import Connection
 
 from .content import TEXT, encode_item
 from .errors import ChannelClosed
@@ -153,5 +154,5 @@ class InputSide:
         self._started = True
         ctype = content_type or self._default_type
         if ctype:
-            conn.send_message(Code.INPUT_CONTENT_TYPE, {"contentType": ctype}, anyio.current_time())
+            conn.send(InputContentType(content_type=ctype), anyio.current_time())
             self.content_type_sent = ctype

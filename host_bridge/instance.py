@@ -24,8 +24,9 @@ else:  # anyio depends on typing_extensions before 3.13
 import anyio
 import anyio.lowlevel
 
-from runner.protocol import Code, Connection, LocalProtocolError, State, Status
-from runner.protocol.connection import Event
+from runner.protocol import Kill, LocalProtocolError, MonitoringRate, Ping, Pong, State, Status, Stop
+from runner.protocol.connection import Connection, ConnectionEvent
+from runner.protocol.events import Message
 
 from .errors import InstanceEnded, InstanceNotRunning
 from .escalation import Escalation
@@ -217,10 +218,10 @@ class Instance(InstanceStreams):
         return self._monitor.count
 
     # -- lifecycle control ---------------------------------------------------------
-    def _send(self, link: Link, code: int, body: dict[str, Any]) -> None:
+    def _send(self, link: Link, message: Message) -> None:
         """Queue and write one message; a refusal by the protocol means the runner is past taking it."""
         try:
-            self._conn.send_message(code, body, anyio.current_time())
+            self._conn.send(message, anyio.current_time())
         except LocalProtocolError as exc:
             raise InstanceNotRunning(f"instance {self.id}: {exc}") from exc
         link.flush()
@@ -247,7 +248,7 @@ class Instance(InstanceStreams):
             self._set_status(Status.STOPPING)
         self.info.keepalive_ms = None
         try:
-            self._send(self._link, Code.STOP, {"timeout": timeout_ms, "canCallKeepalive": can_call_keepalive})
+            self._send(self._link, Stop(timeout_ms=timeout_ms, can_keep_alive=can_call_keepalive))
         except InstanceNotRunning:
             return  # the runner is already exiting
 
@@ -263,7 +264,7 @@ class Instance(InstanceStreams):
         self._set_status(Status.KILLING)
         if self.connected.is_set() and not self._closed and self._link is not None:
             try:
-                self._send(self._link, Code.KILL, {})
+                self._send(self._link, Kill())
                 return
             except InstanceNotRunning:
                 pass  # the runner is exiting already; make sure it does
@@ -274,7 +275,7 @@ class Instance(InstanceStreams):
         """Heartbeats per second (0 turns them off, and with them the staleness check)."""
         link = await self._open()
         self._monitor.rate = float(per_second)
-        self._send(link, Code.MONITORING_RATE, {"monitoringRate": per_second})
+        self._send(link, MonitoringRate(rate=per_second))
 
     # -- driven by the supervision task and the link ------------------------------
     def _set_status(self, status: Status) -> None:
@@ -298,7 +299,7 @@ class Instance(InstanceStreams):
         if self._conn.next_deadline() is None and self._escalation is not None:
             self._escalation.terminate()
 
-    def _on_events(self, events: list[Event]) -> None:
+    def _on_events(self, events: list[ConnectionEvent]) -> None:
         self._receiver.on_events(events)
         self._sync()
 
@@ -310,19 +311,15 @@ class Instance(InstanceStreams):
             self._set_status(Status.STARTING)
 
     def _accept_runner(
-        self, stream: SocketStream, conn: Connection, ping: dict[str, Any], on_failure: Callable[[str, bool], None]
+        self, stream: SocketStream, conn: Connection, ping: Ping, on_failure: Callable[[str, bool], None]
     ) -> Link:
         """The runner's PING passed the checks: answer PONG and serve the connection through a Link."""
         self._conn = conn
-        self.info.runner = {k: v for k, v in ping.items() if k != "token"}
-        if self.info.pid is None and isinstance(ping.get("pid"), int):
-            self.info.pid = ping["pid"]
-        fields: dict[str, Any] = {"capabilities": []}
-        if self.options.app_config is not None:
-            fields["appConfig"] = self.options.app_config
-        if self.options.args is not None:
-            fields["args"] = list(self.options.args)
-        conn.accept(anyio.current_time(), **fields)
+        self.info.runner = {k: v for k, v in ping.body.items() if k != "token"}
+        if self.info.pid is None and ping.pid is not None:
+            self.info.pid = ping.pid
+        args = list(self.options.args) if self.options.args is not None else None
+        conn.send(Pong(app_config=self.options.app_config, args=args, capabilities=[]), anyio.current_time())
         self._link = Link(stream, conn, self._on_events, on_failure)
         self._monitor.connected_at = anyio.current_time()
         self.info.started = _now_utc()

@@ -27,8 +27,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from runner.protocol import Code, Connection, ProtocolError, Role
-from runner.protocol.connection import Event, Message
+from runner.protocol import NEED_DATA, Ping, ProtocolError, Role
+from runner.protocol.connection import Connection, ConnectionEvent
 
 from .options import InstanceOptions
 
@@ -145,17 +145,25 @@ class HandshakeFailed(Exception):
     """The runner closed or broke the connection before its PING."""
 
 
-async def read_ping(stream: SocketStream, conn: Connection) -> dict[str, Any]:
-    """Read until the runner's PING; return its body. Raises ProtocolError / HandshakeFailed."""
+def drain(conn: Connection) -> list[ConnectionEvent]:
+    """Every event the Connection has ready; ProtocolError (the peer's) only after the ones before it."""
+    events: list[ConnectionEvent] = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        events.append(event)
+    return events
+
+
+async def read_ping(stream: SocketStream, conn: Connection) -> Ping:
+    """Read until the runner's PING and return it. Raises ProtocolError / HandshakeFailed."""
     while True:
         try:
             data = await stream.receive(READ_SIZE)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             data = b""
-        events = conn.receive_data(data, anyio.current_time())
-        for event in events:
-            if isinstance(event, Message) and event.code == Code.PING:
-                return event.body
+        conn.receive_data(data, anyio.current_time())
+        for event in drain(conn):
+            if isinstance(event, Ping):
+                return event
         if not data:
             raise HandshakeFailed("the runner closed the connection before sending PING")
 
@@ -172,7 +180,7 @@ class Link:
         self,
         stream: SocketStream,
         conn: Connection,
-        on_events: Callable[[list[Event]], None],
+        on_events: Callable[[list[ConnectionEvent]], None],
         on_failure: Callable[[str, bool], None],
     ) -> None:
         self.stream = stream
@@ -268,12 +276,14 @@ class Link:
                 except OSError as exc:
                     self._on_failure(f"connection broken while reading: {exc!r}", False)
                     return
+                conn.receive_data(data, anyio.current_time())
+                events = []
                 try:
-                    events = conn.receive_data(data, anyio.current_time())
+                    while (event := conn.next_event()) is not NEED_DATA:
+                        events.append(event)
                 except ProtocolError as err:
-                    earlier = [e for e in err.frames if not isinstance(e, tuple)]
-                    if earlier:
-                        on_events(earlier)
+                    if events:
+                        on_events(events)  # what came before the bad frame is acted on
                     self._on_failure(f"protocol error from the runner: {type(err).__name__}: {err}", True)
                     return
                 if events:
@@ -324,7 +334,8 @@ class Link:
             if delay > 0:
                 with anyio.move_on_after(delay):
                     await self._activity.wait()
-            events = conn.handle_timer(anyio.current_time())
+            conn.handle_timer(anyio.current_time())
+            events = drain(conn)
             if events:
                 self._on_events(events)
                 self.flush()

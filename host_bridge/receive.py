@@ -19,15 +19,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runner.protocol import Channel, Code, Deadline, ExitCode
-from runner.protocol.connection import (
+from runner.protocol import (
+    Alive,
+    Channel,
     CreditAvailable,
     Data,
+    Deadline,
     DeadlineExpired,
     EndOfStream,
+    Error,
     Event,
-    Message,
+    ExitCode,
+    Exiting,
+    Monitoring,
+    Pang,
+    SequenceCompleted,
+    SequenceStopped,
 )
+from runner.protocol.connection import ConnectionEvent
 
 from .channels import ByteChannel, EventHub, EventMessage, keepable
 from .info import InstanceInfo
@@ -73,20 +82,20 @@ class Receiver:
         except KeyError:
             raise ValueError(f"unknown channel {name!r}: expected one of {', '.join(CHANNEL_NAMES)}") from None
 
-    def on_events(self, events: list[Event]) -> None:
+    def on_events(self, events: list[ConnectionEvent]) -> None:
         for event in events:
-            if isinstance(event, Data):
-                self._on_data(event.channel, event.payload)
-            elif isinstance(event, Message):
-                self._on_message(event.code, event.body)
-            elif isinstance(event, CreditAvailable):
-                self._on_credit(event.channel)
-            elif isinstance(event, EndOfStream):
-                channel = self.channels.get(event.channel)
-                if channel is not None:
-                    channel.end()
-            elif isinstance(event, DeadlineExpired) and event.kind is Deadline.EXIT:
-                self._on_exit_deadline()
+            match event:
+                case Data(channel=channel, payload=payload):
+                    self._on_data(channel, payload)
+                case CreditAvailable(channel=channel):
+                    self._on_credit(channel)
+                case EndOfStream(channel=channel):
+                    if channel in self.channels:
+                        self.channels[channel].end()
+                case DeadlineExpired(kind=Deadline.EXIT):
+                    self._on_exit_deadline()
+                case _:
+                    self._on_message(event)
 
     def _on_data(self, number: int, payload: Any) -> None:
         channel = self.channels.get(number)
@@ -103,42 +112,44 @@ class Receiver:
                 self._on_running()
             channel.feed(keepable(payload))
 
-    def _on_message(self, code: int, body: dict[str, Any]) -> None:
+    def _on_message(self, event: ConnectionEvent) -> None:
         info = self.info
-        if code == Code.MONITORING:
-            beat = self.monitor.beat(body, self._now())
-            if beat.loop_lag_ms is not None:
+        match event:
+            case Monitoring(healthy=healthy, stats=stats):
+                body: dict[str, Any] = {"healthy": healthy} if stats is None else {"healthy": healthy, "stats": stats}
+                beat = self.monitor.beat(body, self._now())
+                if beat.loop_lag_ms is not None:
+                    self._on_running()
+            case Event(name=name, message=message, source=source):
                 self._on_running()
-        elif code == Code.EVENT:
-            self._on_running()
-            self.events.publish(EventMessage(body["eventName"], body.get("message"), body.get("source")))
-        elif code == Code.PANG:
-            self._on_pang(body)
-        elif code == Code.ALIVE:
-            info.keepalive_ms = float(body.get("keepAlive", 0))
-        elif code == Code.SEQUENCE_STOPPED:
-            info.sequence_error = body.get("sequenceError")
-        elif code == Code.SEQUENCE_COMPLETED:
-            self._on_running()
-        elif code == Code.ERROR:
-            info.runner_error = body
-            if body.get("exitCode") == ExitCode.FAILED_DURING_EXECUTION:
+                self.events.publish(EventMessage(name, message, source))
+            case Pang():
+                self._on_pang(event)
+            case Alive(keep_alive_ms=keep_alive_ms):
+                info.keepalive_ms = float(keep_alive_ms or 0)
+            case SequenceStopped(error=error):
+                info.sequence_error = error
+            case SequenceCompleted():
                 self._on_running()
-        elif code == Code.EXITING:
-            info.reported_exit_code = int(body["exitCode"])
-            info.exit_reason = body.get("reason")
+            case Error(message=message, stack=stack, exit_code=exit_code):
+                info.runner_error = {"message": message, "stack": stack, "exitCode": exit_code}
+                if exit_code == ExitCode.FAILED_DURING_EXECUTION:
+                    self._on_running()
+            case Exiting(exit_code=exit_code, reason=reason):
+                info.reported_exit_code = exit_code
+                info.exit_reason = reason
 
-    def _on_pang(self, body: dict[str, Any]) -> None:
+    def _on_pang(self, pang: Pang) -> None:
         info = self.info
-        if "provides" in body:
+        if pang.provides is not None:
             self._on_running()
-            info.provides = body["provides"]
-            info.output_content_type = body.get("contentType") or info.output_content_type
-            info.output_encoding = body.get("outputEncoding")
-        if "requires" in body:
-            info.requires = body["requires"]
+            info.provides = pang.provides
+            info.output_content_type = pang.content_type or info.output_content_type
+            info.output_encoding = pang.output_encoding
+        if pang.requires is not None:
+            info.requires = pang.requires
             if not self.input_content_type_sent:
-                info.input_content_type = body.get("contentType") or info.input_content_type
+                info.input_content_type = pang.content_type or info.input_content_type
 
     def close(self) -> None:
         """The connection is gone: readers drain what is buffered, then end."""

@@ -13,7 +13,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from runner.protocol import Channel, Code, Connection, Status
+from runner.protocol import Channel, Event, Status
+from runner.protocol.connection import Connection
+from runner.protocol.events import Message
 
 from .channels import EventMessage, EventSubscription
 from .content import TEXT, decode_items, log_records
@@ -42,7 +44,7 @@ class InstanceStreams:
     def status(self) -> Status:
         raise NotImplementedError
 
-    def _send(self, link: Link, code: int, body: dict[str, Any]) -> None:
+    def _send(self, link: Link, message: Message) -> None:
         raise NotImplementedError
 
     # -- input -----------------------------------------------------------------
@@ -174,12 +176,7 @@ class InstanceStreams:
         if self._link_now() is not None:
             await anyio.lowlevel.checkpoint()  # then _open() does not wait (it re-checks the state)
         link = await self._open()
-        body: dict[str, Any] = {"eventName": name}
-        if message is not None:
-            body["message"] = message
-        if source is not None:
-            body["source"] = source
-        self._send(link, Code.EVENT, body)
+        self._send(link, Event(name=name, message=message, source=source))
 
     def events(self, name: str | None = None) -> EventSubscription:
         """Subscribe now to events from the Sequence (all, or those named ``name``); async-iterate it."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hmac
 import signal
-from typing import Any
 
 import anyio
 import anyio.abc
 
-from runner.protocol import Connection, ProtocolError
+from runner.protocol import Ping, ProtocolError, Reject
+from runner.protocol.connection import Connection
 
 from .escalation import Escalation
 from .instance import Instance
@@ -37,7 +37,7 @@ async def reject_and_close(stream: SocketStream, conn: Connection, reason: str |
     with anyio.CancelScope(shield=True), anyio.move_on_after(2.0):
         try:
             if reason is not None:
-                conn.reject(reason, anyio.current_time())
+                conn.send(Reject(reason=reason), anyio.current_time())
             buffers = conn.data_to_send()
             if buffers:
                 await send_buffers(stream, buffers)
@@ -46,12 +46,12 @@ async def reject_and_close(stream: SocketStream, conn: Connection, reason: str |
         await stream.aclose()
 
 
-def verify_ping(instance: Instance | None, ping: dict[str, Any]) -> str | None:
+def verify_ping(instance: Instance | None, ping: Ping) -> str | None:
     """The reason to refuse this PING, or None to accept it."""
-    claimed = ping.get("instanceId")
+    claimed = ping.instance_id
     if instance is None or claimed != instance.id:
         return f"unknown instance id {claimed!r}"
-    if not hmac.compare_digest(str(ping.get("token", "")).encode(), instance.token.encode()):
+    if not hmac.compare_digest(ping.token.encode(), instance.token.encode()):
         return f"wrong token for instance {claimed}"
     return None
 
@@ -73,7 +73,7 @@ class Supervisor:
         self.output_tail = TailBuffer()
         self.link: Link | None = None
         self.conn: Connection | None = None
-        self.attached: tuple[SocketStream, Connection, dict[str, Any]] | None = None
+        self.attached: tuple[SocketStream, Connection, Ping] | None = None
         self._attached_event = anyio.Event()
         self._handshake_scope: anyio.CancelScope | None = None
         self.escalation = Escalation(
@@ -90,7 +90,7 @@ class Supervisor:
     def awaiting_connection(self) -> bool:
         return self.stream is None and self.attached is None and not self.inst.done.is_set()
 
-    def attach(self, stream: SocketStream, conn: Connection, ping: dict[str, Any]) -> None:
+    def attach(self, stream: SocketStream, conn: Connection, ping: Ping) -> None:
         self.attached = (stream, conn, ping)
         self._attached_event.set()
 
@@ -158,7 +158,7 @@ class Supervisor:
             return
         self._accept(stream, conn, ping)
 
-    def _accept(self, stream: SocketStream, conn: Connection, ping: dict[str, Any]) -> None:
+    def _accept(self, stream: SocketStream, conn: Connection, ping: Ping) -> None:
         self.conn = conn
         self.link = self.inst._accept_runner(stream, conn, ping, self._on_link_failure)
 
