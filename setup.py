@@ -1,6 +1,7 @@
 """Builds the optional compiled framer; all other metadata lives in pyproject.toml.
 
-_speedups/framer.pyx becomes the extension ``runner.protocol._framer_c``. The
+runner/protocol/_framer_c.pyx becomes the extension ``runner.protocol._framer_c``, beside
+its pure-Python twin _framer_py.py and its stub _framer_c.pyi. The
 build is optional: without Cython or a C compiler the install still succeeds
 (with a warning) and runner.protocol.framer falls back to the pure-Python twin.
 CI sets SEQUENCE_RUNNER_REQUIRE_EXTENSION=1 so that a broken build fails the
@@ -61,6 +62,6 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("runner.protocol._framer_c", sources=["_speedups/framer.pyx"])],
+    ext_modules=[Extension("runner.protocol._framer_c", sources=["runner/protocol/_framer_c.pyx"])],
     cmdclass={"build_ext": OptionalBuildExt},
 )

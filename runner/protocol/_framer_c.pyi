@@ -1,4 +1,4 @@
-"""Type stub of the compiled framer (built from _speedups/framer.pyx).
+"""Type stub of the compiled framer (built from _framer_c.pyx, beside it).
 
 Same names and behaviour as runner/protocol/_framer_py.py. Differences: instances
 have no __dict__, and setting ``max_frame_size`` validates the value.

@@ -1,4 +1,4 @@
-"""Pure-Python frame encoder and decoder of protocol v1 (twin of _speedups/framer.pyx).
+"""Pure-Python frame encoder and decoder of protocol v1 (twin of _framer_c.pyx).
 
 Every frame is one msgpack array with a fixed layout (docs/protocol.md, "Frames"):
 

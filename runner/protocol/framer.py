@@ -1,6 +1,6 @@
 """Chooses the frame encoder/decoder implementation at import.
 
-The compiled twin (built from _speedups/framer.pyx into ``runner.protocol._framer_c``)
+The compiled twin (``runner.protocol._framer_c``, built from _framer_c.pyx beside this file)
 is used when present. ``SEQUENCE_RUNNER_PURE_PYTHON=1`` forces the pure-Python
 framer; ``SEQUENCE_RUNNER_REQUIRE_EXTENSION=1`` turns a missing extension into an
 ImportError (CI sets it so a broken build cannot pass silently).
