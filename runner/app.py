@@ -182,9 +182,12 @@ class App:
         args = pong.get("args")
         if args is None:
             args = self.settings.args if self.settings.args is not None else list(seq.default_args or [])
-        requires = seq.requires or {}
-        self.transport.send_message(Code.PANG, {"requires": str(requires.get("requires") or ""),
-                                                "contentType": seq.input_content_type or ""})
+        from .announce import TopicAnnouncer
+        from .sequence.topics import declared_topics
+
+        self.announcer = TopicAnnouncer(self.transport)
+        self.load_topics = declared_topics(seq)
+        self.announcer.loaded(self.load_topics)
         from .sequence.context import AppContext
 
         context = AppContext(self.control, config=app_config, instance_id=self.settings.instance_id,
@@ -331,7 +334,8 @@ class App:
 
             def input_ct() -> str | None:
                 run = self.run_info
-                declared = (run.input_content_type if run is not None else None) or seq.input_content_type
+                declared = (run.input_content_type if run is not None else None) or \
+                    self.load_topics.input_content_type
                 return str(declared) if declared else None
 
             tg.start_soon(self._guard, stream.attach_to(sequence_input, input_ct))
@@ -361,15 +365,20 @@ class App:
                             args: list[Any]) -> None:
         from .sequence.content import output_buffers_encoder
         from .sequence.shapes import start_sequence
+        from .sequence.topics import declared_topics
 
         run = self.run_info = await start_sequence(seq, context, sequence_input, args)
-        self.transport.send_message(Code.PANG, {
-            "provides": str(run.provides or ""), "contentType": str(run.content_type or ""),
-            "outputEncoding": None})
-        if run.output is not None:
-            await self._pump(loop, run.output, output_buffers_encoder(run.content_type))
+        self.announcer.output_known(run)
 
-    async def _pump(self, loop: Any, output: AsyncIterator[list[Any]], encode: Any) -> None:
+        def recheck() -> None:  # topics an async generator's body set while it ran
+            self.announcer.recheck(declared_topics(seq, run.result), run.content_type)
+
+        if run.output is not None:
+            await self._pump(loop, run.output, output_buffers_encoder(run.content_type), recheck)
+        recheck()
+
+    async def _pump(self, loop: Any, output: AsyncIterator[list[Any]], encode: Any,
+                    after_first_batch: Callable[[], None]) -> None:
         import asyncio
 
         writer = self.transport.writer(Channel.OUT)
@@ -382,7 +391,11 @@ class App:
                 pass
 
         offer = writer.offer
+        first = True
         async for batch in output:
+            if first:
+                first = False
+                after_first_batch()
             self.out_items += len(batch)
             for data in encode(batch):  # a list of buffers: binary output is not joined
                 if not data:

@@ -41,8 +41,9 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import compat
 from .content import TEXT, normalize_content_type
+from .inputs import SequenceInput, _no_batches
+from .topics import declared_topics
 
 __all__ = [
     "ABATCH_MAX_ITEMS",
@@ -66,137 +67,8 @@ BATCH_MAX_SECONDS = 0.005
 #: may hold up to CLOCK_STRIDE - 1 more of them past BATCH_MAX_SECONDS)
 CLOCK_STRIDE = 8
 
-_STREAM_HINT_NAMES = frozenset(
-    {"map", "each", "filter", "flatmap", "batch", "sequence", "decode", "pipe", "to_list", "write_to", "reduce", "use"}
-)
 
 _ONCE_TYPES: tuple[type, ...] = (str, bytes, bytearray, memoryview, dict, numbers.Number)
-
-
-# --------------------------------------------------------------------------- input
-
-
-class SequenceInput:
-    """The ``input`` a Sequence gets: an async iterable of single items.
-
-    Built on an async iterator of BATCHES (what ``decode_input`` produces). With
-    no source it never ends until :meth:`attach` (or :meth:`end`) is called, so
-    the runner may create it before it knows the input content type.
-
-    ``async for item in input`` runs one async generator that flattens batches.
-    ``await input.read()`` returns the next item, or None at the end (like a
-    scramjet Stream). When scramjet-framework-py is importable, any other Stream
-    attribute (``input.map``, ``.each``, ``.filter``, ``.to_list``, ...) is
-    delegated to a real Stream built on first use; ``Stream.read_from(input)``
-    works because ``input`` is async-iterable.
-    """
-
-    def __init__(self, batches: AsyncIterator[list[Any]] | None = None) -> None:
-        self._source: AsyncIterator[list[Any]] | None = batches
-        self._attached: asyncio.Future[None] | None = None
-        self._gen: AsyncIterator[Any] | None = None
-        self._stream: Any = None
-        self._taken = False  # the batch source was handed on as is (passthrough)
-        #: the exception that ended the input (e.g. an InputDecodeError), if any
-        self.error: BaseException | None = None
-
-    # -- runner side
-    def attach(self, batches: AsyncIterator[list[Any]]) -> None:
-        """Give the input its source of batches (once)."""
-        if self._source is not None:
-            raise RuntimeError("input already has a source")
-        self._source = batches
-        if self._attached is not None and not self._attached.done():
-            self._attached.set_result(None)
-
-    def mark_ended(self) -> None:
-        """End an input that has no source yet (no input will ever come).
-
-        (Not called ``end``: that is a scramjet Stream method a Sequence may call.)
-        """
-        self.attach(_no_batches())
-
-    @property
-    def has_source(self) -> bool:
-        return self._source is not None
-
-    # -- iteration
-    async def _wait_source(self) -> AsyncIterator[list[Any]]:
-        if self._source is None:
-            if self._attached is None:
-                self._attached = asyncio.get_running_loop().create_future()
-            await self._attached
-        assert self._source is not None
-        return self._source
-
-    async def _items(self) -> AsyncIterator[Any]:
-        source = self._source if self._source is not None else await self._wait_source()
-        try:
-            async for batch in source:
-                for item in batch:
-                    yield item
-        except Exception as e:
-            self.error = e
-            raise
-
-    def _items_gen(self) -> AsyncIterator[Any]:
-        if self._taken:
-            raise RuntimeError("input was already consumed")
-        if self._gen is None:
-            self._gen = self._items()
-        return self._gen
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        if self._stream is not None:
-            return self._stream.__aiter__()  # type: ignore[no-any-return]
-        return self._items_gen()
-
-    def __anext__(self) -> Any:
-        return self.__aiter__().__anext__()
-
-    async def read(self) -> Any:
-        """The next item, or None when the input has ended."""
-        if self._stream is not None:
-            return await self._stream.read()
-        try:
-            return await self._items_gen().__anext__()
-        except StopAsyncIteration:
-            return None
-
-    def take_batches(self) -> AsyncIterator[list[Any]] | None:
-        """The untouched batch source, for passing input straight to output (else None)."""
-        if self._gen is not None or self._stream is not None or self._source is None or self._taken:
-            return None
-        self._taken = True
-        return self._source
-
-    # -- scramjet Stream compatibility
-    def _set_error(self, e: BaseException) -> None:
-        if self.error is None:
-            self.error = e
-
-    def as_stream(self) -> Any:
-        """The scramjet Stream view of this input (built once, on first use)."""
-        if self._stream is None:
-            self._stream = compat.stream_from_async_iterable(self._items_gen(), on_error=self._set_error)
-        return self._stream
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name not in compat.stream_method_names():
-            hint = ""
-            if name in _STREAM_HINT_NAMES and compat.stream_class() is None:
-                hint = " (Stream methods on `input` need scramjet-framework-py installed)"
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{hint}")
-        return getattr(self.as_stream(), name)
-
-    def __repr__(self) -> str:
-        state = "stream" if self._stream is not None else ("attached" if self._source else "waiting")
-        return f"<SequenceInput {state}>"
-
-
-async def _no_batches() -> AsyncIterator[list[Any]]:
-    return
-    yield  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- batching
@@ -452,30 +324,6 @@ class SequenceRun:
     input: SequenceInput | None = field(default=None, repr=False)
 
 
-def _topic_and_type(value: Any, key: str) -> tuple[str | None, str | None]:
-    """A ``provides``/``requires`` value: a topic string, or a dict with the topic and contentType."""
-    if isinstance(value, str):
-        return value, None
-    if isinstance(value, dict):
-        topic = value.get(key)
-        ct = value.get("contentType") or value.get("content_type")
-        return (topic if isinstance(topic, str) else None), (ct if isinstance(ct, str) and ct else None)
-    return None, None
-
-
-def _result_attr(result: Any, *names: str) -> Any:
-    if result is None or isinstance(result, (SequenceInput, *_ONCE_TYPES)):
-        return None
-    for n in names:
-        try:
-            v = getattr(result, n, None)
-        except Exception:  # noqa: BLE001 - exotic objects; treat as absent
-            v = None
-        if v is not None and not callable(v):
-            return v
-    return None
-
-
 async def start_sequence(
     seq: Any, context: Any, input: AsyncIterator[list[Any]] | SequenceInput | None, args: list[Any]
 ) -> SequenceRun:
@@ -493,11 +341,8 @@ async def start_sequence(
     """
     entry = seq.entry
     funcs: list[Callable[..., Any]]
-    descriptor: dict[str, Any] | None = None
     if isinstance(entry, (list, tuple)):
-        funcs = list(entry)
-        if funcs and isinstance(funcs[0], dict):
-            descriptor = funcs.pop(0)
+        funcs = [f for i, f in enumerate(entry) if not (i == 0 and isinstance(f, dict))]
     else:
         funcs = [entry]
     if not funcs:
@@ -512,40 +357,16 @@ async def start_sequence(
             batches = batches_from_result(result)
             stage_input = SequenceInput(batches if batches is not None else _no_batches())
 
-    # content type and topics
-    module_provides = getattr(seq, "provides", None)
-    module_requires = getattr(seq, "requires", None)
-    p_topic, p_ct = _topic_and_type(module_provides, "provides")
-    r_topic, r_ct = _topic_and_type(module_requires, "requires")
-    if descriptor is not None:
-        d_topic, d_ct = _topic_and_type(descriptor, "requires")
-        r_topic, r_ct = d_topic or r_topic, d_ct or r_ct
-
-    res_ct = _result_attr(result, "content_type", "contentType")
-    res_p_topic, res_p_ct = _topic_and_type(_result_attr(result, "provides"), "provides")
-    res_topic = _result_attr(result, "topic")
-    res_r_topic, res_r_ct = _topic_and_type(_result_attr(result, "requires"), "requires")
-
-    ct = (
-        (res_ct if isinstance(res_ct, str) and res_ct else None)
-        or res_p_ct
-        or p_ct
-        or getattr(seq, "output_type", None)
-        or TEXT
-    )
-    provides = res_p_topic or (res_topic if isinstance(res_topic, str) else None) or p_topic or ""
-    requires = res_r_topic or r_topic or ""
-    input_ct = res_r_ct or r_ct
-
+    topics = declared_topics(seq, result)
     output = batches_from_result(result)
     if output is not None:
         output = _surface_input_error(output, first_input)
     return SequenceRun(
         output=output,
-        content_type=normalize_content_type(ct),
-        provides=provides,
-        requires=requires,
-        input_content_type=normalize_content_type(input_ct) if input_ct else None,
+        content_type=normalize_content_type(topics.output_content_type or TEXT),
+        provides=topics.provides,
+        requires=topics.requires,
+        input_content_type=normalize_content_type(topics.input_content_type) if topics.input_content_type else None,
         result=result,
         input=first_input,
     )

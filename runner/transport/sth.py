@@ -664,23 +664,9 @@ class STHTransport(Transport):
             return True  # STH has no EXITING: the exit code goes to /tmp/runner-<pid> (on_exit)
         if code not in sth.RUNNER_TO_HOST_CODES or code == STHCode.PING:
             return False
-        if code == Code.MONITORING:
-            data: dict[str, Any] = {"healthy": bool(body.get("healthy", True))}
-        elif code == Code.SEQUENCE_STOPPED:
-            data = {} if body.get("sequenceError") is None else {"sequenceError": body["sequenceError"]}
-        elif code == Code.ERROR:
-            exit_code = body.get("exitCode", 0)
-            data = {"exitCode": exit_code, "message": str(body.get("message", "")), "errorCode": exit_code,
-                    "stack": str(body.get("stack", ""))}
-        elif code == Code.PANG:
-            data = {k: body[k] for k in ("requires", "provides", "contentType", "outputEncoding") if k in body}
-            data = self._fix_pang(data)
-        elif code == Code.EVENT:
-            data = {"eventName": body.get("eventName")}
-            if "message" in body:
-                data["message"] = body["message"]
-        else:
-            data = body
+        data = self._sth_data(code, body)
+        if data is None:
+            return True  # a fact STH has no use for, or one it must not hear twice (docs/sth-compat.md §3)
         try:
             line = sth.encode_runner_message(code, data)
         except LocalProtocolError:
@@ -689,31 +675,9 @@ class STHTransport(Transport):
             log.warning("STH: message %s cannot be encoded; not sent", code)
             return False
         with self._lock:
-            if self._exiting:
+            if self._exiting or not self._record_sent(code, body, data):
                 return False
-            if code in LIFECYCLE_CODES:
-                if TABLE[self._lifecycle.state].get(code) in ("error", "same"):
-                    return False
-                try:
-                    self._lifecycle.handle(code, body, time.monotonic())
-                except ProtocolError:
-                    return False
-                if code == Code.SEQUENCE_COMPLETED:
-                    self._status = "completed"
-                elif code == Code.ERROR:
-                    self._status = "errored"
             connected = self._connected
-            if code == Code.PANG:
-                self._pangs.append(data)
-                if data.get("requires") and data.get("contentType"):
-                    self._input_from_topic = True
-                    if not self._in_reader.done:
-                        try:
-                            self._in_reader.no_headers()
-                        except LocalProtocolError:
-                            pass
-                if self._status == "starting":
-                    self._status = "running"
         mon = self._out[int(STHChannel.MONITORING)]
         with mon.lock:
             if code == Code.MONITORING:
@@ -726,13 +690,68 @@ class STHTransport(Transport):
             mon.put(line)
         return True
 
-    def _fix_pang(self, data: dict[str, Any]) -> dict[str, Any]:
-        """--input-topic without a requires declaration: announce the topic with a content type so
-        STH routes it (STH-Py sent contentType "" and the topic never arrived)."""
+    def _sth_data(self, code: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The STH body of a protocol-v1 message; None: not sent on STH."""
+        if code == Code.MONITORING:
+            return {"healthy": bool(body.get("healthy", True))}
+        if code == Code.SEQUENCE_STOPPED:
+            return {} if body.get("sequenceError") is None else {"sequenceError": body["sequenceError"]}
+        if code == Code.ERROR:
+            exit_code = body.get("exitCode", 0)
+            return {"exitCode": exit_code, "message": str(body.get("message", "")), "errorCode": exit_code,
+                    "stack": str(body.get("stack", ""))}
+        if code == Code.PANG:
+            return self._sth_pang({k: body[k] for k in ("requires", "provides", "contentType", "outputEncoding")
+                                   if k in body})
+        if code == Code.EVENT:
+            data = {"eventName": body.get("eventName")}
+            if "message" in body:
+                data["message"] = body["message"]
+            return data
+        return body
+
+    def _sth_pang(self, data: dict[str, Any]) -> dict[str, Any] | None:
+        """Each fact once: STH's hub (re)routes the ``requires`` topic into the Instance on every PANG
+        with a content type, so topic data would arrive twice (ref §10). A ``requires`` PANG goes
+        out only until a topic with a content type was announced (the first PANG always: it makes
+        the Instance "running"); a ``provides`` PANG only when it names a topic.
+
+        --input-topic without a requires declaration: the topic is announced with a content type
+        so STH routes it (STH-Py sent contentType "" and the topic never arrived)."""
+        if "provides" in data:
+            return data if data.get("provides") else None
+        if self._pangs and self._input_from_topic:
+            return None
         topic = self.cfg.connect_info.get("inputTopic")
-        if "requires" in data and not data.get("requires") and isinstance(topic, str) and topic:
+        if not data.get("requires") and isinstance(topic, str) and topic:
             data = {**data, "requires": topic, "contentType": data.get("contentType") or "text/plain"}
         return data
+
+    def _record_sent(self, code: int, body: dict[str, Any], data: dict[str, Any]) -> bool:
+        """Under the lock: the lifecycle and status a message sent now moves to (False: refused)."""
+        if code in LIFECYCLE_CODES:
+            if TABLE[self._lifecycle.state].get(code) in ("error", "same"):
+                return False
+            try:
+                self._lifecycle.handle(code, body, time.monotonic())
+            except ProtocolError:
+                return False
+            if code == Code.SEQUENCE_COMPLETED:
+                self._status = "completed"
+            elif code == Code.ERROR:
+                self._status = "errored"
+        if code == Code.PANG:
+            self._pangs.append(data)
+            if data.get("requires") and data.get("contentType"):
+                self._input_from_topic = True
+                if not self._in_reader.done:
+                    try:
+                        self._in_reader.no_headers()
+                    except LocalProtocolError:
+                        pass
+            if self._status == "starting":
+                self._status = "running"
+        return True
 
     def writer(self, channel: int) -> ChannelWriter:
         return self._writers[int(channel)]

@@ -40,7 +40,8 @@ async def test_tc001_hello_input_to_output(tmp_path: Path, name: str) -> None:
         assert await collect(inst.output()) == b"Hello python runner!\n"
         assert await inst.wait() == 0
         assert inst.exit_code_from_file == 0 and inst.status == "completed"
-        assert {"provides": "", "contentType": "text/plain", "outputEncoding": None} in inst.pangs
+        # one PANG: no topic on either side, so nothing else for STH to route (each fact once)
+        assert inst.pangs == [{"requires": "", "contentType": ""}]
         assert inst.protocol_errors == []
 
 
