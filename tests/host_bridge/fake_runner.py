@@ -23,8 +23,32 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from runner.protocol import Channel, Code, Connection, ProtocolError, Role
-from runner.protocol.connection import ConnectionClosed, Data, EndOfStream, Message
+from runner.protocol import (
+    NEED_DATA,
+    Alive,
+    Channel,
+    ConnectionClosed,
+    Data,
+    EndOfStream,
+    Error,
+    Event,
+    Exiting,
+    InputContentType,
+    Kill,
+    Monitoring,
+    MonitoringRate,
+    Pang,
+    Ping,
+    Pong,
+    ProtocolError,
+    Reject,
+    Role,
+    SequenceCompleted,
+    SequenceStopped,
+    Stop,
+)
+from runner.protocol.connection import Connection
+from runner.protocol.events import Message
 
 
 class Fake:
@@ -55,7 +79,7 @@ class Fake:
         if ended:
             for ch in (1, 2, 7):
                 self.conn.send_end(ch)
-        self.conn.send_message(Code.EXITING, {"exitCode": code, "reason": f"fake exit {code}"})
+        self.conn.send(Exiting(exit_code=code, reason=f"fake exit {code}"))
         self.flush()
         self.sock.close()
         sys.exit(code)
@@ -64,26 +88,26 @@ class Fake:
         record = {"ts": int(time.time() * 1000), "level": "INFO", "from": "fake", "msg": msg}
         self.pending[Channel.LOG] += json.dumps(record).encode() + b"\n"
 
-    def on_open(self, body: dict) -> None:
+    def on_open(self, pong: Pong) -> None:
         self.open = True
-        self.conn.send_message(Code.PANG, {"requires": "", "contentType": "text/plain"})
-        self.conn.send_message(Code.PANG, {"provides": "", "contentType": "text/plain"})
+        self.conn.send(Pang(requires="", content_type="text/plain"))
+        self.conn.send(Pang(provides="", content_type="text/plain"))
         self.pending[Channel.STDERR] += b"fake stderr line\n"
         self.log("connected")
-        info = {"appConfig": body.get("appConfig"), "args": body.get("args")}
-        self.conn.send_message(Code.EVENT, {"eventName": "config", "message": info})
+        info = {"appConfig": pong.app_config, "args": pong.args}
+        self.conn.send(Event(name="config", message=info))
         process = {"cwd": os.getcwd(), "env": os.environ.get("HB_TEST"), "sequence": self.sequence}
-        self.conn.send_message(Code.EVENT, {"eventName": "process", "message": process})
+        self.conn.send(Event(name="process", message=process))
         if self.mode == "malformed":
             self.flush()
             self.sock.sendall(b"\x94\x06\x01\x02")  # 0x94 is no frame lead byte
             time.sleep(1000)
         if self.mode == "child":
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
-            self.conn.send_message(Code.EVENT, {"eventName": "child", "message": child.pid})
+            self.conn.send(Event(name="child", message=child.pid))
         if self.mode == "fail":
             self.pending[Channel.STDERR] += b"Traceback: FakeError: boom\n"
-            self.conn.send_message(Code.ERROR, {"message": "FakeError: boom", "stack": "", "exitCode": 23})
+            self.conn.send(Error(message="FakeError: boom", stack="", exit_code=23))
             self.exit(23)
         if self.mode == "alloc":
             self.flush()
@@ -92,67 +116,73 @@ class Fake:
         if self.mode == "flood":
             self.pending[Channel.STDOUT] += b"x" * (4 << 20)  # far more than the host's window
 
-    def on_message(self, code: int, body: dict) -> None:
-        if code == Code.PONG:
-            self.on_open(body)
-        elif code == Code.REJECT:
-            sys.stderr.write(f"fake runner rejected: {body['reason']}\n")
-            sys.exit(20)
-        elif code == Code.INPUT_CONTENT_TYPE:
-            self.conn.send_message(Code.EVENT, {"eventName": "content-type", "message": body["contentType"]})
-        elif code == Code.EVENT and body["eventName"] == "mute":
-            self.mode = "silent"  # heartbeats stop as if the runner hung
-        elif code == Code.EVENT:
-            reply = {"eventName": body["eventName"] + "-reply", "message": body.get("message")}
-            self.conn.send_message(Code.EVENT, reply)
-        elif code == Code.MONITORING_RATE:
-            self.rate = float(body["monitoringRate"])
-        elif code == Code.STOP:
-            self.stop_seen = True
-            if self.mode == "keepalive" and body.get("canCallKeepalive"):
-                self.conn.send_message(Code.ALIVE, {"keepAlive": 1000})
-            else:
-                self.conn.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": None})
-        elif code == Code.KILL and self.mode != "ignore-term":
-            self.exit(138 if self.stop_seen else 137)
+    def on_message(self, message: Message) -> None:
+        match message:
+            case Pong():
+                self.on_open(message)
+            case Reject(reason=reason):
+                sys.stderr.write(f"fake runner rejected: {reason}\n")
+                sys.exit(20)
+            case InputContentType(content_type=content_type):
+                self.conn.send(Event(name="content-type", message=content_type))
+            case Event(name="mute"):
+                self.mode = "silent"  # heartbeats stop as if the runner hung
+            case Event(name=name, message=payload):
+                self.conn.send(Event(name=name + "-reply", message=payload))
+            case MonitoringRate(rate=rate):
+                self.rate = float(rate)
+            case Stop(can_keep_alive=can_keep_alive):
+                self.stop_seen = True
+                if self.mode == "keepalive" and can_keep_alive:
+                    self.conn.send(Alive(keep_alive_ms=1000))
+                else:
+                    self.conn.send(SequenceStopped())
+            case Kill() if self.mode != "ignore-term":
+                self.exit(138 if self.stop_seen else 137)
 
     def run(self) -> None:
         while True:
             timeout = 0.05
             readable, _, _ = select.select([self.sock], [], [], timeout)
             if readable:
-                data = self.sock.recv(1 << 16)
-                try:
-                    events = self.conn.receive_data(data, time.monotonic())
-                except ProtocolError as err:
-                    sys.stderr.write(f"fake runner: protocol error: {err}\n")
-                    sys.exit(137)
-                for event in events:
-                    if isinstance(event, Message):
-                        self.on_message(event.code, event.body)
-                    elif isinstance(event, Data):
-                        payload = bytes(event.payload)
-                        self.conn.consumed(event.channel, len(payload))
-                        if event.channel == Channel.IN:
-                            self.pending[Channel.OUT] += payload
-                        else:
-                            self.pending[Channel.STDOUT] += b"stdin:" + payload
-                    elif isinstance(event, EndOfStream) and event.channel == Channel.IN:
-                        self.in_ended = True
-                    elif isinstance(event, ConnectionClosed):
-                        sys.exit(137)
+                self.conn.receive_data(self.sock.recv(1 << 16), time.monotonic())
+                self.handle_events()
             if self.open:
                 now = time.monotonic()
                 if self.mode != "silent" and self.rate > 0 and now >= self.next_beat:
                     self.next_beat = now + 1 / self.rate
                     stats = {"rss": 1234, "cpu": 0.5, "loopLagMs": 0}
-                    self.conn.send_message(Code.MONITORING, {"healthy": True, "stats": stats})
+                    self.conn.send(Monitoring(healthy=True, stats=stats))
                 self.pump()
                 if self.in_ended and not self.pending[Channel.OUT]:
                     self.conn.send_end(Channel.OUT)
-                    self.conn.send_message(Code.SEQUENCE_COMPLETED, {"timeout": 0})
+                    self.conn.send(SequenceCompleted(timeout_ms=0))
                     self.exit(0)
             self.flush()
+
+    def handle_events(self) -> None:
+        while True:
+            try:
+                event = self.conn.next_event()
+            except ProtocolError as err:
+                sys.stderr.write(f"fake runner: protocol error: {err}\n")
+                sys.exit(137)
+            match event:
+                case Data(channel=channel, payload=payload):
+                    payload = bytes(payload)
+                    self.conn.consumed(channel, len(payload))
+                    if channel == Channel.IN:
+                        self.pending[Channel.OUT] += payload
+                    else:
+                        self.pending[Channel.STDOUT] += b"stdin:" + payload
+                case EndOfStream(channel=Channel.IN):
+                    self.in_ended = True
+                case ConnectionClosed():
+                    sys.exit(137)
+                case Message():
+                    self.on_message(event)
+                case _ if event is NEED_DATA:
+                    return
 
 
 def main() -> None:
@@ -181,15 +211,15 @@ def main() -> None:
         time.sleep(1000)
     fake = Fake(sock, mode, opts.sequence)
     token = "not-the-token" if mode == "wrong-token" else os.environ.get("SEQUENCE_RUNNER_TOKEN", "")
-    fake.conn.send_ping(
-        os.environ.get("SEQUENCE_RUNNER_INSTANCE_ID", ""),
-        token,
+    fake.conn.send(Ping(
+        instance_id=os.environ.get("SEQUENCE_RUNNER_INSTANCE_ID", ""),
+        token=token,
         pid=os.getpid(),
         capabilities=[],
         created=int(time.time() * 1000),
-        runnerVersion="fake",
+        runner_version="fake",
         python=sys.version.split()[0],
-    )
+    ))
     fake.flush()
     fake.run()
 

@@ -15,7 +15,8 @@ import pytest
 from hb_helpers import FAKE_RUNNER, collect, spawn_fake
 
 from host_bridge import Bridge, Listener, Status
-from runner.protocol import Code, Connection, Role
+from runner.protocol import Code, Ping, Role
+from runner.protocol.connection import Connection
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +54,7 @@ def _raw_ping(address: str, instance_id: str, token: str) -> dict[str, object]:
     host, port = address[4:].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         conn = Connection(Role.RUNNER)
-        conn.send_ping(instance_id, token, pid=os.getpid())
+        conn.send(Ping(instance_id=instance_id, token=token, pid=os.getpid()))
         for buf in conn.data_to_send():
             sock.sendall(buf)
         data = b""
