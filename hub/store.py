@@ -72,6 +72,7 @@ class Store:
             (directory / "tmp").mkdir()
             db = sqlite3.connect(directory / "index.sqlite", check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: no fsync per commit; a crash loses no more than the last ones
             db.executescript(_SCHEMA)
             store = cls(directory, db)
             store._drop_orphans()
