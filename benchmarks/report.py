@@ -270,6 +270,8 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 fmt="{:.1f}",
             )
         )
+    if "hub" in res:
+        out.extend(hub_rows(res["hub"]))
     for r in res.get("framer", []):
         if r["unit"] == "frames/s":
             value, unit, fmt = r["rate"] / 1e6, "M frames/s", "{:.2f}"
@@ -285,6 +287,29 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 fmt=fmt,
             )
         )
+    return out
+
+
+def hub_rows(h: dict[str, Any]) -> list[dict[str, Any]]:
+    """The REST hub beside host_bridge direct (bench_hub.py); ratios are hub / direct."""
+    out: list[dict[str, Any]] = []
+    if "start" in h:
+        s = h["start"]
+        out.append(_row("8 hub REST start -> running", s["rest_ms"], "ms", f"spawn->ready {s['direct_ms']:.1f} ms",
+                        s["rest_ms"] / s["direct_ms"], "<= spawn->ready + 10 ms",
+                        s["rest_ms"] <= s["direct_ms"] + 10, "{:.1f}"))
+    for key, label in (("bulk", "8 hub REST input->output, bulk"), ("lines", "8 hub REST input->output, 100 B lines")):
+        if key in h:
+            rate = h[key]["bytes_per_s"]
+            ratio = h[key]["rest_vs_direct"]
+            target = ">= 0.5x direct" if key == "bulk" else ""
+            out.append(_row(label, rate["rest"] / MB, "MB/s", f"direct {rate['direct'] / MB:,.0f} MB/s", ratio,
+                            target, ratio >= 0.5 if key == "bulk" else None))
+    if "many" in h:
+        m = h["many"]
+        out.append(_row(f"8 hub {m['instances']} Instances at once, {m['bytes_each'] >> 10} KiB each", m["rest_s"],
+                        "s", f"direct {m['direct_s']:.2f} s", m["direct_s"] / m["rest_s"], "every byte back", True,
+                        "{:.2f}"))
     return out
 
 

@@ -10,7 +10,7 @@ alike, and the table shows the ratio of the medians. What each row means, the
 targets and the machine are in docs/benchmarks.md.
 
 Sections (--only takes a comma-separated subset): bulk, records, events, startup,
-kill, memory, framer.
+kill, memory, hub (the REST hub beside host_bridge direct: bench_hub.py), framer.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_baseline
 import bench_e2e
+import bench_hub
 import bench_sth
 import report
 from common import (
@@ -50,7 +51,7 @@ from common import (
 
 from host_bridge import Bridge
 
-SECTIONS = ("bulk", "records", "events", "startup", "kill", "memory", "framer")
+SECTIONS = ("bulk", "records", "events", "startup", "kill", "memory", "hub", "framer")
 RECORD = 100
 RECORDS_PER_BLOCK = CHUNK // RECORD  # 655 records: one 65 500-byte write
 
@@ -328,6 +329,7 @@ async def run_all(cfg: Config, only: set[str]) -> dict[str, Any]:
                 ("startup", lambda: bench_startup(cfg, bridge)),
                 ("kill", lambda: bench_kill(cfg, bridge)),
                 ("memory", lambda: bench_memory(cfg, bridge)),
+                ("hub", lambda: bench_hub.section(cfg, bridge, say)),
             ]
             for section, step in steps:
                 if section in only:

@@ -1,0 +1,281 @@
+"""The hub (``python -m hub``, its own process) beside host_bridge direct, in the same run.
+
+* start: ``POST /sequence/:id/start`` (answers once the runner connected) against
+  ``bridge.spawn()`` + ``wait_started()``;
+* pass-through: ``POST input`` streamed while ``GET output`` streams back, against
+  host_bridge's ``write_input``/``output()`` (bench_e2e.pipe), bytes checked both ways;
+* many: N Instances streaming at once through the hub, against N through host_bridge.
+
+The HTTP client is httpx in this (benchmark) process, so its cost is in the REST figures.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from bench_e2e import _spawn_ready, seq
+from common import SEQUENCES, Hasher, Verifier
+
+from host_bridge import Bridge
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class HubServer:
+    """A hub subprocess on an ephemeral loopback port, with its own store; always stopped."""
+
+    def __init__(self) -> None:
+        self._store = tempfile.TemporaryDirectory(prefix="bench-hub-")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def __enter__(self) -> HubServer:  # noqa: PYI034 - a final class; Self needs typing_extensions on 3.10
+        cmd = [sys.executable, "-m", "hub", "--port", "0", "--store", self._store.name, "--min-free-mem", "0",
+               "--min-free-space", "0", "--max-instances", "500", "--log-level", "warning"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("hub listening on "):
+            self.__exit__()
+            raise RuntimeError(f"the hub did not start: {line!r}")
+        self.url = line.split()[-1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._store.cleanup()
+
+
+def package(name: str) -> bytes:
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w:gz") as tar:
+        root = SEQUENCES / name
+        for path in sorted(root.iterdir()):
+            if path.is_file():
+                tar.add(path, arcname=path.name)
+    return data.getvalue()
+
+
+async def upload(client: httpx.AsyncClient, name: str) -> str:
+    r = await client.post("/sequence", content=package(name), headers={"x-name": f"{name}-{os.getpid()}"})
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+async def _start(client: httpx.AsyncClient, seq_id: str) -> str:
+    r = await client.post(f"/sequence/{seq_id}/start", json={})
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+async def _wait_ended(client: httpx.AsyncClient, inst: str) -> dict[str, Any]:
+    with anyio.fail_after(30):
+        while not (body := (await client.get(f"/instance/{inst}")).json()).get("ended"):
+            await anyio.sleep(0.01)
+    return dict(body)
+
+
+# -- start ---------------------------------------------------------------------------------------
+
+
+async def rest_start(client: httpx.AsyncClient, seq_id: str) -> float:
+    """POST start -> its answer (the runner connected); then drain hello-now and wait for its end."""
+    start = time.perf_counter()
+    inst = await _start(client, seq_id)
+    ready = time.perf_counter() - start
+    await client.get(f"/instance/{inst}/output")
+    await _wait_ended(client, inst)
+    return ready
+
+
+async def direct_start(bridge: Bridge) -> float:
+    start = time.perf_counter()
+    inst = await bridge.spawn(seq("hello-now"))
+    await inst.wait_started()
+    ready = time.perf_counter() - start
+    async for _chunk in inst.output():
+        pass
+    with anyio.fail_after(30):
+        await inst.wait()
+    return ready
+
+
+# -- pass-through --------------------------------------------------------------------------------
+
+
+async def rest_pipe(client: httpx.AsyncClient, seq_id: str, content_type: str,
+                    blocks: Callable[[], Iterable[bytes]], total: int, checker: Hasher | Verifier) -> dict[str, Any]:
+    """Like bench_e2e.pipe through HTTP: the first block must come back before the clock starts."""
+    inst = await _start(client, seq_id)
+    source = iter(blocks())
+    first = next(source)
+    async with client.stream("GET", f"/instance/{inst}/output") as response:
+        output = response.aiter_raw().__aiter__()
+        await client.post(f"/instance/{inst}/input", content=first,
+                          headers={"content-type": content_type, "x-end-stream": "false"})
+        with anyio.fail_after(30):
+            while checker.nbytes < len(first):
+                checker.feed(await output.__anext__())
+        start = time.perf_counter()
+
+        async def body() -> AsyncIterator[bytes]:
+            for block in source:
+                yield block
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: client.post(f"/instance/{inst}/input", content=body(),
+                                              headers={"content-type": content_type}))
+            feed = checker.feed
+            async for chunk in output:
+                feed(chunk)
+    elapsed = time.perf_counter() - start
+    digest = checker.finish()
+    ended = await _wait_ended(client, inst)
+    if checker.nbytes != total or ended["exitCode"] != 0:
+        raise AssertionError(f"hub pipe: {checker.nbytes} bytes of {total}, exit {ended['exitCode']}")
+    return {"seconds": elapsed, "digest": digest, "timed_bytes": total - len(first)}
+
+
+# -- many at once --------------------------------------------------------------------------------
+
+
+def _payload(i: int, size: int) -> bytes:
+    return (i.to_bytes(4, "big") * (size // 4 + 1))[:size]
+
+
+async def rest_many(client: httpx.AsyncClient, seq_id: str, count: int, size: int) -> float:
+    """``count`` Instances at once, each echoing ``size`` bytes; every byte checked."""
+    start = time.perf_counter()
+
+    async def one(i: int) -> None:
+        inst = await _start(client, seq_id)
+        data = _payload(i, size)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: client.post(f"/instance/{inst}/input", content=data,
+                                              headers={"content-type": "application/octet-stream"}))
+            got = (await client.get(f"/instance/{inst}/output")).content
+        if got != data:
+            raise AssertionError(f"hub instance {i}: {len(got)} bytes back of {size}, or not the same")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            tg.start_soon(one, i)
+    return time.perf_counter() - start
+
+
+async def direct_many(bridge: Bridge, count: int, size: int) -> float:
+    start = time.perf_counter()
+
+    async def one(i: int) -> None:
+        inst = await _spawn_ready(bridge, "identity-bytes")
+        inst.discard("stdout", "stderr", "log")
+        data = _payload(i, size)
+        got = bytearray()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: inst.send_input(data, content_type="application/octet-stream"))
+            async for chunk in inst.output():
+                got += chunk
+        if got != data:
+            raise AssertionError(f"direct instance {i}: {len(got)} bytes back of {size}, or not the same")
+        with anyio.fail_after(30):
+            await inst.wait()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(count):
+            tg.start_soon(one, i)
+    return time.perf_counter() - start
+
+
+def client_for(hub: HubServer) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
+    return httpx.AsyncClient(base_url=hub.url, timeout=120, limits=limits)
+
+
+# -- the section, side by side -------------------------------------------------------------------
+
+
+async def _pass_through(rounds: int, label: str, variants: dict[str, Callable[[Any], Any]], digest: str,
+                        period: bytes, say: Callable[..., None]) -> dict[str, Any]:
+    """Round 0 is a warm-up checked by sha256; the timed rounds compare every byte."""
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    timed = 0
+    for rnd in range(rounds + 1):
+        for variant, run in variants.items():
+            checker: Hasher | Verifier = Hasher() if rnd == 0 else Verifier(period)
+            result = await run(checker)
+            if rnd == 0 and result["digest"] != digest:
+                raise AssertionError(f"{label} {variant}: sha256 of output != sha256 of input")
+            if rnd:
+                samples[variant].append(result["seconds"])
+                timed = result["timed_bytes"]
+        if rnd:
+            say(f"  hub {label} round {rnd}/{rounds}: " + ", ".join(f"{v} {s[-1]:.3f}s" for v, s in samples.items()))
+    medians = {v: sorted(s)[len(s) // 2] for v, s in samples.items()}
+    return {"timed_bytes": timed, "runs_s": samples,
+            "bytes_per_s": {v: timed / m for v, m in medians.items()},
+            "rest_vs_direct": medians["direct"] / medians["rest"]}
+
+
+async def section(cfg: Any, bridge: Bridge, say: Callable[..., None]) -> dict[str, Any]:
+    import bench_e2e
+    from common import MIB, bulk_chunks, bulk_pool, expected_digest, median, text_records
+
+    out: dict[str, Any] = {}
+    with HubServer() as server:
+        async with client_for(server) as client:
+            ids = {n: await upload(client, n) for n in ("hello-now", "identity-bytes", "identity-text")}
+            await rest_start(client, ids["hello-now"])
+            await direct_start(bridge)  # warm both
+            rest, direct = [], []
+            for _ in range(cfg.startup_runs):
+                direct.append(await direct_start(bridge))
+                rest.append(await rest_start(client, ids["hello-now"]))
+            out["start"] = {"rest_ms": median(rest) * 1e3, "direct_ms": median(direct) * 1e3,
+                            "runs_s": {"rest": rest, "direct": direct}}
+            say(f"  hub start -> running {out['start']['rest_ms']:.1f} ms, spawn -> ready "
+                f"{out['start']['direct_ms']:.1f} ms")
+            pool = bulk_pool()
+            bulk_total = (32 if cfg.quick else 256) * MIB
+            line_block = text_records(655, 100)
+            line_blocks = 60 if cfg.quick else 400
+            cases = (
+                ("bulk", "identity-bytes", bench_e2e.OCTET, b"".join(pool),
+                 lambda: bulk_chunks(pool, bulk_total), bulk_total),
+                ("lines", "identity-text", bench_e2e.TEXT, line_block,
+                 lambda: [line_block] * line_blocks, len(line_block) * line_blocks),
+            )
+            for label, name, ctype, period, blocks, total in cases:
+                digest = expected_digest(iter(blocks()), (hash(period), total))
+                variants = {
+                    "direct": lambda c, n=name, t=ctype, b=blocks, s=total: bench_e2e.pipe(bridge, n, t, b, s, c),
+                    "rest": lambda c, n=name, t=ctype, b=blocks, s=total: rest_pipe(client, ids[n], t, b, s, c),
+                }
+                out[label] = await _pass_through(cfg.runs, label, variants, digest, period, say)
+            count, size = 50, (256 << 10) if cfg.quick else (1 << 20)
+            many_rest, many_direct = [], []
+            for rnd in range(cfg.runs):
+                many_direct.append(await direct_many(bridge, count, size))
+                many_rest.append(await rest_many(client, ids["identity-bytes"], count, size))
+                say(f"  hub {count} at once round {rnd + 1}/{cfg.runs}: direct {many_direct[-1]:.2f}s, "
+                    f"rest {many_rest[-1]:.2f}s")
+            out["many"] = {"instances": count, "bytes_each": size, "rest_s": median(many_rest),
+                           "direct_s": median(many_direct), "runs_s": {"rest": many_rest, "direct": many_direct}}
+    return out
