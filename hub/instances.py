@@ -244,6 +244,8 @@ class InstanceRegistry:
         ended = [h for h in self.live.values() if h.ended]
         for hub_inst in ended[: max(0, len(ended) - self.config.keep_ended)]:
             del self.live[hub_inst.id]
+            for tap in hub_inst.taps.values():
+                tap.close()  # an output nobody read would otherwise wait for a reader forever
             self.bridge.forget(hub_inst.id)
 
     # -- control -----------------------------------------------------------------------------

@@ -124,7 +124,8 @@ class Store:
         size = 0
         pending: list[bytes] = []
         pending_size = 0
-        with open(archive, "wb") as file:  # noqa: ASYNC230 - opened once; writes go to the worker
+        file = await self._run(open, archive, "wb")
+        try:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
@@ -135,6 +136,9 @@ class Store:
                     await self._run(file.writelines, pending)
                     pending, pending_size = [], 0
             await self._run(file.writelines, pending)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._run(file.close)
         if size == 0:
             raise InvalidPackage("empty request body: expected a .tar.gz Sequence package")
 

@@ -41,28 +41,37 @@ class Tap:
         self._has_readers = anyio.Event()
         self.ended = False
         self.bytes_read = 0
+        self._scope = anyio.CancelScope()
 
     @property
     def readers(self) -> int:
         return len(self._readers)
 
     async def run(self) -> None:
-        """Pump the source until it ends (run as a task); then end every reader."""
+        """Pump the source until it ends or ``close()`` (run as a task); then end every reader."""
         try:
-            while True:
-                if self.pipe and not self._readers:
-                    await self._has_readers.wait()
-                    continue
-                try:
-                    chunk = await self._source.__anext__()
-                except StopAsyncIteration:
-                    break
-                self.bytes_read += len(chunk)
-                await self._deliver(chunk)
+            with self._scope:
+                await self._pump()
         finally:
             self.ended = True
             for send in list(self._readers.values()):
                 send.close()
+
+    def close(self) -> None:
+        """Stop pumping (the hub forgets the Instance): what nobody read is dropped."""
+        self._scope.cancel()
+
+    async def _pump(self) -> None:
+        while True:
+            if self.pipe and not self._readers:
+                await self._has_readers.wait()
+                continue
+            try:
+                chunk = await self._source.__anext__()
+            except StopAsyncIteration:
+                return
+            self.bytes_read += len(chunk)
+            await self._deliver(chunk)
 
     async def _deliver(self, chunk: bytes) -> None:
         if not self.pipe:

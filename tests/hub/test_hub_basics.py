@@ -50,8 +50,8 @@ def test_unknown_paths_and_methods_answer_json(client: httpx.Client) -> None:
     assert r.status_code == 405 and "error" in r.json()
 
 
-def test_token_is_required_everywhere_and_compared_whole(hub_factory: Any) -> None:
-    hub = hub_factory("--token", "s3cret")
+def test_token_is_required_everywhere_and_compared_whole(hub_factory: Any, client: httpx.Client) -> None:
+    hub = hub_factory("--token", "s3cret", "--cors-origin", "http://app.example")
     with hub.client() as c:
         for method, path in (("GET", "/version"), ("GET", "/instances"), ("POST", "/sequence"),
                              ("GET", "/openapi.json"), ("GET", "/nope")):
@@ -63,6 +63,13 @@ def test_token_is_required_everywhere_and_compared_whole(hub_factory: Any) -> No
         assert ok.status_code == 200
         config = c.get("/config", headers={"authorization": "Bearer s3cret"}).json()
         assert config["authRequired"] is True and "s3cret" not in json.dumps(config)
+        # CORS only when configured, and only for the configured origins
+        cors = c.get("/version", headers={"authorization": "Bearer s3cret", "origin": "http://app.example"})
+        assert cors.headers["access-control-allow-origin"] == "http://app.example"
+        other = c.get("/version", headers={"authorization": "Bearer s3cret", "origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+    plain = client.get("/version", headers={"origin": "http://app.example"})  # the shared hub: no CORS
+    assert "access-control-allow-origin" not in plain.headers
 
 
 def test_flags_override_environment_which_overrides_defaults(tmp_path: Any) -> None:

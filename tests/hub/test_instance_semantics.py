@@ -135,3 +135,19 @@ async def test_twenty_instances_stream_at_once(shared_hub: HubProcess) -> None:
                 for i in range(20):
                     tg.start_soon(one, i)
     assert results == {i: True for i in range(20)}
+
+
+def test_ended_instances_past_keep_ended_keep_their_summary_but_not_their_streams(hub_factory: Any) -> None:
+    from hubproc import package
+
+    hub = hub_factory("--keep-ended", "1")
+    with hub.client() as c:
+        seq = c.post("/sequence", content=package("counter")).json()["id"]
+        first, second = start(c, seq, args=[10**6, 0]), start(c, seq, args=[10**6, 0])  # output never read
+        for inst in (first, second):
+            c.post(f"/instance/{inst}/_kill")
+            wait_ended(c, inst)
+        r = c.get(f"/instance/{first}/output")
+        assert r.status_code == 410 and "ended" in r.json()["error"]
+        assert c.get(f"/instance/{first}").json()["status"] == "killed"
+        assert c.get(f"/instance/{second}/stdout").status_code == 200  # the newest ended one keeps its streams

@@ -190,3 +190,13 @@ async def test_store_streams_checks_commits_and_survives_reopening(tmp_path: Pat
     [lost] = await again.instances()
     assert (lost.status, lost.reason) == ("errored", "gone") and lost.ended is not None
     await again.close()
+
+
+async def test_closing_a_tap_nobody_reads_ends_its_pump() -> None:
+    tap = Tap("output", Source([b"never read"]).__aiter__(), pipe=True)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tap.run)
+            await anyio.sleep(0.01)
+            tap.close()
+    assert tap.ended and await collect(tap.stream()) == b""
