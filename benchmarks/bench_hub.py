@@ -6,7 +6,10 @@
   host_bridge's ``write_input``/``output()`` (bench_e2e.pipe), bytes checked both ways;
 * many: N Instances streaming at once through the hub, against N through host_bridge.
 
-The HTTP client is httpx in this (benchmark) process, so its cost is in the REST figures.
+Control requests use httpx; the pass-through streams use a minimal HTTP/1.1 client
+(``RawStream``: one socket, chunked bodies) so that the figure measures the hub rather than
+httpx's pure-Python parser. Both run in this (benchmark) process and their cost is in the
+REST figures.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 from bench_e2e import _spawn_ready, seq
 from common import SEQUENCES, Hasher, Verifier
@@ -121,32 +125,102 @@ async def direct_start(bridge: Bridge) -> float:
 # -- pass-through --------------------------------------------------------------------------------
 
 
+class RawStream:
+    """One HTTP/1.1 request on its own connection, its bodies chunked both ways."""
+
+    def __init__(self, url: str) -> None:
+        split = httpx.URL(url)
+        self.host, self.port, self.base = split.host, split.port or 80, split.path.rstrip("/")
+        self.sock: anyio.abc.SocketStream | None = None
+        self._buffer = b""
+
+    async def open(self, method: str, path: str, headers: dict[str, str]) -> None:
+        self.sock = await anyio.connect_tcp(self.host, self.port)
+        lines = [f"{method} {self.base}{path} HTTP/1.1", f"host: {self.host}", *(f"{k}: {v}" for k, v in headers.items())]
+        await self.sock.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    async def send_chunks(self, chunks: Iterable[bytes]) -> int:
+        """Send the body chunked, then read the answer's status."""
+        assert self.sock is not None
+        for chunk in chunks:
+            await self.sock.send(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        await self.sock.send(b"0\r\n\r\n")
+        status = int((await self._head()).split(b" ", 2)[1])
+        await self.sock.aclose()
+        return status
+
+    async def _fill(self) -> bool:
+        assert self.sock is not None
+        try:
+            self._buffer += await self.sock.receive(1 << 20)
+        except anyio.EndOfStream:
+            return False
+        return True
+
+    async def _head(self) -> bytes:
+        while b"\r\n\r\n" not in self._buffer:
+            if not await self._fill():
+                raise ConnectionError("connection closed before the response head")
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        return head
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The response body (chunked), piece by piece as it arrives."""
+        await self._head()
+        while True:
+            while b"\r\n" not in self._buffer:
+                await self._fill()
+            size_line, self._buffer = self._buffer.split(b"\r\n", 1)
+            left = int(size_line, 16)
+            if left == 0:
+                return
+            while left:
+                if not self._buffer and not await self._fill():
+                    raise ConnectionError("connection closed inside a chunk")
+                piece, self._buffer = self._buffer[:left], self._buffer[left:]
+                left -= len(piece)
+                yield piece
+            while len(self._buffer) < 2:
+                await self._fill()
+            self._buffer = self._buffer[2:]
+
+    async def aclose(self) -> None:
+        if self.sock is not None:
+            await self.sock.aclose()
+
+
 async def rest_pipe(client: httpx.AsyncClient, seq_id: str, content_type: str,
                     blocks: Callable[[], Iterable[bytes]], total: int, checker: Hasher | Verifier) -> dict[str, Any]:
     """Like bench_e2e.pipe through HTTP: the first block must come back before the clock starts."""
     inst = await _start(client, seq_id)
     source = iter(blocks())
     first = next(source)
-    async with client.stream("GET", f"/instance/{inst}/output") as response:
-        output = response.aiter_raw().__aiter__()
-        await client.post(f"/instance/{inst}/input", content=first,
-                          headers={"content-type": content_type, "x-end-stream": "false"})
-        with anyio.fail_after(30):
-            while checker.nbytes < len(first):
-                checker.feed(await output.__anext__())
-        start = time.perf_counter()
+    url = str(client.base_url)
+    reader = RawStream(url)
+    await reader.open("GET", f"/instance/{inst}/output", {})
+    output = reader.body().__aiter__()
+    await client.post(f"/instance/{inst}/input", content=first,
+                      headers={"content-type": content_type, "x-end-stream": "false"})
+    with anyio.fail_after(30):
+        while checker.nbytes < len(first):
+            checker.feed(await output.__anext__())
+    start = time.perf_counter()
 
-        async def body() -> AsyncIterator[bytes]:
-            for block in source:
-                yield block
+    async def write() -> None:
+        writer = RawStream(url)
+        await writer.open("POST", f"/instance/{inst}/input",
+                          {"content-type": content_type, "transfer-encoding": "chunked"})
+        status = await writer.send_chunks(source)
+        if status != 200:
+            raise AssertionError(f"POST input answered {status}")
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: client.post(f"/instance/{inst}/input", content=body(),
-                                              headers={"content-type": content_type}))
-            feed = checker.feed
-            async for chunk in output:
-                feed(chunk)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(write)
+        feed = checker.feed
+        async for chunk in output:
+            feed(chunk)
     elapsed = time.perf_counter() - start
+    await reader.aclose()
     digest = checker.finish()
     ended = await _wait_ended(client, inst)
     if checker.nbytes != total or ended["exitCode"] != 0:
