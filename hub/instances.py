@@ -29,7 +29,6 @@ from .topics import Actor, TopicRouter
 logger = logging.getLogger("hub.instances")
 MiB = 1 << 20
 LOST = "the hub stopped while this Instance was running; its runner exited with the hub"
-_PANG_POLL = 0.02  # until host_bridge lets the hub await PANG
 
 
 class Refused(Exception):
@@ -200,15 +199,14 @@ class InstanceRegistry:
 
     async def _learn_topics(self, hub_inst: HubInstance) -> None:
         """The topics the runner declares at run time (PANG), when the start did not name them."""
-        info, instance = hub_inst.instance.info, hub_inst.instance
-        while (info.provides is None or info.requires is None) and not instance.done.is_set():
-            await anyio.sleep(_PANG_POLL)
+        state = await hub_inst.instance.wait_until(
+            lambda s: (s.provides is not None and s.requires is not None) or s.done)
         changed = False
-        if hub_inst.input_topic is None and info.requires and not hub_inst.api_input_used:
-            hub_inst.input_topic = info.requires
+        if hub_inst.input_topic is None and state.requires and not hub_inst.api_input_used:
+            hub_inst.input_topic = state.requires
             changed = True
-        if hub_inst.output_topic is None and info.provides:
-            hub_inst.output_topic = info.provides
+        if hub_inst.output_topic is None and state.provides:
+            hub_inst.output_topic = state.provides
             changed = True
         if changed:  # also when it ended already: its output waits, unread, in the tap
             self._wire_topics(hub_inst)
