@@ -12,11 +12,12 @@ See docs/host_bridge.md. The wire protocol stays inside (runner.protocol).
 
 from runner.protocol import State, Status, status_for_exit_code
 
-from .bridge import Bridge, Listener, Refusal
+from .bridge import Bridge
 from .channels import EventMessage, EventSubscription
 from .errors import BridgeError, ChannelClosed, InstanceEnded, InstanceNotRunning, SpawnError
 from .info import InstanceInfo
 from .instance import Instance
+from .listeners import Listener, Refusal
 from .options import InstanceOptions, OptionOverrides
 from .state import InstanceState, StateSubscription
 from .stats import ChannelStats, Health, HeartbeatStats, HeartbeatUpdates

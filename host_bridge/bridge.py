@@ -13,7 +13,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -29,7 +29,17 @@ from runner.protocol import ProtocolError
 
 from .errors import BridgeError, SpawnError
 from .instance import Instance
-from .link import HandshakeFailed, SocketStream, host_connection, notify_closing, read_ping, wait_readable
+from .link import HandshakeFailed, SocketStream, host_connection, read_ping
+from .listeners import (
+    MAX_PENDING_HANDSHAKES,
+    Listener,
+    PendingHandshakes,
+    Refusal,
+    Refusals,
+    bind_tcp,
+    bind_unix,
+    peer_text,
+)
 from .options import InstanceOptions, OptionOverrides
 from .process import SpawnOptions, start_process
 from .supervisor import Supervisor, reject_and_close, verify_ping
@@ -40,61 +50,15 @@ from .supervisor import Supervisor, reject_and_close, verify_ping
 SOCKET_BUFFER: int | None = 1 << 20
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """A connection the bridge refused (kept in ``Bridge.refused`` for the hub to inspect)."""
-
-    instance_id: str | None
-    reason: str
-
-
-class Listener:
-    """A unix socket or TCP port runners connect to (``--connect <address>``)."""
-
-    def __init__(self, bridge: Bridge, listener: anyio.abc.SocketListener, address: str, path: str | None) -> None:
-        self._bridge = bridge
-        self._listener = listener  # anyio bound it; we accept on its socket ourselves (SocketStream)
-        self._sock: socket.socket = listener.extra(anyio.abc.SocketAttribute.raw_socket)
-        self._sock.setblocking(False)
-        self.address = address
-        self._path = path
-        self._scope = anyio.CancelScope()
-        self._closed = False
-
-    async def _serve(self, tg: anyio.abc.TaskGroup) -> None:
-        sock = self._sock
-        with self._scope:
-            while not self._closed:
-                try:
-                    client, _addr = sock.accept()
-                except (BlockingIOError, InterruptedError):
-                    try:
-                        await wait_readable(sock)
-                    except anyio.ClosedResourceError:
-                        return
-                    continue
-                except OSError:
-                    if self._closed:
-                        return
-                    await anyio.sleep(0.05)  # e.g. out of file descriptors: do not spin
-                    continue
-                tg.start_soon(self._bridge._handle_connection, SocketStream(client))
-
-    async def aclose(self) -> None:
-        self._closed = True
-        self._scope.cancel()
-        if notify_closing is not None:
+def _socketpair() -> tuple[socket.socket, socket.socket]:
+    ours, theirs = socket.socketpair()
+    if SOCKET_BUFFER:
+        for end in (ours, theirs):
             try:
-                notify_closing(self._sock)
-            except Exception:  # noqa: BLE001, S110 - nothing was waiting
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            except OSError:  # pragma: no cover - a system that refuses it keeps its default
                 pass
-        with anyio.CancelScope(shield=True):
-            await self._listener.aclose()
-        if self._path is not None:
-            try:
-                os.unlink(self._path)
-            except OSError:
-                pass
+    return ours, theirs
 
 
 class Bridge:
@@ -107,13 +71,21 @@ class Bridge:
     """
 
     def __init__(
-        self, *, python: str = sys.executable, shutdown_timeout: float = 10.0, **defaults: Unpack[OptionOverrides]
+        self,
+        *,
+        python: str = sys.executable,
+        shutdown_timeout: float = 10.0,
+        max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
+        **defaults: Unpack[OptionOverrides],
     ) -> None:
         self.python = python
         self.shutdown_timeout = shutdown_timeout
         self.defaults = InstanceOptions(**defaults)
         self.instances: dict[str, Instance] = {}
-        self.refused: list[Refusal] = []
+        self._refusals = Refusals()
+        #: The latest refused connections (bounded: see host_bridge.listeners); ``refused_count`` counts all.
+        self.refused: list[Refusal] = self._refusals.items
+        self._pending = PendingHandshakes(max_pending_handshakes, self._refusals)
         self.listeners: list[Listener] = []
         self._supervisors: dict[str, Supervisor] = {}
         self._tg: anyio.abc.TaskGroup | None = None
@@ -206,18 +178,12 @@ class Bridge:
         )
         ours: socket.socket | None = None
         theirs: socket.socket | None = None
-        if listener is None:
-            ours, theirs = socket.socketpair()
-            if SOCKET_BUFFER:
-                for end in (ours, theirs):
-                    try:
-                        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-                    except OSError:  # pragma: no cover - a system that refuses it keeps its default
-                        pass
-            spec.fd = theirs.fileno()
-        else:
-            spec.connect = listener.address
         try:
+            if listener is None:
+                ours, theirs = _socketpair()
+                spec.fd = theirs.fileno()
+            else:
+                spec.connect = listener.address
             env_vars = spec.environment(instance.id, instance.token)
             process = await start_process(spec, env_vars, [theirs.fileno()] if theirs else [])
         except (OSError, ValueError, TypeError) as exc:
@@ -268,31 +234,40 @@ class Bridge:
         return instance
 
     # -- listening -------------------------------------------------------------------
-    async def listen_unix(self, path: str | os.PathLike[str]) -> Listener:
-        """Accept runners on a unix socket at ``path`` (address ``unix:<path>``)."""
-        path = os.fspath(path)
-        raw = await anyio.create_unix_listener(path)
-        return self._start_listener(raw, f"unix:{path}", path)
+    async def listen_unix(self, path: str | os.PathLike[str] | None = None) -> Listener:
+        """Accept runners on a unix socket (address ``unix:<path>``), mode 0600 whatever the umask.
+
+        Without ``path`` the socket lives in a fresh 0700 directory removed at close; a missing
+        parent directory of ``path`` is created 0700."""
+        self._group()
+        sock, bound, private = bind_unix(os.fspath(path) if path is not None else None)
+        await anyio.lowlevel.checkpoint()
+        return self._start_listener(sock, f"unix:{bound}", bound, private)
 
     async def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> Listener:
         """Accept runners on TCP (port 0 picks a free port; see ``listener.address``)."""
-        multi = await anyio.create_tcp_listener(local_host=host, local_port=port)
-        first, *others = multi.listeners
-        for extra in others:
-            await extra.aclose()
-        if not isinstance(first, anyio.abc.SocketListener):
-            raise BridgeError(f"unexpected listener type {type(first).__name__}")
-        raw = first
-        bound = raw.extra(anyio.abc.SocketAttribute.local_address)
-        assert isinstance(bound, tuple)
-        return self._start_listener(raw, f"tcp:{bound[0]}:{bound[1]}", None)
+        self._group()
+        sock = bind_tcp(host, port)
+        bound = sock.getsockname()
+        await anyio.lowlevel.checkpoint()
+        return self._start_listener(sock, f"tcp:{bound[0]}:{bound[1]}", None, None)
 
-    def _start_listener(self, raw: anyio.abc.SocketListener, address: str, path: str | None) -> Listener:
+    def _start_listener(self, sock: socket.socket, address: str, path: str | None, private: str | None) -> Listener:
         tg = self._group()
-        listener = Listener(self, raw, address, path)
+        listener = Listener(sock, address, path, private, self._handle_connection, self._pending)
         self.listeners.append(listener)
         tg.start_soon(listener._serve, tg)
         return listener
+
+    @property
+    def refused_count(self) -> int:
+        """Connections refused since the bridge started (``refused`` keeps only the latest)."""
+        return self._refusals.total
+
+    @property
+    def pending_handshakes(self) -> int:
+        """Accepted connections that have not sent their PING yet."""
+        return self._pending.count
 
     async def _handle_connection(self, stream: SocketStream) -> None:
         conn = host_connection(self.defaults)
@@ -305,18 +280,18 @@ class Bridge:
             raise
         except (TimeoutError, ProtocolError, HandshakeFailed) as exc:
             text = "no PING within the handshake timeout" if isinstance(exc, TimeoutError) else str(exc)
-            self.refused.append(Refusal(None, text))
+            self._refusals.add(None, text[:1024])
             await reject_and_close(stream, conn, None)
             return
         claimed = ping.instance_id
-        instance = self.instances.get(claimed) if isinstance(claimed, str) else None
-        supervisor = self._supervisors.get(claimed) if isinstance(claimed, str) else None
+        instance = self.instances.get(claimed)
+        supervisor = self._supervisors.get(claimed)
         reason = verify_ping(instance if supervisor is not None and supervisor.stream is None else None, ping)
         if reason is None and supervisor is not None and not supervisor.awaiting_connection:
             reason = f"duplicate connection for instance {claimed}"
         if reason is not None or supervisor is None:
-            reason = reason or f"unknown instance id {claimed!r}"
-            self.refused.append(Refusal(claimed if isinstance(claimed, str) else None, reason))
+            reason = reason or f"unknown instance id {peer_text(claimed)}"
+            self._refusals.add(claimed, reason)
             await reject_and_close(stream, conn, reason)
             return
         supervisor.attach(stream, conn, ping)

@@ -23,6 +23,7 @@ from runner.protocol.connection import Connection
 from .escalation import Escalation
 from .instance import Instance
 from .link import HandshakeFailed, Link, SocketStream, host_connection, read_ping, send_buffers
+from .listeners import peer_text
 from .process import TailBuffer, signal_group
 from .report import Ending, build_report, internal_error_report
 
@@ -50,7 +51,7 @@ def verify_ping(instance: Instance | None, ping: Ping) -> str | None:
     """The reason to refuse this PING, or None to accept it."""
     claimed = ping.instance_id
     if instance is None or claimed != instance.id:
-        return f"unknown instance id {claimed!r}"
+        return f"unknown instance id {peer_text(claimed)}"
     if not hmac.compare_digest(ping.token.encode(), instance.token.encode()):
         return f"wrong token for instance {claimed}"
     return None
