@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .protocol import Code
+from .protocol import Pang
 from .transport.base import Transport
 
 __all__ = ["TopicAnnouncer"]
@@ -35,26 +35,23 @@ class TopicAnnouncer:
 
     def loaded(self, topics: Any) -> None:
         """The first PANG: the input side as declared before run() is called."""
-        self._transport.send_message(Code.PANG, {"requires": topics.requires,
-                                                 "contentType": topics.input_content_type or ""})
+        self._transport.send(Pang(requires=topics.requires, content_type=topics.input_content_type or ""))
         self.requires_sent = bool(topics.requires)
 
     def output_known(self, run: Any) -> None:
         """run() produced its result (a SequenceRun): a new requires topic, then the output side."""
         self._requires(run.requires, run.input_content_type)
-        self._transport.send_message(Code.PANG, {"provides": run.provides, "contentType": run.content_type,
-                                                 "outputEncoding": None})
+        self._transport.send(Pang(provides=run.provides, content_type=run.content_type))
         self.provides_sent = bool(run.provides)
 
     def recheck(self, topics: Any, output_content_type: str) -> None:
         """Announce topics that became known after ``output_known`` (set while the output ran)."""
         self._requires(topics.requires, topics.input_content_type)
         if topics.provides and not self.provides_sent:
-            self._transport.send_message(Code.PANG, {"provides": topics.provides,
-                                                     "contentType": output_content_type, "outputEncoding": None})
+            self._transport.send(Pang(provides=topics.provides, content_type=output_content_type))
             self.provides_sent = True
 
     def _requires(self, topic: str, content_type: str | None) -> None:
         if topic and not self.requires_sent:
-            self._transport.send_message(Code.PANG, {"requires": topic, "contentType": content_type or ""})
+            self._transport.send(Pang(requires=topic, content_type=content_type or ""))
             self.requires_sent = True

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .config import Settings
-from .protocol import Channel, Code, ExitCode
+from .protocol import Channel, Error, ExitCode, Ping, Pong, SequenceCompleted
 from .transport.base import HandshakeFailed, Transport
 
 if TYPE_CHECKING:  # imported after the handshake: start-up time counts until PING
@@ -132,19 +132,18 @@ class App:
         self.run_info: Any = None
 
     # -- start-up -----------------------------------------------------------------------
-    def handshake(self) -> dict[str, Any]:
-        ping = {
-            "pid": os.getpid(),
-            "created": int(time.time() * 1000),
-            "runnerVersion": __version__,
-            "python": sys.version.split()[0],
-            "capabilities": CAPABILITIES,
-        }
+    def handshake(self) -> Pong:
+        hello = Ping(
+            instance_id=self.settings.instance_id,
+            token=self.settings.token,
+            pid=os.getpid(),
+            created=int(time.time() * 1000),
+            runner_version=__version__,
+            python=sys.version.split()[0],
+            capabilities=list(CAPABILITIES),
+        )
         try:
-            return self.transport.handshake(
-                {"instance_id": self.settings.instance_id, "token": self.settings.token, **ping},
-                self.settings.connect_timeout,
-            )
+            return self.transport.handshake(hello, self.settings.connect_timeout)
         except HandshakeFailed as exc:
             raise ConfigExit(str(exc)) from None
 
@@ -176,10 +175,10 @@ class App:
         self._install_signals()
         self.runner_log.info("connected; loading %s", self.settings.sequence)
         seq = self.load()
-        app_config = pong.get("appConfig")
+        app_config = pong.app_config
         if app_config is None:
             app_config = self.settings.app_config or {}
-        args = pong.get("args")
+        args = pong.args
         if args is None:
             args = self.settings.args if self.settings.args is not None else list(seq.default_args or [])
         from .announce import TopicAnnouncer
@@ -222,7 +221,7 @@ class App:
         while not (writer.ended or writer.failed) and time.monotonic() < deadline:
             time.sleep(0.005)
         self.control.stop_overtaken()
-        self.transport.send_message(Code.SEQUENCE_COMPLETED, {"timeout": 0})
+        self.transport.send(SequenceCompleted(timeout_ms=0))
         self.control.exit(0, "the Sequence called sys.exit(0)")
         raise SystemExit(0)  # not reached: exit() ends the process
 
@@ -275,7 +274,7 @@ class App:
             if not self.transport.stderr_is_crash_log:
                 diagnose(stack)
         self.transport.writer(Channel.LOG).write(_exc_line(message, stack))
-        self.transport.send_message(Code.ERROR, {"message": message, "stack": stack, "exitCode": code})
+        self.transport.send(Error(message=message, stack=stack, exit_code=code))
         self.control.exit(code, f"{FAILURES.get(code, 'Sequence failed')}: {message}")
         raise SystemExit(code)  # not reached: exit() ends the process
 
@@ -413,7 +412,7 @@ class App:
             await anyio.sleep(0.005)
         exit_timeout = max(0, min(int(getattr(context, "exit_timeout", 0) or 0), MAX_EXIT_TIMEOUT_MS))
         self.control.stop_overtaken()
-        if not self.transport.send_message(Code.SEQUENCE_COMPLETED, {"timeout": exit_timeout}):
+        if not self.transport.send(SequenceCompleted(timeout_ms=exit_timeout)):
             # SEQUENCE_STOPPED went first (stop or end()): the host decides with KILL.
             self.runner_log.info("run() finished after SEQUENCE_STOPPED; waiting for KILL")
             await anyio.sleep_forever()

@@ -22,7 +22,19 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .protocol import Channel, Code, ExitCode
+from .protocol import (
+    Alive,
+    Channel,
+    Event,
+    ExitCode,
+    Exiting,
+    InputContentType,
+    Kill,
+    MonitoringRate,
+    SequenceStopped,
+    Stop,
+)
+from .protocol.events import Message
 from .stdio import Stdio, diagnose
 from .transport.base import Transport
 
@@ -118,23 +130,24 @@ class ControlPlane:
             on_input(channel, batch)
 
     # -- TransportHandler (reader thread) ------------------------------------------------
-    def on_message(self, code: int, body: dict[str, Any]) -> None:
+    def on_message(self, message: Message) -> None:
         self._control_thread = threading.get_ident()
         if self._exit_started:
             return  # keep reading (credit still arrives) but act on nothing else
-        if code == Code.KILL:
-            code_ = ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED
-            self.exit(int(code_), "killed by the host", kill_handlers=True)
-        elif code == Code.STOP:
-            self.start_stop(float(body["timeout"]), bool(body.get("canCallKeepalive", False)))
-        elif code == Code.EVENT:
-            self._event(body["eventName"], body.get("message"))
-        elif code == Code.MONITORING_RATE:
-            if self.on_rate is not None:
-                self.on_rate(float(body["monitoringRate"]))
-        elif code == Code.INPUT_CONTENT_TYPE:
-            self.input_content_type = body["contentType"]
-        # MONITORING_REPLY and fields we do not know: nothing to do
+        match message:
+            case Kill():
+                code = ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED
+                self.exit(int(code), "killed by the host", kill_handlers=True)
+            case Stop(timeout_ms=timeout_ms, can_keep_alive=can_keep_alive):
+                self.start_stop(float(timeout_ms), bool(can_keep_alive))
+            case Event(name=name, message=payload):
+                self._event(name, payload)
+            case MonitoringRate(rate=rate):
+                if self.on_rate is not None:
+                    self.on_rate(float(rate))
+            case InputContentType(content_type=content_type):
+                self.input_content_type = content_type
+            # MonitoringReply: nothing to do
 
     def on_data(self, channel: int, chunks: list[bytes]) -> None:
         if channel == Channel.STDIN:
@@ -215,7 +228,7 @@ class ControlPlane:
         if kept_alive and not then_exit:
             log.info("stop handlers finished; the Sequence asked to keep running")
             return
-        self.transport.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": error_body(error)})
+        self.transport.send(SequenceStopped(error=error_body(error)))
         log.info("stop handlers finished%s; waiting for KILL", f" with {error!r}" if error else "")
         if then_exit:
             self.exit(int(ExitCode.STOPPED), "stopped by a signal")
@@ -226,8 +239,7 @@ class ControlPlane:
                 return
             self._stop_deadline = None
         message = f"stop handlers did not finish within the stop timeout of {timeout_ms:g} ms"
-        self.transport.send_message(Code.SEQUENCE_STOPPED,
-                                    {"sequenceError": {"message": message, "stack": ""}})
+        self.transport.send(SequenceStopped(error={"message": message, "stack": ""}))
         self.exit(int(ExitCode.STOPPED), message, kill_handlers=True)
 
     def stop_overtaken(self) -> None:
@@ -254,11 +266,8 @@ class ControlPlane:
 
     # -- ContextBackend (called by AppContext on the loop) -------------------------------------
     def emit(self, event_name: str, message: Any) -> None:
-        body: dict[str, Any] = {"eventName": str(event_name)}
-        if message is not None:
-            body["message"] = message
         try:
-            self.transport.send_message(Code.EVENT, body)
+            self.transport.send(Event(name=str(event_name), message=message))
         except Exception as exc:  # an unencodable message is the Sequence's error, not a crash
             raise TypeError(f"event {event_name!r} cannot be sent: {exc}") from exc
 
@@ -271,19 +280,19 @@ class ControlPlane:
                 self._stop_deadline = None  # the host cancels its kill; so do we
                 self._cancel_timer()
         if allowed:
-            self.transport.send_message(Code.ALIVE, {"keepAlive": float(ms or 0)})
+            self.transport.send(Alive(keep_alive_ms=float(ms or 0)))
         elif in_stop:
             log.info("keep_alive(%s) ignored: this stop does not allow keepalive", ms)
         else:
             log.debug("keep_alive(%s) outside a stop has no effect", ms)
 
     def end(self) -> None:
-        self.transport.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": None})
+        self.transport.send(SequenceStopped())
 
     def destroy(self, error: BaseException | None) -> None:
         body = error_body(error) if isinstance(error, BaseException) else (
             {"message": str(error), "stack": ""} if error is not None else None)
-        self.transport.send_message(Code.SEQUENCE_STOPPED, {"sequenceError": body})
+        self.transport.send(SequenceStopped(error=body))
 
     def stop_time_remaining_ms(self) -> float | None:
         deadline = self._stop_deadline
@@ -337,7 +346,7 @@ class ControlPlane:
             if not transport.flush(left(), SENDABLE_GRACE):
                 diagnose(f"runner: output the host did not take within {EXIT_BUDGET:g} s was dropped "
                          f"before exit {code}")
-            transport.send_message(Code.EXITING, {"exitCode": code, "reason": reason})
+            transport.send(Exiting(exit_code=code, reason=reason))
             transport.flush(left(), SENDABLE_GRACE)
         transport.close()
         bounded(lambda: transport.on_exit(code), max(left(), 0.5), "runner-on-exit")

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from .protocol import Code
+from .protocol import Monitoring
 from .transport.base import Transport
 
 log = logging.getLogger("runner")
@@ -73,22 +73,22 @@ class Heartbeat:
                 next_beat = time.monotonic() + 1.0 / max(self._rate, 1e-9)
                 continue
             try:
-                body = self.beat(min(MAX_HEALTH_TIMEOUT, 0.8 / rate))
+                beat = self.beat(min(MAX_HEALTH_TIMEOUT, 0.8 / rate))
             except Exception:  # the heartbeat must survive anything
                 log.exception("heartbeat failed")
-                body = {"healthy": False, "stats": {}}
-            if not self._transport.send_message(Code.MONITORING, body) and self._transport.broken:
+                beat = Monitoring(healthy=False, stats={})
+            if not self._transport.send(beat) and self._transport.broken:
                 return
             next_beat = max(next_beat + 1.0 / rate, time.monotonic())
 
-    def beat(self, timeout: float) -> dict[str, Any]:
+    def beat(self, timeout: float) -> Monitoring:
         healthy = self._health(timeout)
         stats: dict[str, Any] = {}
         if self._loop is not None:
             stats["loopLagMs"] = round(self._lag_ms, 3)
         stats.update(self._process_stats())
         stats["channels"] = self._channel_stats()
-        return {"healthy": healthy, "stats": stats}
+        return Monitoring(healthy=healthy, stats=stats)
 
     def _health(self, timeout: float) -> bool:
         attached = self._loop

@@ -1,7 +1,8 @@
 """The interface between the runner core and a transport.
 
-The core speaks protocol-v1 terms: ``runner.protocol.Code`` message codes with
-the bodies of docs/protocol.md, and ``runner.protocol.Channel`` data channels.
+The core speaks protocol-v1 terms: the message classes of ``runner.protocol``
+(``Stop``, ``Kill``, ``Event``, ``Pang``, ...) and ``runner.protocol.Channel``
+data channels; a transport for another wire (STH) translates to and from them.
 A transport owns its threads and sockets; it calls the core's
 ``TransportHandler`` from its reader thread and never from the event loop, so
 control (stop, kill) is handled while the Sequence blocks the loop.
@@ -21,6 +22,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..protocol import Ping, Pong
+from ..protocol.events import Message
+
 #: Bytes a channel may queue beyond the transport's flow-control credit.
 DEFAULT_PENDING_LIMIT = 1 << 20
 
@@ -32,8 +36,8 @@ class HandshakeFailed(Exception):
 class TransportHandler(Protocol):
     """The core, as a transport sees it. Called from the transport's reader thread."""
 
-    def on_message(self, code: int, body: dict[str, Any]) -> None:
-        """A CONTROL or EVENTS message (after the handshake)."""
+    def on_message(self, message: Message) -> None:
+        """A CONTROL or EVENTS message after the handshake (Stop, Kill, Event, MonitoringRate, ...)."""
 
     def on_data(self, channel: int, chunks: list[bytes]) -> None:
         """A batch of bytes on STDIN or IN: everything one read delivered, in order."""
@@ -55,16 +59,16 @@ class Transport(ABC):
     stderr_is_crash_log: bool = False
 
     @abstractmethod
-    def handshake(self, ping: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send PING with these fields, wait for PONG; return its body. HandshakeFailed on REJECT,
-        a version mismatch, end of file or ``timeout`` seconds. Call once, before ``start``."""
+    def handshake(self, hello: Ping, timeout: float) -> Pong:
+        """Send ``hello``, wait for PONG and return it. HandshakeFailed on REJECT, a version
+        mismatch, end of file or ``timeout`` seconds. Call once, before ``start``."""
 
     @abstractmethod
     def start(self, handler: TransportHandler) -> None:
         """Start the reader and writer threads; messages that came with PONG are delivered first."""
 
     @abstractmethod
-    def send_message(self, code: int, body: dict[str, Any] | None = None) -> bool:
+    def send(self, message: Message) -> bool:
         """Queue a MONITORING/EVENTS message; never blocks. False (and nothing sent) when the
         lifecycle no longer allows it (a message that crossed with the host's) or the
         connection is gone."""

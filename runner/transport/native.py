@@ -7,7 +7,7 @@ the loop in batches (one hop per read, never per item). The writer thread
 takes everything the Connection has queued and writes it with one ``sendmsg``
 (small frames coalesced, big payloads as their own buffers), so data writers
 on any thread only ever touch memory. The one exception is a message queued
-while the writer is idle and nothing else is pending: ``send_message`` writes
+while the writer is idle and nothing else is pending: ``send`` writes
 it at once with a non-blocking ``sendmsg`` under the lock (an EVENT reply does
 not wait for the writer thread to be scheduled), and hands whatever the socket
 did not take to the writer, which sends it before anything queued later.
@@ -22,19 +22,21 @@ import time
 from typing import Any
 
 from ..protocol import (
+    NEED_DATA,
     Channel,
-    Code,
-    Connection,
     CreditAvailable,
     Data,
     EndOfStream,
-    Message,
+    Ping,
+    Pong,
     ProtocolError,
+    Reject,
     Role,
 )
+from ..protocol.connection import Connection
 from ..protocol.constants import RUNNER_TO_HOST
+from ..protocol.events import Message
 from ..protocol.framer import IMPLEMENTATION
-from ..protocol.lifecycle import LIFECYCLE_CODES, NO_OP, REFUSED
 from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
 
 RECV_SIZE = 256 * 1024
@@ -43,7 +45,7 @@ IOV_MAX = 512
 #: came within this many seconds.
 PROGRESS_STALL = 0.1
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
-#: ``send_message`` writes from the calling thread when at most this much is queued (else the
+#: ``send`` writes a message from the calling thread when at most this much is queued (else the
 #: writer thread does: a Sequence's thread should not spend its time copying bulk output).
 DIRECT_SEND_MAX = 64 * 1024
 
@@ -80,7 +82,6 @@ class NativeTransport(Transport):
         self._wake = threading.Condition(self._lock)  # the writer thread waits here
         self._drained = threading.Condition(self._lock)  # flush() waits here
         self._writers = {int(ch): self._channel_writer(int(ch)) for ch in RUNNER_TO_HOST}
-        self._early: list[Any] = []
         self._handler: TransportHandler | None = None
         self._writing = False
         self._closing = False
@@ -108,11 +109,11 @@ class NativeTransport(Transport):
         return ChannelWriter(self._lock, sink, end)
 
     # -- handshake, in the main thread before the loop exists ------------------------
-    def handshake(self, ping: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def handshake(self, hello: Ping, timeout: float) -> Pong:
         deadline = time.monotonic() + timeout
         conn = self._conn
-        conn.send_ping(**ping)
         try:
+            conn.send(hello)
             for buf in conn.data_to_send():
                 self._sock.sendall(buf)
             while True:
@@ -123,13 +124,13 @@ class NativeTransport(Transport):
                 data = self._sock.recv(RECV_SIZE)
                 if not data:
                     raise HandshakeFailed("the host closed the connection during the handshake")
-                events = conn.receive_data(data, time.monotonic())
-                for i, event in enumerate(events):
-                    if isinstance(event, Message) and event.code == Code.REJECT:
-                        raise HandshakeFailed(f"the host rejected the runner: {event.body['reason']}")
-                    if isinstance(event, Message) and event.code == Code.PONG:
-                        self._early = events[i + 1:]
-                        return event.body
+                conn.receive_data(data, time.monotonic())
+                while (event := conn.next_event()) is not NEED_DATA:
+                    match event:
+                        case Reject(reason=reason):
+                            raise HandshakeFailed(f"the host rejected the runner: {reason}")
+                        case Pong():
+                            return event  # what came with it stays queued for the reader
         except TimeoutError:
             raise HandshakeFailed(f"no PONG from the host within {timeout:g} s") from None
         except ProtocolError as err:
@@ -155,32 +156,36 @@ class NativeTransport(Transport):
         ident = threading.get_ident()
         for channel_writer in self._writers.values():
             channel_writer.never_block.add(ident)
-        events, self._early = self._early, []
-        self._dispatch(events)
+        error: BaseException | None = self._dispatch()  # what came with PONG
         recv, conn, lock = self._sock.recv, self._conn, self._lock
-        while True:
-            error: BaseException | None = None
+        while error is None:
             try:
                 data = recv(RECV_SIZE)
             except OSError as err:
-                self._report_closed(err)
-                return
+                error = err
+                break
             with lock:
-                try:
-                    events = conn.receive_data(data, time.monotonic())
-                except ProtocolError as err:
-                    events, error = err.frames, err
-            self._dispatch(events)
-            if error is not None or not data:
-                self._report_closed(error)
-                return
+                conn.receive_data(data, time.monotonic())
+            error = self._dispatch()
+            if not data:
+                break
+        self._report_closed(error)
 
-    def _dispatch(self, events: list[Any]) -> None:
+    def _dispatch(self) -> ProtocolError | None:
+        """Hand every ready event to the core (bytes in one batch per channel run); return the
+        peer's protocol error if one came after them."""
         handler = self._handler
         assert handler is not None
+        next_event = self._conn.next_event
         batch: list[bytes] = []
         batch_channel = -1
-        for event in events:
+        while True:
+            try:
+                event = next_event()
+            except ProtocolError as err:
+                if batch:
+                    handler.on_data(batch_channel, batch)
+                return err
             if type(event) is Data:
                 if event.channel != batch_channel and batch:
                     handler.on_data(batch_channel, batch)
@@ -191,19 +196,19 @@ class NativeTransport(Transport):
             if batch:
                 handler.on_data(batch_channel, batch)
                 batch = []
+            if event is NEED_DATA:
+                return None
             if type(event) is CreditAvailable:
                 with self._lock:
                     self._progress_at = time.monotonic()
                     self._writers[event.channel].pump()
-            elif type(event) is Message:
-                try:
-                    handler.on_message(event.code, event.body)
-                except Exception as exc:  # noqa: BLE001 - a bug in a handler must not end control
-                    _report_bug(exc)
             elif type(event) is EndOfStream:
                 handler.on_end(event.channel)
-        if batch:
-            handler.on_data(batch_channel, batch)
+            elif isinstance(event, Message):
+                try:
+                    handler.on_message(event)
+                except Exception as exc:  # noqa: BLE001 - a bug in a handler must not end control
+                    _report_bug(exc)
 
     def _write_loop(self) -> None:
         conn, lock, sock = self._conn, self._lock, self._sock
@@ -249,16 +254,14 @@ class NativeTransport(Transport):
             self._handler.on_closed(error)
 
     # -- sending ---------------------------------------------------------------------
-    def send_message(self, code: int, body: dict[str, Any] | None = None) -> bool:
+    def send(self, message: Message) -> bool:
         with self._lock:
             if self._broken or self._closing:
                 return False
             conn = self._conn
-            if not conn.open:
-                return False
-            if code in LIFECYCLE_CODES and conn.lifecycle.effect(code) in (NO_OP, REFUSED):
-                return False
-            conn.send_message(code, body, time.monotonic())
+            if not conn.can_send(type(message)):
+                return False  # the connection is over, or it crossed with the host's (ALIVE after KILL)
+            conn.send(message, time.monotonic())
             if self._writing or self._carry or not _DONTWAIT or conn.bytes_to_send > DIRECT_SEND_MAX:
                 self._wake.notify()  # the writer is busy (or bulk is queued): it sends this after
             else:

@@ -1,15 +1,15 @@
 """Scramjet Transform Hub's runner protocol: nine TCP connections, JSON lines (docs/sth-compat.md).
 
-The runner core speaks protocol-v1 terms (``runner.protocol.Code``/``Channel``);
-this transport maps them onto STH's wire:
+The runner core speaks protocol-v1 terms (the message classes of ``runner.protocol``
+and ``Channel``); this transport maps them onto STH's wire:
 
 * one TCP connection per channel, each opened with ``instance id + digit``;
   all nine stay open both ways until the process exits. The runner never
   half-closes a connection it reads (0 STDIN, 3 CONTROL, 5 IN, 8 PACKAGE);
   ending a channel it writes is ``shutdown(SHUT_WR)`` of that socket only;
-* CONTROL lines become ``on_message`` calls; MONITORING/EVENT/lifecycle
+* CONTROL lines become messages (``Stop``, ``Kill``, ...) for ``on_message``; MONITORING/EVENT/lifecycle
   messages become JSON lines on MONITORING (only codes an STH host handles);
-* the IN header block becomes INPUT_CONTENT_TYPE (3013) before the first IN byte;
+* the IN header block becomes InputContentType (3013) before the first IN byte;
 * flow control is TCP's: every outbound socket has its own writer thread and
   a bounded queue, so a host that does not read OUT never holds back
   MONITORING or any other channel; inbound IN/STDIN are read only while the
@@ -36,9 +36,28 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import Channel, Code, sth
+from ..protocol import (
+    Channel,
+    Error,
+    Event,
+    Exiting,
+    InputContentType,
+    Kill,
+    Monitoring,
+    MonitoringRate,
+    MonitoringReply,
+    Pang,
+    Ping,
+    Pong,
+    SequenceCompleted,
+    SequenceStopped,
+    Stop,
+    codec,
+    sth,
+)
 from ..protocol.errors import LocalProtocolError, ProtocolError
-from ..protocol.lifecycle import LIFECYCLE_CODES, TABLE, Lifecycle
+from ..protocol.events import Message
+from ..protocol.lifecycle import LIFECYCLE_MESSAGES, Lifecycle
 from ..protocol.sth import STHChannel, STHCode
 from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
 
@@ -61,9 +80,6 @@ INBOUND = (STHChannel.STDIN, STHChannel.CONTROL, STHChannel.IN, STHChannel.PACKA
 OUTBOUND = (STHChannel.STDOUT, STHChannel.STDERR, STHChannel.MONITORING, STHChannel.OUT, STHChannel.LOG)
 DATA_OUT = (Channel.STDOUT, Channel.STDERR, Channel.OUT, Channel.LOG)
 
-#: CONTROL codes delivered to the core (v1 code = STH code for all of them).
-_DELIVERED = frozenset({STHCode.STOP, STHCode.KILL, STHCode.MONITORING_RATE, STHCode.MONITORING_REPLY,
-                        STHCode.EVENT})
 
 
 @dataclass
@@ -312,7 +328,7 @@ class STHTransport(Transport):
         self.exit_code: int | None = None
 
     # -- connecting and the handshake (main thread, before the loop exists) -------------------
-    def handshake(self, ping: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def handshake(self, hello: Ping, timeout: float) -> Pong:
         cfg = self.cfg
         try:
             socks = connect_all(cfg, min(timeout, cfg.connect_timeout))
@@ -320,15 +336,15 @@ class STHTransport(Transport):
             raise HandshakeFailed(str(err)) from None
         self._socks = socks
         self._connected = True
-        created = int(ping.get("created") or cfg.created_ms)
+        created = int(hello.created or cfg.created_ms)
         data = sth.ping_data(cfg.instance_id, cfg.sequence_info, cfg.connect_info, os.getpid(),
                              created_ms=created, status="starting", input_headers_sent=False)
         control = socks[STHChannel.CONTROL]
-        pong: dict[str, Any] = {}
+        pong = Pong()
         deadline = time.monotonic() + timeout
         try:
             socks[STHChannel.MONITORING].sendall(sth.encode_runner_message(STHCode.PING, data))
-            self._lifecycle.handle(Code.PING, {}, time.monotonic())
+            self._lifecycle.apply(hello, time.monotonic())
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -339,16 +355,16 @@ class STHTransport(Transport):
                     raise HandshakeFailed("the STH host closed CONTROL during the handshake")
                 for code, body in self._decode_control(chunk):
                     if code == STHCode.PONG and not self._lifecycle_running():
-                        self._lifecycle.handle(Code.PONG, {}, time.monotonic())
-                        pong = {"appConfig": body.get("appConfig", cfg.connect_info.get("appConfig")),
-                                "args": body.get("args", cfg.connect_info.get("args"))}
+                        pong = Pong(app_config=body.get("appConfig", cfg.connect_info.get("appConfig")),
+                                    args=body.get("args", cfg.connect_info.get("args")))
+                        self._lifecycle.apply(pong, time.monotonic())
                     elif self._lifecycle_running():
                         self._early.append((code, body))
                     else:
                         log.info("STH: %s before PONG, delivered after it", code)
                         self._early.append((code, body))
                 if self._lifecycle_running():
-                    return {k: v for k, v in pong.items() if v is not None}
+                    return pong
         except TimeoutError:
             raise HandshakeFailed(f"no PONG from the STH host within {timeout:g} s") from None
         except OSError as err:
@@ -466,7 +482,7 @@ class STHTransport(Transport):
                 self._headers_seen = True
                 content_type = self._in_reader.content_type
                 if content_type:
-                    handler.on_message(Code.INPUT_CONTENT_TYPE, {"contentType": content_type})
+                    handler.on_message(InputContentType(content_type=content_type))
             if payload:
                 chunk = bytes(payload)
                 with self._window_lock:
@@ -513,41 +529,22 @@ class STHTransport(Transport):
         if code == STHCode.PONG:
             log.debug("STH: PONG %s", body)  # the answer to a reconnect's PING
             return
-        if code not in _DELIVERED:
-            log.warning("STH: ignoring CONTROL code %s (no handler in a runner)", code)
-            return
         try:
-            if code == STHCode.STOP:
-                timeout = body.get("timeout", 7000)
-                if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                    raise ValueError(f"STOP timeout {timeout!r} is not a number")
-                body = {"timeout": float(timeout), "canCallKeepalive": bool(body.get("canCallKeepalive", False))}
+            message = _control_message(code, body)
+            if message is None:
+                log.warning("STH: ignoring CONTROL code %s (no handler in a runner)", code)
+                return
+            if isinstance(message, Stop):
                 self._status = "stopping"
-            elif code == STHCode.KILL:
-                body = {}
+            elif isinstance(message, Kill):
                 self._status = "killing"
-            elif code == STHCode.MONITORING_RATE:
-                rate = body.get("monitoringRate")
-                if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
-                    raise ValueError(f"monitoringRate {rate!r} is not a number >= 0")
-                body = {"monitoringRate": float(rate)}
-            elif code == STHCode.EVENT:
-                name = body.get("eventName")
-                if not isinstance(name, str):
-                    raise ValueError(f"EVENT without a string eventName: {body!r}")
-                event: dict[str, Any] = {"eventName": name}
-                if "message" in body:
-                    event["message"] = body["message"]
-                if "source" in body:
-                    event["source"] = body["source"]
-                body = event
-            if code in LIFECYCLE_CODES:
+            if type(message) in LIFECYCLE_MESSAGES:
                 with self._lock:
                     try:
-                        self._lifecycle.handle(code, body, time.monotonic())
+                        self._lifecycle.apply(message, time.monotonic())
                     except ProtocolError as err:
                         log.info("STH: %s", err)
-            handler.on_message(code, body)
+            handler.on_message(message)
         except Exception as exc:  # noqa: BLE001 - a bad message never kills the reader
             log.warning("STH: skipping CONTROL message %s: %s", code, exc)
 
@@ -657,30 +654,30 @@ class STHTransport(Transport):
         return not self._in_reader.done or self._headers_seen
 
     # -- sending ---------------------------------------------------------------------------------
-    def send_message(self, code: int, body: dict[str, Any] | None = None) -> bool:
-        body = dict(body or {})
-        if code == Code.EXITING:
-            self.exit_code = int(body.get("exitCode", 0))
+    def send(self, message: Message) -> bool:
+        if isinstance(message, Exiting):
+            self.exit_code = int(message.exit_code)
             return True  # STH has no EXITING: the exit code goes to /tmp/runner-<pid> (on_exit)
-        if code not in sth.RUNNER_TO_HOST_CODES or code == STHCode.PING:
+        code = message.code
+        if code not in sth.RUNNER_TO_HOST_CODES or isinstance(message, Ping):
             return False
-        data = self._sth_data(code, body)
+        data = self._sth_data(message)
         if data is None:
             return True  # a fact STH has no use for, or one it must not hear twice (docs/sth-compat.md §3)
         try:
             line = sth.encode_runner_message(code, data)
         except LocalProtocolError:
-            if code == Code.EVENT:
+            if isinstance(message, Event):
                 raise  # the Sequence learns its message cannot be sent, as on protocol v1
             log.warning("STH: message %s cannot be encoded; not sent", code)
             return False
         with self._lock:
-            if self._exiting or not self._record_sent(code, body, data):
+            if self._exiting or not self._record_sent(message, data):
                 return False
             connected = self._connected
         mon = self._out[int(STHChannel.MONITORING)]
         with mon.lock:
-            if code == Code.MONITORING:
+            if isinstance(message, Monitoring):
                 if not connected:
                     return False  # a heartbeat is stale by the time the host is back
                 line = _Heartbeat(line)
@@ -690,25 +687,24 @@ class STHTransport(Transport):
             mon.put(line)
         return True
 
-    def _sth_data(self, code: int, body: dict[str, Any]) -> dict[str, Any] | None:
+    def _sth_data(self, message: Message) -> dict[str, Any] | None:
         """The STH body of a protocol-v1 message; None: not sent on STH."""
-        if code == Code.MONITORING:
-            return {"healthy": bool(body.get("healthy", True))}
-        if code == Code.SEQUENCE_STOPPED:
-            return {} if body.get("sequenceError") is None else {"sequenceError": body["sequenceError"]}
-        if code == Code.ERROR:
-            exit_code = body.get("exitCode", 0)
-            return {"exitCode": exit_code, "message": str(body.get("message", "")), "errorCode": exit_code,
-                    "stack": str(body.get("stack", ""))}
-        if code == Code.PANG:
-            return self._sth_pang({k: body[k] for k in ("requires", "provides", "contentType", "outputEncoding")
-                                   if k in body})
-        if code == Code.EVENT:
-            data = {"eventName": body.get("eventName")}
-            if "message" in body:
-                data["message"] = body["message"]
-            return data
-        return body
+        match message:
+            case Monitoring(healthy=healthy):
+                return {"healthy": bool(healthy)}
+            case SequenceStopped(error=error):
+                return {} if error is None else {"sequenceError": error}
+            case Error(message=text, stack=stack, exit_code=exit_code):
+                exit_code = exit_code or 0
+                return {"exitCode": exit_code, "message": text, "errorCode": exit_code, "stack": stack or ""}
+            case Pang(provides=provides, output_encoding=encoding):
+                data = codec.to_body(message)
+                if provides is not None:
+                    data["outputEncoding"] = encoding  # STH's runners name it (null too) on the output side
+                return self._sth_pang(data)
+            case Event(name=name, message=payload):
+                return {"eventName": name} if payload is None else {"eventName": name, "message": payload}
+        return codec.to_body(message)
 
     def _sth_pang(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """Each fact once: STH's hub (re)routes the ``requires`` topic into the Instance on every PANG
@@ -727,20 +723,17 @@ class STHTransport(Transport):
             data = {**data, "requires": topic, "contentType": data.get("contentType") or "text/plain"}
         return data
 
-    def _record_sent(self, code: int, body: dict[str, Any], data: dict[str, Any]) -> bool:
+    def _record_sent(self, message: Message, data: dict[str, Any]) -> bool:
         """Under the lock: the lifecycle and status a message sent now moves to (False: refused)."""
-        if code in LIFECYCLE_CODES:
-            if TABLE[self._lifecycle.state].get(code) in ("error", "same"):
-                return False
-            try:
-                self._lifecycle.handle(code, body, time.monotonic())
-            except ProtocolError:
-                return False
-            if code == Code.SEQUENCE_COMPLETED:
+        if type(message) in LIFECYCLE_MESSAGES:
+            if not self._lifecycle.can_send(type(message)):
+                return False  # it crossed with the host's (SEQUENCE_COMPLETED after KILL)
+            self._lifecycle.apply(message, time.monotonic())
+            if isinstance(message, SequenceCompleted):
                 self._status = "completed"
-            elif code == Code.ERROR:
+            elif isinstance(message, Error):
                 self._status = "errored"
-        if code == Code.PANG:
+        if isinstance(message, Pang):
             self._pangs.append(data)
             if data.get("requires") and data.get("contentType"):
                 self._input_from_topic = True
@@ -846,3 +839,30 @@ def write_exit_code(code: int, directory: str = "/tmp") -> None:
 
 
 __all__ = ["STHConfig", "STHTransport", "connect_all", "write_exit_code"]
+
+
+def _control_message(code: int, body: dict[str, Any]) -> Message | None:
+    """The message an STH CONTROL line stands for (None: none a runner handles); ValueError if bad.
+
+    Lenient where STH is: STOP's timeout defaults to 7000 ms, unknown keys are ignored."""
+    if code == STHCode.STOP:
+        timeout = body.get("timeout", 7000)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ValueError(f"STOP timeout {timeout!r} is not a number")
+        return Stop(timeout_ms=float(timeout), can_keep_alive=bool(body.get("canCallKeepalive", False)))
+    if code == STHCode.KILL:
+        return Kill()
+    if code == STHCode.MONITORING_RATE:
+        rate = body.get("monitoringRate")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
+            raise ValueError(f"monitoringRate {rate!r} is not a number >= 0")
+        return MonitoringRate(rate=float(rate))
+    if code == STHCode.MONITORING_REPLY:
+        return MonitoringReply()
+    if code == STHCode.EVENT:
+        name = body.get("eventName")
+        if not isinstance(name, str):
+            raise ValueError(f"EVENT without a string eventName: {body!r}")
+        source = body.get("source")
+        return Event(name=name, message=body.get("message"), source=source if isinstance(source, str) else None)
+    return None
