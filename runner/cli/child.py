@@ -60,7 +60,7 @@ async def _run(opts: RunOptions, render: Render, tally: RunTally) -> int:
     async with Bridge() as bridge:
         try:
             inst = await bridge.spawn(opts.path, args=opts.args, app_config=opts.config,
-                                      input_content_type=opts.content_type, env=opts.env or None)
+                                      input_content_type=opts.content_type, env=opts.sequence_env() or None)
         except SpawnError as exc:
             render.note(str(exc))
             return 1
@@ -216,7 +216,7 @@ class ChildRun:
             if state.lifecycle is State.STOPPED and not self.inst.kill_requested:
                 self.render.note("the Sequence stopped; killing the runner", always=False)
                 await self.inst.kill()
-            if state.running and not noted_running:
+            if state.running and not noted_running and state.lifecycle is State.RUNNING:
                 noted_running = True
                 self.render.note("the Sequence is running", always=False)
             if state.keepalive_ms is not None and state.keepalive_ms != noted_keepalive:

@@ -322,7 +322,7 @@ def _run_inline(opts: RunOptions) -> int:
         sys.breakpointhook = _breakpointhook(render)
     backend = InlineBackend(render, opts)
     tally = RunTally()
-    os.environ.update(opts.env)  # before the Sequence is imported, as the child runner has it
+    os.environ.update(opts.sequence_env())  # before the Sequence is imported, as the child runner has it
     input_fd = None if opts.stdin_path == "-" and opts.input_path is None else open_source(opts.input_path)
     if input_fd == 0 and os.isatty(0):
         render.note("reading the input from the terminal; end it with Ctrl-D")

@@ -41,6 +41,16 @@ class RunOptions:
     inline: bool = False
     stats_interval: float | None = None  # --stats SECONDS
 
+    def sequence_env(self) -> dict[str, str]:
+        """What the Sequence's environment gets on top of this one: the --env files, and with -v
+        tracebacks that keep the runner's frames (unless the user set that variable already)."""
+        from ..sequence.failure import FULL_TRACEBACK_ENV
+
+        env = dict(self.env)
+        if self.verbose and FULL_TRACEBACK_ENV not in os.environ:
+            env.setdefault(FULL_TRACEBACK_ENV, "1")
+        return env
+
 
 class VersionAction(argparse.Action):
     """``--version``: the versions line, computed only when asked (it imports the framer)."""
@@ -100,8 +110,8 @@ def _parser_run(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                    help="colour the stderr prefixes (auto: when stderr is a terminal and NO_COLOR is unset)")
     p.add_argument("--verbose", "-v", action="store_true",
-                   help="also show the runner's own INFO log records, how the Instance ended and the "
-                   "summary line")
+                   help="also show the runner's own INFO log records, how the Instance ended, the summary "
+                   "line, and tracebacks with the runner's frames (SEQUENCE_RUNNER_FULL_TRACEBACK=1)")
     p.add_argument("--inline", action="store_true",
                    help="run the Sequence in this process (for breakpoint()/pdb/IDE debuggers); see below")
     p.add_argument("--version", "-V", action=VersionAction)
