@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from cli_helpers import REPO
@@ -60,3 +61,19 @@ def test_no_import_circle_between_cli_modules():
 
     for name in sorted(graph):
         visit(name, [])
+
+
+PATH_MENTION = re.compile(r"(?<![\w./-])((?:runner|host_bridge|hub|scripts|tests|docs|deploy|sample_sequences|_speedups)"
+                          r"/[\w./-]*\w)")
+
+
+def test_the_cli_and_its_docs_name_only_files_that_exist():
+    """A docstring once sent readers to a runner/cli_render.py that never existed (issue 14 item 13)."""
+    texts = [REPO / "README.md", REPO / "docs" / "runner.md", RUNNER / "__main__.py", *sorted(CLI.glob("*.py"))]
+    missing = {}
+    for path in texts:
+        for match in PATH_MENTION.finditer(path.read_text(encoding="utf-8")):
+            named = match.group(1).rstrip(".")
+            if not (REPO / named).exists():
+                missing.setdefault(named, []).append(path.name)
+    assert not missing, missing
