@@ -60,7 +60,7 @@ def test_scripts_install_skips_pip_when_nothing_changed():
     if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
         pytest.skip("the tests do not run in this checkout's .venv")
     if check().returncode != 0:
-        pytest.skip("this .venv was not made by scripts/install (run bash scripts/test once)")
+        pytest.skip("this .venv is not current by scripts/install_check.py (bash scripts/install updates it)")
     env = {k: v for k, v in os.environ.items() if k != "SEQUENCE_RUNNER_REINSTALL"}
     started = time.monotonic()
     done = subprocess.run(["bash", str(REPO / "scripts" / "install")], capture_output=True, text=True,
