@@ -191,17 +191,9 @@ class FrameDecoder:
                 append((KIND_END, ch, 0, None))
                 pos += 2
             elif lead == 0x93 and end - pos >= _MESSAGE_HEADER:
-                _, ch, tc, code, tb, n = _HDR3.unpack_from(view, pos)
-                if ch > 0x7F or kinds[ch] != 2:
-                    raise _channel_error(ch, 2, lead)
-                if tc != 0xCD or tb != 0xC6:
-                    raise MalformedFrame("bad type bytes in a message frame header")
-                if n > max_size:
-                    raise FrameTooLarge(f"message body of {n} bytes exceeds max frame size {max_size}")
-                stop = pos + _MESSAGE_HEADER + n
-                if stop > end:
+                stop = self._message(view, pos, end, frames)  # a method: messages are rare, data is not
+                if stop < 0:
                     break
-                append((KIND_MESSAGE, ch, code, view[pos + _MESSAGE_HEADER : stop]))
                 pos = stop
             elif lead in (0x91, 0x92, 0x93):
                 # A header cut by the end of this chunk: validate what we have.
@@ -215,6 +207,21 @@ class FrameDecoder:
             rest = view[pos:]
             self._wanted(rest, len(rest))  # raises early on an oversized or bad header
             self._buf = bytearray(rest)
+
+    def _message(self, view: memoryview, pos: int, end: int, frames: list[Frame]) -> int:
+        """Append the MESSAGE frame whose whole header is at ``pos``; its end, or -1 if the body is cut."""
+        _, ch, tc, code, tb, n = _HDR3.unpack_from(view, pos)
+        if _CHANNEL_KIND[ch] != 2:
+            raise _channel_error(ch, 2, 0x93)
+        if tc != 0xCD or tb != 0xC6:
+            raise MalformedFrame("bad type bytes in a message frame header")
+        if n > self.max_frame_size:
+            raise FrameTooLarge(f"message body of {n} bytes exceeds max frame size {self.max_frame_size}")
+        stop: int = pos + _MESSAGE_HEADER + n
+        if stop > end:
+            return -1
+        frames.append((KIND_MESSAGE, ch, code, view[pos + _MESSAGE_HEADER : stop]))
+        return stop
 
 
 class FrameEncoder:
