@@ -5,7 +5,8 @@ runner to its host with nine TCP connections. Each opens with a preamble (the
 36-byte instance id and one ASCII channel digit); CONTROL (host -> runner) and
 MONITORING (runner -> host) carry JSON lines ``[code, {data}]``; IN starts with
 an optional header block ``Content-Type: <type>\\r\\n\\r\\n``. Everything else
-is raw bytes. See docs/sth-compat.md for how this maps onto protocol v1.
+is raw bytes (the IN header block is in sth_input.py). See docs/sth-compat.md for how
+this maps onto protocol v1.
 
 Nothing here does I/O: bytes go in through ``feed()``, bytes to write come out
 of the ``encode_*`` functions.
@@ -18,7 +19,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import LocalProtocolError
+from .sth_input import (
+    DEFAULT_MAX_HEADER_SIZE,
+    BadHeaderBlock,
+    HeaderBlockTooLarge,
+    InputHeaderReader,
+    STHProtocolError,
+    encode_header_block,
+    parse_header_block,
+    show,
+)
 
 __all__ = [
     "CHANNEL_COUNT",
@@ -63,8 +74,6 @@ PREAMBLE_LENGTH = INSTANCE_ID_LENGTH + 1
 CHANNEL_COUNT = 9
 #: Longest CONTROL/MONITORING line a decoder accepts by default (they are small).
 DEFAULT_MAX_LINE = 1 << 20
-#: Longest IN header block accepted by default, terminator included.
-DEFAULT_MAX_HEADER_SIZE = 16 << 10
 #: The process adapter polls this file for the runner's exit code.
 EXIT_CODE_FILE_TEMPLATE = "/tmp/runner-{pid}"
 
@@ -148,10 +157,6 @@ HOST_TO_RUNNER_CODES = frozenset(
 )
 
 
-class STHProtocolError(RemoteProtocolError):
-    """The peer broke STH's protocol (``frames`` holds messages decoded before)."""
-
-
 class BadPreamble(STHProtocolError):
     """A connection did not start with a 36-byte instance id and a channel digit."""
 
@@ -167,14 +172,6 @@ class BadLine(STHProtocolError):
 
 class LineTooLong(STHProtocolError):
     """A CONTROL/MONITORING line longer than the decoder's limit."""
-
-
-class BadHeaderBlock(STHProtocolError):
-    """The IN header block is not ``key: value`` lines ending in an empty line."""
-
-
-class HeaderBlockTooLarge(BadHeaderBlock):
-    """No end of the IN header block within the size limit."""
 
 
 # -- preamble -------------------------------------------------------------------------------
@@ -248,10 +245,6 @@ class PreambleReader:
 
 
 # -- JSON lines (CONTROL, MONITORING) -------------------------------------------------------
-
-
-def _show(line: bytes, limit: int = 120) -> str:
-    return repr(line[:limit]) + ("..." if len(line) > limit else "")
 
 
 class MessageDecoder:
@@ -353,7 +346,7 @@ class MessageDecoder:
             value = json.loads(line)
         except (ValueError, UnicodeDecodeError) as err:
             raise BadLine(
-                f"line {self._line_number} is not JSON ({err}): {_show(line)}", line, self._line_number
+                f"line {self._line_number} is not JSON ({err}): {show(line)}", line, self._line_number
             ) from None
         if (
             type(value) is not list
@@ -362,7 +355,7 @@ class MessageDecoder:
             or type(value[1]) is not dict
         ):
             raise BadLine(
-                f"line {self._line_number} is not a [int code, object] array: {_show(line)}",
+                f"line {self._line_number} is not a [int code, object] array: {show(line)}",
                 line,
                 self._line_number,
             )
@@ -393,91 +386,6 @@ def encode_runner_message(code: int, data: Mapping[str, Any] | None = None) -> b
 def encode_host_message(code: int, data: Mapping[str, Any] | None = None) -> bytes:
     """Host -> runner (CONTROL): ``json + "\\n"``; only codes a runner handles."""
     return encode_message(code, {} if data is None else data, terminator=b"\n", allowed=HOST_TO_RUNNER_CODES)
-
-
-# -- IN header block ----------------------------------------------------------------------
-
-
-def parse_header_block(block: bytes) -> dict[str, str]:
-    """Parse header lines (without the final empty line): keys lowercased, split on ``": "``."""
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise BadHeaderBlock(f"IN header block is not UTF-8: {err}") from None
-    headers: dict[str, str] = {}
-    for line in text.split("\r\n"):
-        if not line:
-            continue
-        key, sep, value = line.partition(":")
-        if not sep or not key.strip():
-            raise BadHeaderBlock(f"IN header line is not 'key: value': {line[:120]!r}")
-        headers[key.strip().lower()] = value.strip()
-    return headers
-
-
-class InputHeaderReader:
-    """Incremental reader of the IN channel's optional header block.
-
-    ``feed(data)`` returns body bytes (``b""`` while still inside the header
-    block); after the block, data passes through unchanged. ``headers`` is None
-    until the block is complete. When the input is fed by a topic the host
-    sends no block: create with ``expect_headers=False`` (or call
-    ``no_headers()`` before the first byte) and everything is body.
-    """
-
-    __slots__ = ("_buf", "headers", "max_size")
-
-    def __init__(self, *, expect_headers: bool = True, max_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
-        self.max_size = max_size
-        self.headers: dict[str, str] | None = None if expect_headers else {}
-        self._buf = b""
-
-    @property
-    def done(self) -> bool:
-        return self.headers is not None
-
-    @property
-    def content_type(self) -> str | None:
-        return None if self.headers is None else self.headers.get("content-type")
-
-    def no_headers(self) -> None:
-        """Say no header block is coming (topic-fed input)."""
-        if self._buf:
-            raise LocalProtocolError("header bytes were already fed")
-        if self.headers is None:
-            self.headers = {}
-
-    def feed(self, data: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
-        if self.headers is not None:
-            return data
-        start = max(0, len(self._buf) - 3)
-        buf = self._buf + bytes(data)
-        end = buf.find(b"\r\n\r\n", start)
-        if end < 0:
-            if len(buf) > self.max_size:
-                self._buf = b""
-                raise HeaderBlockTooLarge(
-                    f"IN header block has no end (\\r\\n\\r\\n) within {self.max_size} bytes: {_show(buf, 80)}"
-                )
-            self._buf = buf
-            return b""
-        if end + 4 > self.max_size:
-            raise HeaderBlockTooLarge(f"IN header block is {end + 4} bytes; the limit is {self.max_size}")
-        self._buf = b""
-        self.headers = parse_header_block(buf[:end])
-        return buf[end + 4 :]
-
-    def eof(self) -> None:
-        """IN ended. No input at all is fine; an unfinished header block is an error."""
-        if self.headers is None and self._buf:
-            raise BadHeaderBlock(f"IN ended inside the header block: {_show(self._buf, 80)}")
-
-
-def encode_header_block(content_type: str) -> bytes:
-    """What the host writes on IN once, before the first input byte."""
-    if "\r" in content_type or "\n" in content_type:
-        raise LocalProtocolError(f"content type {content_type!r} contains a line break")
-    return f"Content-Type: {content_type}\r\n\r\n".encode()
 
 
 # -- payload helpers --------------------------------------------------------------------------
