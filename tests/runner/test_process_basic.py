@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from testhost import SAMPLES, TestHost, runner_cmd, runner_env
 
-from runner.protocol import Channel, Code, ConnectionClosed, EndOfStream, Message
+from runner.protocol import Channel, Code, ConnectionClosed, EndOfStream, Exiting, SequenceCompleted
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -159,9 +159,8 @@ def test_hello_text_in_out_exact_and_message_order() -> None:
         assert host.messages(Code.EXITING)[0]["exitCode"] == 0
         events = host.events
         out_end = next(i for i, e in enumerate(events) if isinstance(e, EndOfStream) and e.channel == Channel.OUT)
-        completed = next(i for i, e in enumerate(events)
-                         if isinstance(e, Message) and e.code == Code.SEQUENCE_COMPLETED)
-        exiting = next(i for i, e in enumerate(events) if isinstance(e, Message) and e.code == Code.EXITING)
+        completed = next(i for i, e in enumerate(events) if isinstance(e, SequenceCompleted))
+        exiting = next(i for i, e in enumerate(events) if isinstance(e, Exiting))
         assert out_end < completed < exiting
         for ch in (Channel.STDOUT, Channel.STDERR, Channel.LOG):
             end = next(i for i, e in enumerate(events) if isinstance(e, EndOfStream) and e.channel == ch)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from testhost import SAMPLES, TestHost
 
-from runner.protocol import Channel, Code, Message
+from runner.protocol import Channel, Code, Monitoring, Pang
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,15 +121,15 @@ def test_heartbeats_during_a_long_sequence_import(tmp_path: Path) -> None:
     """)
     with TestHost(path) as host:
         host.wait_until(lambda: any("provides" in m for m in host.messages(Code.PANG)), what="PANG {provides}")
-        before: list[dict[str, object]] = []
-        for event in [e for e in list(host.events) if isinstance(e, Message)]:
-            if event.code == Code.PANG and "provides" in event.body:
+        before: list[Monitoring] = []
+        for event in list(host.events):
+            if isinstance(event, Pang) and event.provides is not None:
                 break
-            if event.code == Code.MONITORING:
-                before.append(event.body)
+            if isinstance(event, Monitoring):
+                before.append(event)
         assert len(before) >= 2, host.summary()
-        assert all(b["healthy"] is True for b in before)
-        assert all("loopLagMs" not in b["stats"] for b in before)  # type: ignore[operator]
+        assert all(b.healthy is True for b in before)
+        assert all("loopLagMs" not in (b.stats or {}) for b in before)
         host.send_end(Channel.IN)
         assert host.finish()[0] == 0
         assert bytes(host.data[Channel.OUT]) == b"imported\n"

@@ -2,7 +2,9 @@
 
 It spawns ``python -m runner`` with one end of a socketpair (``--fd``), reads the
 connection on a thread, records every event in order and offers blocking
-helpers with generous timeouts (only to avoid hangs).
+helpers with generous timeouts (only to avoid hangs). It observes the wire: its
+helpers take and give messages as codes and body maps (``send(Code.STOP, {...})``,
+``messages(Code.PANG)``), the recorded ``events`` are the Connection's.
 """
 
 from __future__ import annotations
@@ -20,17 +22,22 @@ from typing import Any
 
 from runner.config import OPTIONS
 from runner.protocol import (
+    NEED_DATA,
     Channel,
     Code,
-    Connection,
     ConnectionClosed,
     CreditAvailable,
     Data,
     EndOfStream,
-    Message,
+    LocalProtocolError,
+    Ping,
+    Pong,
     ProtocolError,
     Role,
+    codec,
 )
+from runner.protocol.connection import Connection
+from runner.protocol.events import Message
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "sample_sequences"
@@ -73,11 +80,7 @@ class TestHost:
         self.closed = False
         self.error: BaseException | None = None
         self.consume = {int(c) for c in consume}
-        self.pong_fields: dict[str, Any] = {}
-        if app_config is not None:
-            self.pong_fields["appConfig"] = app_config
-        if args is not None:
-            self.pong_fields["args"] = args
+        self.pong = Pong(app_config=app_config, args=args)
         parent, child = socket.socketpair()
         self.sock = parent
         self.proc = subprocess.Popen(
@@ -103,15 +106,19 @@ class TestHost:
             except OSError as exc:
                 chunk, self.error = b"", exc
             with self.lock:
-                try:
-                    events = self.conn.receive_data(chunk, time.monotonic())
-                except ProtocolError as exc:
-                    events, self.error = exc.frames, exc
-                for event in events:
+                self.conn.receive_data(chunk, time.monotonic())
+                while self.error is None:
+                    try:
+                        event = self.conn.next_event()
+                    except ProtocolError as exc:
+                        self.error = exc
+                        break
+                    if event is NEED_DATA:
+                        break
                     self._record(event)
-                if self.conn.role is Role.HOST and self.conn.peer_hello is not None and not self._accepted:
-                    self._accepted = True
-                    self.conn.accept(**self.pong_fields)
+                    if isinstance(event, Ping):
+                        self._accepted = True
+                        self.conn.send(self.pong)
                 self._flush_locked()
                 if not chunk or self.error is not None:
                     self.closed = True
@@ -156,7 +163,8 @@ class TestHost:
                 self.changed.wait(min(left, 0.1))
 
     def messages(self, code: int | None = None) -> list[dict[str, Any]]:
-        return [e.body for e in list(self.events)
+        """Bodies of the messages received (of ``code``), as they were on the wire."""
+        return [codec.to_body(e) for e in list(self.events)
                 if isinstance(e, Message) and (code is None or e.code == code)]
 
     def codes(self) -> list[int]:
@@ -183,7 +191,7 @@ class TestHost:
     # -- sending ---------------------------------------------------------------------
     def send(self, code: int, body: dict[str, Any] | None = None) -> None:
         with self.lock:
-            self.conn.send_message(code, body or {}, time.monotonic())
+            self.conn.send(codec.from_body(code, body or {}, LocalProtocolError), time.monotonic())
             self._flush_locked()
 
     def send_data(self, channel: int, data: bytes, timeout: float = TIMEOUT) -> None:
