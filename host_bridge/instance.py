@@ -24,7 +24,7 @@ else:  # anyio depends on typing_extensions before 3.13
 import anyio
 import anyio.lowlevel
 
-from runner.protocol import Kill, LocalProtocolError, MonitoringRate, Ping, Pong, State, Status, Stop
+from runner.protocol import Kill, LocalProtocolError, MonitoringRate, Ping, Pong, State, Status, Stop, codec
 from runner.protocol.connection import Connection, ConnectionEvent
 from runner.protocol.events import Message
 
@@ -315,7 +315,7 @@ class Instance(InstanceStreams):
     ) -> Link:
         """The runner's PING passed the checks: answer PONG and serve the connection through a Link."""
         self._conn = conn
-        self.info.runner = {k: v for k, v in ping.body.items() if k != "token"}
+        self.info.runner = {k: v for k, v in codec.to_body(ping).items() if k != "token"}
         if self.info.pid is None and ping.pid is not None:
             self.info.pid = ping.pid
         args = list(self.options.args) if self.options.args is not None else None

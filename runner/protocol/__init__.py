@@ -5,11 +5,7 @@ and gives events (``receive_data``/``next_event``), takes messages and gives byt
 (``send``/``data_to_send``); every message is a class in ``events``.
 """
 
-# Transitional: the code-and-body Connection and Message until every consumer has moved to
-# connection.Connection and the message classes.
-from ._legacy import LegacyConnection as Connection
-from ._legacy import Message
-from .connection import ConnectionEvent
+from .connection import Connection, ConnectionEvent
 from .constants import (
     COMPLETED_EXIT_CODES,
     DEFAULT_MAX_FRAME_SIZE,
@@ -47,6 +43,7 @@ from .events import (
     Exiting,
     InputContentType,
     Kill,
+    Message,
     Monitoring,
     MonitoringRate,
     MonitoringReply,

@@ -18,7 +18,7 @@ from struct import Struct
 from typing import Any
 
 from .constants import DATA_CHANNELS, DEFAULT_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE, MESSAGE_CHANNELS
-from .errors import FrameTooLarge, LocalProtocolError, MalformedFrame, ProtocolError, UnknownChannel
+from .errors import FrameTooLarge, LocalProtocolError, MalformedFrame, RemoteProtocolError, UnknownChannel
 
 Buffer = bytes | bytearray | memoryview
 Frame = tuple[int, int, int, Any]  # (kind, channel, number, payload)
@@ -54,7 +54,7 @@ def _check_max(max_frame_size: int) -> int:
     return max_frame_size
 
 
-def _channel_error(ch: int, want: int, lead: int) -> ProtocolError:
+def _channel_error(ch: int, want: int, lead: int) -> RemoteProtocolError:
     if _CHANNEL_KIND[ch] == 0:
         return UnknownChannel(f"unknown channel {ch}")
     what = "message" if want == 2 else "data/credit/end"
@@ -74,7 +74,7 @@ class FrameDecoder:
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = _check_max(max_frame_size)
         self._buf = bytearray()
-        self._error: ProtocolError | None = None
+        self._error: RemoteProtocolError | None = None
         self.frames_decoded = 0
 
     @property
@@ -93,7 +93,7 @@ class FrameDecoder:
                 pos = self._complete_pending(view, frames)
             if pos < len(view):
                 self._parse(view, pos, frames)
-        except ProtocolError as err:
+        except RemoteProtocolError as err:
             err.frames = frames
             self._error = err
             self._buf = bytearray()

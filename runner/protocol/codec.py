@@ -10,7 +10,6 @@ events.py (see schema.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -72,24 +71,3 @@ def decode(code: int, raw: bytes | memoryview) -> Message:
         raise UnknownMessage(f"{_name(code)} body is not valid msgpack: {exc}") from exc
     return from_body(code, body)
 
-
-# -- transitional: the dict-based API of before typed events; removed once no consumer uses it -------
-
-
-def check_body(code: int, body: Any, error: type[Exception] = UnknownMessage) -> dict[str, Any]:
-    """Deprecated: ``from_body``. Returns ``body`` if it is a valid body for ``code``."""
-    cls = MESSAGES.get(code)
-    if cls is None:
-        raise error(f"unknown message code {code}")
-    schema.check(cls.wire_fields, body, _name(code), error)
-    return dict(body)
-
-
-def encode_body(code: int, body: Mapping[str, Any] | None = None) -> bytes:
-    """Deprecated: ``encode(event)``."""
-    return encode(from_body(code, dict(body) if body else {}, LocalProtocolError))
-
-
-def decode_body(code: int, raw: bytes | memoryview) -> dict[str, Any]:
-    """Deprecated: ``decode``, as a body map."""
-    return to_body(decode(code, raw))

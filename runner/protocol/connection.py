@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import codec
 from .constants import (
@@ -42,12 +42,12 @@ from .events import (
     DeadlineExpired,
     EndOfStream,
     Kill,
+    Message,
     Ping,
     Pong,
     Reject,
     Sentinel,
 )
-from .events import Message as AnyMessage  # the base class; Message here is the old one, for now
 from .flow import ReceiveWindow, SendWindow
 from .framer import IMPLEMENTATION, KIND_CREDIT, KIND_DATA, KIND_END, FrameDecoder, FrameEncoder
 from .lifecycle import DEFAULT_EXIT_GRACE, LIFECYCLE_MESSAGES, Lifecycle, State
@@ -61,7 +61,6 @@ __all__ = [
     "Data",
     "DeadlineExpired",
     "EndOfStream",
-    "Event",
     "Message",
     "Role",
 ]
@@ -115,13 +114,13 @@ class Connection:
         """True once the handshake completed and until EXITING."""
         return self._accepted and self.state is not State.EXITED
 
-    def can_send(self, cls: type[AnyMessage]) -> bool:
+    def can_send(self, cls: type[Message]) -> bool:
         """Whether this side may send a ``cls`` message now and it changes something (see
         ``Lifecycle.can_send``): a sender skips a message that crossed with the peer's."""
         return self.open and cls.sender in (self.role, None) and self.lifecycle.can_send(cls)
 
     # -- sending messages ------------------------------------------------------
-    def send(self, event: AnyMessage, now: float = 0.0) -> None:
+    def send(self, event: Message, now: float = 0.0) -> None:
         """Queue a message. LocalProtocolError if this side may not send it now (nothing is queued)."""
         cls = type(event)
         sender = cls.sender
@@ -141,7 +140,7 @@ class Connection:
     def _phase(self) -> str:
         return "in its handshake" if not self._accepted else self.state.value
 
-    def _own_hello(self, event: AnyMessage) -> AnyMessage:
+    def _own_hello(self, event: Message) -> Message:
         """Check the order of the handshake and fill in this side's parameters."""
         if self._hello_sent:
             raise LocalProtocolError(f"the {self.role.value} already sent its handshake message")
@@ -219,7 +218,7 @@ class Connection:
             return MalformedFrame(f"{what} on channel {channel} after its end of stream")
         return MalformedFrame(f"{what} on channel {channel}, which the {self._peer_role()} does not send on")
 
-    def _receive_message(self, channel: int, code: int, payload: Any, now: float) -> AnyMessage:
+    def _receive_message(self, channel: int, code: int, payload: Any, now: float) -> Message:
         cls = MESSAGES.get(code)
         if cls is None or cls.sender is self.role:
             raise UnknownMessage(f"message code {code} may not be sent by the {self._peer_role()}")
@@ -320,16 +319,3 @@ class Connection:
             self.send(Kill(), now)
         self._events.append(DeadlineExpired(kind))
 
-
-# Transitional: the old Message(code, body) and its event union, for consumers that import them
-# from here; they go with _legacy.py.
-if TYPE_CHECKING:
-    from ._legacy import Event, Message
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("Message", "Event"):
-        from . import _legacy
-
-        return getattr(_legacy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,15 +14,7 @@ from typing import Any
 
 
 class ProtocolError(Exception):
-    """Protocol v1 was broken, by the peer (RemoteProtocolError) or by this side (LocalProtocolError).
-
-    ``frames``: see RemoteProtocolError (on this base only until every consumer of the old
-    list-returning ``Connection.receive_data`` has moved to ``next_event()``).
-    """
-
-    def __init__(self, message: str, frames: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.frames: list[Any] = frames if frames is not None else []
+    """Protocol v1 was broken, by the peer (RemoteProtocolError) or by this side (LocalProtocolError)."""
 
 
 class RemoteProtocolError(ProtocolError):
@@ -33,6 +25,10 @@ class RemoteProtocolError(ProtocolError):
     the bad bytes is lost. ``Connection`` does not use it: it hands out those events
     from ``next_event()`` first and raises the error after them.
     """
+
+    def __init__(self, message: str, frames: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.frames: list[Any] = frames if frames is not None else []
 
 
 class MalformedFrame(RemoteProtocolError):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, TypeVar
 
 from .constants import Channel, Code, Role
-from .schema import WireField, compile_fields, to_body, wire
+from .schema import WireField, compile_fields, wire
 
 
 class Message:
@@ -33,11 +33,6 @@ class Message:
     sender: ClassVar[Role | None]
     channel: ClassVar[Channel]
     wire_fields: ClassVar[tuple[WireField, ...]]
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """The wire body map. Transitional, for consumers of the old ``Message(code, body)``."""
-        return to_body(self.wire_fields, self)
 
 
 #: code -> message class, filled by ``@message``.

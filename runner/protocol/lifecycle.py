@@ -12,12 +12,10 @@ nobody outside reads the table. Time enters only as the ``now`` argument
 from __future__ import annotations
 
 import enum
-from typing import Any
 
 from .constants import Code, ExitCode
 from .errors import ProtocolError, RemoteProtocolError
 from .events import (
-    MESSAGES,
     Alive,
     Deadline,
     Error,
@@ -186,40 +184,7 @@ class Lifecycle:
             return int(ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED)
         return None
 
-    # -- transitional: the code-keyed API of before typed events (runner/transport/sth.py) ----------
-    def effect(self, code: int) -> State | str:
-        """Deprecated: ``target(cls)`` with the old string values."""
-        return _legacy_value(self.target(MESSAGES[code]))
-
-    def handle(self, code: int, body: dict[str, Any], now: float) -> State:
-        """Deprecated: ``apply(event, now)`` for a code and a body."""
-        return self.apply(_legacy_event(code, body), now)
-
 
 def _name(cls: type[Message]) -> str:
     return f"{Code(cls.code).name} ({cls.code})"
 
-
-# -- transitional names, removed once no consumer uses them ----------------------------------------
-NO_OP = "same"
-REFUSED = "error"
-LIFECYCLE_CODES = tuple(sorted(Code(cls.code) for cls in LIFECYCLE_MESSAGES))
-
-
-def _legacy_value(target: Target) -> State | str:
-    return NO_OP if target is NoOp else REFUSED if target is Refused else target  # type: ignore[return-value]
-
-
-TABLE: dict[State, dict[int, Any]] = {
-    state: {cls.code: _legacy_value(target) for cls, target in row.items()} for state, row in TRANSITIONS.items()
-}
-
-
-def _legacy_event(code: int, body: dict[str, Any]) -> Message:
-    """A message for the lifecycle alone: only STOP's timeout and EXITING's code are read."""
-    cls = MESSAGES[code]
-    if cls is Stop:
-        return Stop(timeout_ms=max(0.0, float(body.get("timeout", 0))))
-    if cls is Exiting:
-        return Exiting(exit_code=int(body["exitCode"]))
-    return object.__new__(cls)

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner.protocol import _framer_py
-from runner.protocol.errors import ProtocolError
+from runner.protocol.errors import RemoteProtocolError
 
 
 def _flag(name: str) -> bool:
@@ -98,7 +98,7 @@ def run_decoder(module: ModuleType, chunks: list[bytes], max_size: int) -> dict[
         for chunk in chunks:
             frames += decoder.decode(chunk)
             buffered.append(decoder.buffered)
-    except ProtocolError as err:
+    except RemoteProtocolError as err:
         frames += err.frames
         error = (type(err), str(err))
         with pytest.raises(type(err)):

@@ -16,6 +16,7 @@ from runner.protocol import (
     Alive,
     Channel,
     Code,
+    Connection,
     ConnectionClosed,
     ConnectionEvent,
     CreditAvailable,
@@ -43,7 +44,6 @@ from runner.protocol import (
     Stop,
     UnknownMessage,
 )
-from runner.protocol.connection import Connection
 from runner.protocol.framer import IMPLEMENTATION
 
 

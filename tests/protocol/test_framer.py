@@ -2,7 +2,7 @@
 
 Parsers are fed whole, one byte at a time and in random splits (h11 style), checked
 against golden byte vectors in both directions, and fed garbage: only a
-ProtocolError may come out, and memory held stays bounded.
+RemoteProtocolError (the peer's) may come out, and memory held stays bounded.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from runner.protocol.errors import (
     FrameTooLarge,
     LocalProtocolError,
     MalformedFrame,
-    ProtocolError,
+    RemoteProtocolError,
     UnknownChannel,
 )
 
@@ -250,7 +250,7 @@ def test_garbage_gives_only_protocol_errors(
             decoder.decode(stream[start:cut])
             start = cut
             assert decoder.buffered <= max_size + 10
-    except ProtocolError as err:
+    except RemoteProtocolError as err:
         assert isinstance(err.frames, list)
         with pytest.raises(type(err)):
             decoder.decode(b"")
@@ -449,7 +449,7 @@ def _outcome(twin: ModuleType, stream: bytes, cuts: list[int], max_size: int) ->
         for cut in [*cuts, len(stream)]:
             count += len(decoder.decode(stream[start:cut]))
             start = cut
-    except ProtocolError as err:
+    except RemoteProtocolError as err:
         return count + len(err.frames), type(err).__name__
     return count, ""
 

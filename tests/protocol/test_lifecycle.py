@@ -140,19 +140,3 @@ def test_completion_and_stop_set_an_exit_deadline() -> None:
     life.apply(SequenceCompleted(), now=1.0)
     assert life.deadline_kind == Deadline.EXIT and life.deadline == pytest.approx(1.0 + life.exit_grace)
 
-
-def test_transitional_code_keyed_api_matches_the_table() -> None:
-    from runner.protocol.lifecycle import LIFECYCLE_CODES, NO_OP, REFUSED, TABLE
-
-    assert in_state(State.RUNNING).effect(Code.ALIVE) == NO_OP
-    assert in_state(State.STOPPING).effect(Code.ALIVE) == State.STOPPING
-    assert in_state(State.STOPPED).effect(Code.ALIVE) == REFUSED
-    assert in_state(State.EXITED).effect(Code.MONITORING) == REFUSED
-    assert set(LIFECYCLE_CODES) == {cls.code for cls in LIFECYCLE_MESSAGES}
-    assert TABLE[State.STOPPED][Code.KILL] == State.KILLED
-    life = in_state(State.RUNNING)
-    assert life.handle(Code.STOP, {"timeout": 1500}, now=10.0) == State.STOPPING
-    assert life.deadline == pytest.approx(11.5)
-    with pytest.raises(ProtocolError):
-        life.handle(Code.PONG, {}, now=0.0)
-    assert life.handle(Code.EXITING, {"exitCode": 3}, now=0.0) == State.EXITED and life.exit_code == 3
