@@ -9,7 +9,6 @@ is killed so no child is left behind as an orphan.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections import deque
@@ -105,13 +104,6 @@ def signal_group(pid: int, sig: int) -> bool:
             return True
         except (ProcessLookupError, PermissionError):
             return False
-
-
-def signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
 
 
 class TailBuffer:
