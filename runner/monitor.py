@@ -5,10 +5,12 @@ health timeout: a loop that does not answer in time makes ``healthy`` false and
 ``stats.loopLagMs`` says how long the oldest unanswered probe has waited.
 
 It starts right after the handshake, before the Sequence is loaded, so a host
-sees the runner alive through a long import: until the loop runs (``attach``)
-there is nothing to probe, and a heartbeat says ``healthy: true`` with no
-``stats.loopLagMs``. That key is present exactly when the loop runs, so a host
-can tell "loading" from "the loop answered" (run() has been called).
+sees the runner alive through a long import. Until the Sequence's own health
+check has been asked (the loop runs and run() has been called: ``attach``),
+there is no verdict: a heartbeat says ``healthy: false`` with
+``stats.starting: true`` and no ``stats.loopLagMs`` (the STH transport sends
+no heartbeat at all then: STH's ``/health`` waits for the first one). A
+Sequence whose check says unhealthy is never reported healthy first.
 """
 
 from __future__ import annotations
@@ -82,18 +84,21 @@ class Heartbeat:
             next_beat = max(next_beat + 1.0 / rate, time.monotonic())
 
     def beat(self, timeout: float) -> Monitoring:
-        healthy = self._health(timeout)
+        verdict = self._health(timeout)
         stats: dict[str, Any] = {}
-        if self._loop is not None:
+        if verdict is None:
+            stats["starting"] = True  # no verdict yet: the Sequence's check has not been asked
+        else:
             stats["loopLagMs"] = round(self._lag_ms, 3)
         stats.update(self._process_stats())
         stats["channels"] = self._channel_stats()
-        return Monitoring(healthy=healthy, stats=stats)
+        return Monitoring(healthy=bool(verdict), stats=stats)
 
-    def _health(self, timeout: float) -> bool:
+    def _health(self, timeout: float) -> bool | None:
+        """The Sequence's health; None until there is a loop (and a run()) to ask."""
         attached = self._loop
         if attached is None:
-            return True  # loading the Sequence: no loop to ask yet
+            return None
         if self._probe is None:
             started = time.monotonic()
             future = attached[0].start(self._ask, started, attached[1])

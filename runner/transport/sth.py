@@ -690,7 +690,9 @@ class STHTransport(Transport):
     def _sth_data(self, message: Message) -> dict[str, Any] | None:
         """The STH body of a protocol-v1 message; None: not sent on STH."""
         match message:
-            case Monitoring(healthy=healthy):
+            case Monitoring(healthy=healthy, stats=stats):
+                if (stats or {}).get("starting"):
+                    return None  # no verdict yet: STH's /health waits for the first heartbeat instead
                 return {"healthy": bool(healthy)}
             case SequenceStopped(error=error):
                 return {} if error is None else {"sequenceError": error}

@@ -111,7 +111,8 @@ def test_heartbeat_has_stats_and_follows_rate() -> None:
 
 def test_heartbeats_during_a_long_sequence_import(tmp_path: Path) -> None:
     """The heartbeat starts right after the handshake: a Sequence whose module takes 2.5 s to
-    import still shows a live, healthy runner (no loop yet: no loopLagMs)."""
+    import still shows a live runner, with no verdict yet (healthy false, stats.starting; no loop
+    yet: no loopLagMs)."""
     path = sequence(tmp_path, """
         import time
         time.sleep(2.5)
@@ -128,7 +129,7 @@ def test_heartbeats_during_a_long_sequence_import(tmp_path: Path) -> None:
             if isinstance(event, Monitoring):
                 before.append(event)
         assert len(before) >= 2, host.summary()
-        assert all(b.healthy is True for b in before)
+        assert all(b.healthy is False and (b.stats or {}).get("starting") is True for b in before)
         assert all("loopLagMs" not in (b.stats or {}) for b in before)
         host.send_end(Channel.IN)
         assert host.finish()[0] == 0
