@@ -6,8 +6,9 @@
   channels, so C extensions and child processes (``os.system``, ``subprocess``)
   reach the host too. A dup of the original fd 2 is kept for the runner's own
   fatal diagnostics (``diagnose``).
-- ``sys.stdin`` reads the STDIN channel: read(), readline(), iteration and
-  ``async for line in sys.stdin``.
+- ``sys.stdin`` reads the STDIN channel (runner/stdin.py): the file API, and
+  ``await sys.stdin.read()``/``async for line in sys.stdin`` as STH gives it,
+  which never block the event loop.
 
 Bounded everywhere: a writer whose channel has no credit and a full queue waits
 (the printing thread blocks), a pipe pump that waits lets the pipe fill, so the
@@ -21,10 +22,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
+from .stdin import StdinBuffer, StdinText
 from .transport.base import ChannelWriter
+
+__all__ = ["ChannelRaw", "StdinBuffer", "StdinText", "Stdio", "diagnose", "install_breakpoint_hint"]
 
 PIPE_READ = 64 * 1024
 _original_stderr_fd: int | None = None
@@ -60,76 +64,6 @@ class ChannelRaw(io.RawIOBase):
 
     def isatty(self) -> bool:
         return False
-
-
-class StdinBuffer:
-    """Bytes of the STDIN channel, fed by the transport's reader thread."""
-
-    def __init__(self, consumed: Callable[[int], None]) -> None:
-        self._consumed = consumed
-        self._cond = threading.Condition()
-        self._chunks: list[bytes] = []
-        self._eof = False
-        self.bytes = 0
-        self.items = 0
-
-    def feed(self, chunks: list[bytes]) -> None:
-        with self._cond:
-            self._chunks.extend(chunks)
-            self.bytes += sum(map(len, chunks))
-            self.items += len(chunks)
-            self._cond.notify_all()
-
-    def end(self) -> None:
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    def readinto(self, buf: Any) -> int:
-        with self._cond:
-            while not self._chunks and not self._eof:
-                self._cond.wait()
-            if not self._chunks:
-                return 0
-            head = self._chunks[0]
-            n = min(len(buf), len(head))
-            buf[:n] = head[:n]
-            if n == len(head):
-                self._chunks.pop(0)
-            else:
-                self._chunks[0] = head[n:]
-        self._consumed(n)
-        return n
-
-
-class _StdinRaw(io.RawIOBase):
-    def __init__(self, source: StdinBuffer) -> None:
-        super().__init__()
-        self._source = source
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        return self._source.readinto(memoryview(buf).cast("B"))
-
-
-class StdinText(io.TextIOWrapper):
-    """sys.stdin on the STDIN channel, with ``async for line in sys.stdin`` as well."""
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._lines()
-
-    async def _lines(self) -> AsyncIterator[str]:
-        import anyio.to_thread
-
-        while True:
-            # A blocking readline on a worker thread: stdin is a low-rate side channel and
-            # this keeps one buffer for sync and async readers.
-            line = await anyio.to_thread.run_sync(self.readline, abandon_on_cancel=True)
-            if not line:
-                return
-            yield line
 
 
 class _FdPump:
@@ -215,7 +149,7 @@ class Stdio:
             self._pumps = [_FdPump(1, self._stdout_writer), _FdPump(2, self._stderr_writer)]
         sys.stdout = self._text(self._stdout_writer, 1)
         sys.stderr = self._text(self._stderr_writer, 2)
-        sys.stdin = StdinText(io.BufferedReader(_StdinRaw(self.stdin)), encoding="utf-8", errors="replace")
+        sys.stdin = StdinText(self.stdin)
         self.installed = True
 
     @staticmethod

@@ -379,7 +379,7 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
     from ..sequence.content import decode_input, output_encoder
     from ..sequence.context import AppContext
     from ..sequence.shapes import SequenceInput, start_sequence
-    from ..stdio import StdinBuffer, StdinText, _StdinRaw
+    from ..stdin import StdinBuffer, StdinText
 
     loop = asyncio.get_running_loop()
     backend.loop = loop
@@ -393,7 +393,7 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
     backend.context = context
 
     stdin_buffer = StdinBuffer(lambda n: None)
-    sys.stdin = StdinText(io.BufferedReader(_StdinRaw(stdin_buffer)), encoding="utf-8", errors="replace")
+    sys.stdin = StdinText(stdin_buffer)
 
     async def feed_stdin() -> None:
         fd = open_source(opts.stdin_path) if opts.stdin_path is not None else None
