@@ -40,6 +40,7 @@ class Heartbeat:
         self._channel_stats = channel_stats
         self._rate = rate
         self._changed = threading.Event()
+        self._beat_now = False  # the first verdict can be had: beat without waiting for the period
         self._loop: tuple[Any, Any] | None = None  # (LoopBridge, AppContext) once the loop runs
         self._probe: tuple[float, Future[bool]] | None = None
         self._lag_ms = 0.0
@@ -52,8 +53,11 @@ class Heartbeat:
         self._thread.start()
 
     def attach(self, bridge: Any, context: Any) -> None:
-        """The loop runs: from now on health is asked of ``context`` through ``bridge``."""
+        """The loop runs: from now on health is asked of ``context`` through ``bridge``. The first
+        verdict goes out at once rather than at the next beat: "starting" lasts no longer than it is."""
         self._loop = (bridge, context)
+        self._beat_now = True
+        self._changed.set()
 
     def set_rate(self, rate: float) -> None:
         """Heartbeats per second; 0 turns them off until the next change."""
@@ -72,8 +76,10 @@ class Heartbeat:
             delay = next_beat - time.monotonic()
             if delay > 0 and self._changed.wait(delay):
                 self._changed.clear()
-                next_beat = time.monotonic() + 1.0 / max(self._rate, 1e-9)
-                continue
+                if not self._beat_now:  # a new rate: the next beat one period from now
+                    next_beat = time.monotonic() + 1.0 / max(self._rate, 1e-9)
+                    continue
+            self._beat_now = False
             try:
                 beat = self.beat(min(MAX_HEALTH_TIMEOUT, 0.8 / rate))
             except Exception:  # the heartbeat must survive anything
