@@ -135,9 +135,10 @@ class ControlPlane:
         if self._exit_started:
             return  # keep reading (credit still arrives) but act on nothing else
         match message:
+            case Kill() if self.stop_requested:  # the KILL that ends a stop: stopped, not killed
+                self.exit(int(ExitCode.STOPPED), "stopped by the host", kill_handlers=True)
             case Kill():
-                code = ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED
-                self.exit(int(code), "killed by the host", kill_handlers=True)
+                self.exit(int(ExitCode.KILLED), "killed by the host", kill_handlers=True)
             case Stop(timeout_ms=timeout_ms, can_keep_alive=can_keep_alive):
                 self.start_stop(float(timeout_ms), bool(can_keep_alive))
             case Event(name=name, message=payload):
