@@ -40,6 +40,7 @@ class InstanceInfo:
     sequence_error: dict[str, Any] | None = None  # SEQUENCE_STOPPED's sequenceError
     runner_error: dict[str, Any] | None = None  # ERROR {message, stack, exitCode}
     reported_exit_code: int | None = None  # EXITING's exitCode
+    exit_announced: bool = False  # EXITING came: the runner ended through its exit path (a clean end)
     exit_reason: str | None = None  # EXITING's reason
     exit_code: int | None = None
     exit_signal: int | None = None  # the signal that ended the process, if one did

@@ -137,6 +137,7 @@ class Receiver:
                     self._on_running()
             case Exiting(exit_code=exit_code, reason=reason):
                 info.reported_exit_code = exit_code
+                info.exit_announced = True
                 info.exit_reason = reason
 
     def _on_pang(self, pang: Pang) -> None:

@@ -61,11 +61,21 @@ def _exit_code(ending: Ending, info: InstanceInfo) -> tuple[int | None, int | No
     return rc, None
 
 
+def _unannounced_end(ending: Ending, info: InstanceInfo, code: int | None) -> str | None:
+    """A runner that ends "successfully" without EXITING did not end through its exit path
+    (``os._exit(0)``, a crash that exits 0): its output may be cut short, so it is no completion."""
+    if not ending.connected or info.exit_announced:
+        return None
+    if not ending.spawned and code is None:
+        return "the runner closed the connection without EXITING"
+    if ending.spawned and code == 0:
+        return "the runner exited with code 0 without EXITING: not a clean completion, its output may be incomplete"
+    return None
+
+
 def build_report(ending: Ending, info: InstanceInfo, stderr_tail: list[str]) -> ExitReport:
     code, sig = _exit_code(ending, info)
-    failure = ending.failure
-    if not ending.spawned and code is None and ending.connected and failure is None:
-        failure = "the runner closed the connection without EXITING"
+    failure = ending.failure or _unannounced_end(ending, info, code)
     status = final_status(code, failure is not None)
     error = None
     unrequested_signal = sig is not None and not ending.signalled

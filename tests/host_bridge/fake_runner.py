@@ -6,7 +6,7 @@ misbehave on purpose. It echoes IN to OUT, STDIN to STDOUT (prefixed), answers
 event ``x`` with ``x-reply``, and follows the lifecycle of docs/protocol.md §5.
 
 Modes: echo (default), malformed, no-handshake, ignore-term, wrong-token,
-crash-early, silent (no heartbeats), keepalive, child, fail, flood, alloc.
+crash-early, silent (no heartbeats), keepalive, child, fail, flood, alloc, vanish.
 """
 
 from __future__ import annotations
@@ -113,6 +113,11 @@ class Fake:
             self.flush()
             hog = bytearray(2 << 30)  # more than the memory limit: MemoryError, a crash
             del hog
+        if self.mode == "vanish":  # exit 0 mid-stream without END or EXITING (os._exit in a Sequence)
+            self.pending[Channel.OUT] += b"partial\n"
+            self.pump()
+            self.flush()
+            os._exit(0)
         if self.mode == "flood":
             self.pending[Channel.STDOUT] += b"x" * (4 << 20)  # far more than the host's window
 
