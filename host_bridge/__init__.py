@@ -13,8 +13,8 @@ See docs/host_bridge.md. The wire protocol stays inside (runner.protocol).
 from runner.protocol import State, Status, status_for_exit_code
 
 from .bridge import Bridge
-from .channels import EventMessage, EventSubscription
 from .errors import BridgeError, ChannelClosed, InstanceEnded, InstanceNotRunning, SpawnError
+from .events import EventMemory, EventMessage, EventSubscription
 from .info import InstanceInfo
 from .instance import Instance
 from .listeners import Listener, Refusal
@@ -27,6 +27,7 @@ __all__ = [
     "BridgeError",
     "ChannelClosed",
     "ChannelStats",
+    "EventMemory",
     "EventMessage",
     "EventSubscription",
     "Health",

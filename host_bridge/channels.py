@@ -6,23 +6,14 @@ application took. Its size is therefore bounded by the window the host grants
 (docs/protocol.md §6): an unread channel stops only that channel's sender and
 never blocks the reader, the other channels or other Instances.
 
-The EventHub keeps the last message per event name and fans events out to
-subscribers; message channels are not flow-controlled, so each subscriber has
-a bounded queue that drops its oldest entries when a subscriber falls behind.
+Events (not flow-controlled) are kept by the EventHub in events.py.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
-
-if sys.version_info >= (3, 11):
-    from typing import Self
-else:  # anyio depends on typing_extensions before 3.13
-    from typing_extensions import Self
 
 import anyio
 
@@ -129,90 +120,3 @@ class ByteChannel:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while (data := await self.receive()) is not None:
             yield data
-
-
-@dataclass(frozen=True)
-class EventMessage:
-    """An EVENT from the runner: ``name``, ``message`` (None when absent) and ``source``."""
-
-    name: str
-    message: Any
-    source: str | None = None
-
-
-class EventSubscription:
-    """Events published after it was created (optionally only those named ``name``).
-
-    Async-iterate it; iteration ends when the Instance's connection ends.
-    """
-
-    def __init__(self, hub: EventHub, name: str | None, maxlen: int) -> None:
-        self._hub = hub
-        self.name = name
-        self.queue: deque[EventMessage] = deque(maxlen=maxlen)
-        self.dropped = 0
-        self._wakeup = anyio.Event()
-
-    def _push(self, event: EventMessage) -> None:
-        if self.name is not None and event.name != self.name:
-            return
-        if len(self.queue) == self.queue.maxlen:
-            self.dropped += 1
-        self.queue.append(event)
-        self._wakeup.set()
-
-    def _wake(self) -> None:
-        self._wakeup.set()
-
-    async def receive(self) -> EventMessage | None:
-        """The next event, or None once the connection ended and the queue is empty."""
-        while not self.queue:
-            if self._hub.closed:
-                return None
-            if self._wakeup.is_set():
-                self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-        return self.queue.popleft()
-
-    def close(self) -> None:
-        self._hub.subscribers.discard(self)
-
-    def __aiter__(self) -> EventSubscription:
-        return self
-
-    async def __anext__(self) -> EventMessage:
-        event = await self.receive()
-        if event is None:
-            self.close()
-            raise StopAsyncIteration
-        return event
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class EventHub:
-    def __init__(self, maxlen: int = 10_000) -> None:
-        self.last: dict[str, EventMessage] = {}
-        self.subscribers: set[EventSubscription] = set()
-        self.closed = False
-        self.maxlen = maxlen
-
-    def publish(self, event: EventMessage) -> None:
-        self.last[event.name] = event
-        for subscriber in list(self.subscribers):
-            subscriber._push(event)
-
-    def subscribe(self, name: str | None = None) -> EventSubscription:
-        subscription = EventSubscription(self, name, self.maxlen)
-        if not self.closed:
-            self.subscribers.add(subscription)
-        return subscription
-
-    def close(self) -> None:
-        self.closed = True
-        for subscriber in list(self.subscribers):
-            subscriber._wake()

@@ -30,6 +30,7 @@ from runner.protocol.events import Message
 
 from .errors import InstanceEnded, InstanceNotRunning
 from .escalation import Escalation
+from .events import EventHub, EventMemory
 from .info import InstanceInfo
 from .inputs import InputSide
 from .link import Link, SocketStream, host_connection
@@ -71,7 +72,7 @@ class Instance(InstanceStreams):
         self._closed = False  # no more writes possible
         self._monitor = HeartbeatMonitor(options.heartbeat_timeout)
         self._receiver = Receiver(
-            self.info, self._monitor, self._consumed, self._credit, self._mark_running, self._exit_deadline,
+            self.info, self._monitor, EventHub(options.event_names, options.event_memory), self._consumed, self._credit, self._mark_running, self._exit_deadline,
             anyio.current_time,
         )
         self._input = InputSide(self._open_link, options.input_content_type, self._link_now)
@@ -198,6 +199,10 @@ class Instance(InstanceStreams):
     @property
     def healthy(self) -> bool:
         return self.health().healthy
+
+    def event_memory(self) -> EventMemory:
+        """What the last-event store holds and how many events it let go (see host_bridge.events)."""
+        return self._receiver.events.memory()
 
     @property
     def stats(self) -> HeartbeatStats | None:

@@ -32,6 +32,8 @@ class OptionOverrides(TypedDict, total=False):
     term_grace: float
     heartbeat_timeout: float
     protocol_error_grace: float
+    event_names: int
+    event_memory: int
 
 
 @dataclass
@@ -54,6 +56,10 @@ class InstanceOptions:
     heartbeat_timeout: float = 5.0
     #: Seconds granted to a runner to exit by itself after a protocol error closed its connection.
     protocol_error_grace: float = 1.0
+    #: Event names whose last event is kept for last_event() (the least recently published go first).
+    event_names: int = 1000
+    #: Bytes of events kept for last_event(), and at most in each events() subscriber's queue.
+    event_memory: int = 8 << 20
 
     def __post_init__(self) -> None:
         if not isinstance(self.window, int) or not 0 < self.window <= MAX_WINDOW:
@@ -64,6 +70,10 @@ class InstanceOptions:
                 f"InstanceOptions.max_frame_size must be an int in {MIN_MAX_FRAME_SIZE}..{MAX_MAX_FRAME_SIZE},"
                 f" got {size!r}"
             )
+        for name in ("event_names", "event_memory"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"InstanceOptions.{name} must be an int >= 1, got {value!r}")
         for name in TIMINGS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:

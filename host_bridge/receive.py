@@ -38,7 +38,8 @@ from runner.protocol import (
 )
 from runner.protocol.connection import ConnectionEvent
 
-from .channels import ByteChannel, EventHub, EventMessage, keepable
+from .channels import ByteChannel, keepable
+from .events import EventHub, EventMessage
 from .info import InstanceInfo
 from .process import TailBuffer
 from .stats import HeartbeatMonitor
@@ -59,6 +60,7 @@ class Receiver:
         self,
         info: InstanceInfo,
         monitor: HeartbeatMonitor,
+        events: EventHub,
         on_consumed: Callable[[int, int], None],
         on_credit: Callable[[int], None],
         on_running: Callable[[], None],
@@ -68,7 +70,7 @@ class Receiver:
         self.info = info
         self.monitor = monitor
         self.channels = {int(ch): ByteChannel(int(ch), on_consumed) for ch in CHANNEL_NAMES.values()}
-        self.events = EventHub()
+        self.events = events
         self.stderr_tail = TailBuffer()
         self.input_content_type_sent: str | None = None  # set by the Instance once it named one
         self._on_credit = on_credit

@@ -17,9 +17,9 @@ from runner.protocol import Channel, Event, Status
 from runner.protocol.connection import Connection
 from runner.protocol.events import Message
 
-from .channels import EventMessage, EventSubscription
 from .content import TEXT, decode_items, log_records
 from .errors import InstanceNotRunning
+from .events import EventMessage, EventSubscription
 from .info import InstanceInfo
 from .inputs import InputSide
 from .link import Link

@@ -6,7 +6,7 @@ misbehave on purpose. It echoes IN to OUT, STDIN to STDOUT (prefixed), answers
 event ``x`` with ``x-reply``, and follows the lifecycle of docs/protocol.md §5.
 
 Modes: echo (default), malformed, no-handshake, ignore-term, wrong-token,
-crash-early, silent (no heartbeats), keepalive, child, fail, flood, alloc, vanish.
+crash-early, silent (no heartbeats), keepalive, child, fail, flood, alloc, vanish, event-flood.
 """
 
 from __future__ import annotations
@@ -118,6 +118,12 @@ class Fake:
             self.pump()
             self.flush()
             os._exit(0)
+        if self.mode == "event-flood":  # HB_EVENTS events of HB_EVENT_SIZE bytes, each with its own name
+            count, size = int(os.environ.get("HB_EVENTS", "3000")), int(os.environ.get("HB_EVENT_SIZE", "100000"))
+            for i in range(count):
+                self.conn.send(Event(name=f"e{i}", message="x" * size))
+                self.flush()
+            self.conn.send(Event(name="flood-done", message=count))
         if self.mode == "flood":
             self.pending[Channel.STDOUT] += b"x" * (4 << 20)  # far more than the host's window
 
