@@ -11,9 +11,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-OCTET_STREAM = "application/octet-stream"
-NDJSON = "application/x-ndjson"
-TEXT = "text/plain"
+from runner.protocol.content_types import BINARY as OCTET_STREAM
+from runner.protocol.content_types import NDJSON, TEXT, Kind, is_ndjson, output_kind
+
+__all__ = ["NDJSON", "OCTET_STREAM", "TEXT", "decode_items", "encode_item", "line_batches", "log_records", "parse_log"]
 
 
 async def line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[list[bytes], bool]]:
@@ -37,12 +38,14 @@ async def line_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[list
 
 
 async def decode_items(chunks: AsyncIterator[bytes], content_type: str) -> AsyncIterator[Any]:
-    """Items of a byte stream: JSON values (ndjson), str lines with "\\n" (text), else the chunks."""
-    if content_type == OCTET_STREAM:
+    """Items of OUT, read by the rule the runner wrote them by (runner.protocol.content_types):
+    JSON values (the ndjson family), str lines with "\\n" (text/*), else the byte chunks."""
+    kind = output_kind(content_type)
+    if kind is Kind.BINARY:
         async for chunk in chunks:
             yield chunk
         return
-    ndjson = content_type == NDJSON
+    ndjson = kind is Kind.NDJSON
     async for lines, complete in line_batches(chunks):
         for line in lines:
             if ndjson:
@@ -75,6 +78,6 @@ def encode_item(item: Any, content_type: str) -> bytes:
     """One input item as bytes: bytes as they are, JSON + "\\n" for ndjson, else str() as UTF-8."""
     if isinstance(item, (bytes, bytearray, memoryview)):
         return bytes(item)
-    if content_type == NDJSON:
+    if is_ndjson(content_type):
         return json.dumps(item, separators=(",", ":")).encode() + b"\n"
     return str(item).encode()
