@@ -38,6 +38,10 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+# The content-type table both ends share (runner.protocol.content_types).
+from ..protocol.content_types import BINARY, NDJSON, TEXT, Kind, input_kind, is_ndjson, output_kind
+from ..protocol.content_types import normalize as normalize_content_type
+
 __all__ = [
     "BINARY",
     "NDJSON",
@@ -52,13 +56,6 @@ __all__ = [
     "output_encoder",
 ]
 
-TEXT = "text/plain"
-BINARY = "application/octet-stream"
-NDJSON = "application/x-ndjson"
-
-_NDJSON_ALIASES = frozenset({"application/jsonl", "application/json-lines", "application/jsonlines"})
-
-
 class InputDecodeError(ValueError):
     """Input bytes that do not match the input content type."""
 
@@ -69,19 +66,6 @@ class UnsupportedContentType(ValueError):
 
 class OutputEncodeError(TypeError):
     """An output item the output content type cannot represent."""
-
-
-def normalize_content_type(content_type: str | None) -> str:
-    """``"Text/Plain; charset=utf-8"`` → ``"text/plain"``; ``""``/None → ``"text/plain"``."""
-    if not content_type:
-        return TEXT
-    ct = content_type.split(";", 1)[0].strip().lower()
-    return ct or TEXT
-
-
-def is_ndjson(content_type: str | None) -> bool:
-    ct = normalize_content_type(content_type)
-    return ct.endswith("x-ndjson") or ct in _NDJSON_ALIASES
 
 
 # --------------------------------------------------------------------------- decoders
@@ -256,11 +240,12 @@ def decode_input(content_type: str, chunks: AsyncIterator[bytes]) -> AsyncIterat
     cannot decode; decoding errors are raised while iterating.
     """
     ct = normalize_content_type(content_type)
-    if ct == TEXT:
+    kind = input_kind(ct)
+    if kind is Kind.TEXT:
         return _decode_text(chunks)
-    if ct == BINARY:
+    if kind is Kind.BINARY:
         return _decode_binary(chunks)
-    if is_ndjson(ct):
+    if kind is Kind.NDJSON:
         return _decode_ndjson(ct, chunks)
     raise UnsupportedContentType(
         f"unsupported input content type {content_type!r}: expected text/plain,"
@@ -393,10 +378,10 @@ def _encode_ndjson(batch: list[Any]) -> bytes:
 
 def output_encoder(content_type: str) -> Callable[[list[Any]], bytes]:
     """The function turning a batch of output items into bytes for ``content_type``."""
-    ct = normalize_content_type(content_type)
-    if is_ndjson(ct):
+    kind = output_kind(content_type)
+    if kind is Kind.NDJSON:
         return _encode_ndjson
-    if ct.startswith("text/"):
+    if kind is Kind.TEXT:
         return _encode_text
     return _encode_binary
 
