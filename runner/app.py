@@ -329,7 +329,7 @@ class App:
             self.heartbeat.attach(bridge, context)
             stream = InputStream(loop, self.transport, self.control)
             self.control.attach_input(stream.feed)
-            sequence_input = SequenceInput()
+            sequence_input = self.sequence_input = SequenceInput()
 
             def input_ct() -> str | None:
                 run = self.run_info
@@ -360,6 +360,13 @@ class App:
             self.runner_log.info("the Sequence called sys.exit(%s): completing as if run() returned",
                                  getattr(exc, "code", None))
 
+    def _warn_if_input_unread(self) -> None:
+        """A run() that forgets to return (or to read) leaves the input unread and would end with
+        exit 0 and no output: say so once (issue 14 item 6)."""
+        sequence_input = getattr(self, "sequence_input", None)
+        if sequence_input is not None and self.control.in_bytes and not sequence_input.touched:
+            self.runner_log.warning("%s", _unread_input_warning(self.control.in_bytes))
+
     async def _run_sequence(self, loop: Any, seq: Any, context: Any, sequence_input: Any,
                             args: list[Any]) -> None:
         from .sequence.content import output_buffers_encoder
@@ -380,6 +387,8 @@ class App:
                     after_first_batch: Callable[[], None]) -> None:
         import asyncio
 
+        from .sequence.content import OutputEncodeError
+
         writer = self.transport.writer(Channel.OUT)
         space = asyncio.Event()
 
@@ -396,15 +405,25 @@ class App:
                 first = False
                 after_first_batch()
             self.out_items += len(batch)
-            for data in encode(batch):  # a list of buffers: binary output is not joined
+            try:
+                buffers = encode(batch)  # a list of buffers: binary output is not joined
+            except OutputEncodeError as exc:
+                buffers, failed = [exc.partial], exc  # the items before the bad one still go out
+            else:
+                failed = None
+            for data in buffers:
                 if not data:
                     continue
                 while not offer(data, wake):
                     await space.wait()
                     space.clear()
+            if failed is not None:
+                raise failed
 
     async def _complete(self, context: Any) -> None:
         import anyio
+
+        self._warn_if_input_unread()
 
         writer = self.transport.writer(Channel.OUT)
         writer.end()
@@ -418,6 +437,11 @@ class App:
             await anyio.sleep_forever()
         await anyio.sleep(exit_timeout / 1000.0)
         self.control.exit(0, "the Sequence completed")
+
+
+def _unread_input_warning(in_bytes: int) -> str:
+    return (f"the Sequence completed without reading its input ({in_bytes} bytes arrived on IN): "
+            "does run() iterate `input` or return something built on it?")
 
 
 def _first_of_group(exc: BaseException) -> BaseException:

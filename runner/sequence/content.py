@@ -5,30 +5,39 @@ chunk into one batch (possibly none, while a line is incomplete), an encoder
 turns one batch of output items into one bytes object. Work is done per chunk,
 not per item, wherever possible.
 
-Input (``decode_input``), content type matched case-insensitively, parameters
-such as ``; charset=utf-8`` ignored, ``""`` meaning ``text/plain``:
+Input (``decode_input``), content type matched case-insensitively, ``""``
+meaning ``text/plain``; of its parameters only ``charset`` means anything:
 
-* ``text/plain``: UTF-8 ``str`` lines *with* their ``"\\n"`` (split on ``"\\n"``
+* ``text/plain``: ``str`` lines *with* their ``"\\n"`` (split on ``"\\n"``
   only, like STH-Py's ``readline()``; ``"\\r\\n"`` stays at the end of the line);
   a last line without ``"\\n"`` is delivered at end of input. Characters split
-  across chunks are handled. Invalid UTF-8 is an error, never replaced:
-  :class:`InputDecodeError` names the byte offset in the input.
+  across chunks are handled. The text is UTF-8 unless ``; charset=...`` names
+  another encoding Python knows (``latin-1``, ``utf-16``, ...); an encoding it
+  does not know is :class:`UnsupportedContentType` at once. Invalid bytes are
+  an error, never replaced: :class:`InputDecodeError` names the byte offset.
 * ``application/octet-stream``: ``bytes`` chunks exactly as received (one per batch).
 * ``application/x-ndjson`` (and any ``*/x-ndjson``, ``application/jsonl``,
   ``application/json-lines``, ``application/jsonlines``): one parsed JSON value per
   non-blank line; an invalid line raises :class:`InputDecodeError` naming its
-  1-based line number.
+  1-based line number. JSON text is UTF-8 (RFC 8259): another charset is
+  :class:`UnsupportedContentType`.
 * anything else: :class:`UnsupportedContentType` (a ``ValueError``) at once.
 
 Output (``output_encoder``):
 
-* ``text/plain`` (and any ``text/*`` except ndjson): ``str`` → UTF-8, bytes-like as
-  is, anything else → ``str(item)`` → UTF-8. No separator is added.
+* ``text/plain`` (and any ``text/*`` except ndjson): ``str`` items are written as
+  they are (no separator is added: the Sequence writes its own newlines), bytes-like
+  items as they are; **any other item is one line**: its JSON text (numbers,
+  booleans, None, dicts, lists: ``4`` → ``"4\\n"``, ``True`` → ``"true\\n"``), or
+  ``str(item)`` when JSON cannot represent it, and ``"\\n"``. The text is encoded
+  in the content type's charset (UTF-8 by default); an item the charset cannot
+  encode is :class:`OutputEncodeError`.
 * ndjson family: ``json.dumps(item, ensure_ascii=False) + "\\n"`` per item, UTF-8;
   an item JSON cannot represent (e.g. ``bytes``) → :class:`OutputEncodeError`
   (a ``TypeError``) naming its type.
 * anything else (``application/octet-stream`` …): bytes-like as is, ``str`` → UTF-8,
-  anything else → :class:`OutputEncodeError` naming its type.
+  anything else → :class:`OutputEncodeError` naming its type (binary output has no
+  one way to write a number or a dict: encode it yourself).
 """
 
 from __future__ import annotations
@@ -49,12 +58,15 @@ __all__ = [
     "InputDecodeError",
     "OutputEncodeError",
     "UnsupportedContentType",
+    "canonical_content_type",
+    "charset_of",
     "decode_input",
     "is_ndjson",
     "normalize_content_type",
     "output_buffers_encoder",
     "output_encoder",
 ]
+
 
 class InputDecodeError(ValueError):
     """Input bytes that do not match the input content type."""
@@ -65,14 +77,59 @@ class UnsupportedContentType(ValueError):
 
 
 class OutputEncodeError(TypeError):
-    """An output item the output content type cannot represent."""
+    """An output item the output content type cannot represent. ``partial`` holds the bytes of
+    the items before it in the same batch: they are written before the run fails."""
+
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+def charset_of(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a content type, lower-case and unquoted (None without one)."""
+    if not content_type:
+        return None
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            value = value.strip().strip('"').strip()
+            return value.lower() or None
+    return None
+
+
+def _codec_for(content_type: str, error: type[Exception]) -> codecs.CodecInfo:
+    """The codec of a text content type's charset (UTF-8 by default); ``error`` names an unknown one."""
+    charset = charset_of(content_type) or "utf-8"
+    try:
+        return codecs.lookup(charset)
+    except LookupError:
+        raise error(f"content type {content_type!r}: unknown charset {charset!r}") from None
+
+
+def _encoding_label(info: codecs.CodecInfo) -> str:
+    return "UTF-8" if info.name == "utf-8" else info.name
+
+
+def canonical_content_type(content_type: str | None) -> str:
+    """Normalised, keeping a charset other than UTF-8: ``"Text/Plain; Charset=Latin-1"`` →
+    ``"text/plain; charset=latin-1"``, ``"text/plain; charset=utf-8"`` → ``"text/plain"``."""
+    ct = normalize_content_type(content_type)
+    charset = charset_of(content_type)
+    if charset and ct.startswith("text/") and not is_ndjson(ct):
+        try:
+            if codecs.lookup(charset).name != "utf-8":
+                return f"{ct}; charset={charset}"
+        except LookupError:
+            return f"{ct}; charset={charset}"  # refused clearly when the encoder is made
+    return ct
 
 
 # --------------------------------------------------------------------------- decoders
 
 
-async def _decode_text(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]:
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+async def _decode_text(chunks: AsyncIterator[bytes], info: codecs.CodecInfo) -> AsyncIterator[list[Any]]:
+    label = _encoding_label(info)
+    decoder = info.incrementaldecoder("strict")
     decode = decoder.decode
     pending: list[str] = []  # parts of the current incomplete line
     consumed = 0  # bytes fed to the decoder so far
@@ -84,7 +141,7 @@ async def _decode_text(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]
         except UnicodeDecodeError as e:
             buffered = len(decoder.getstate()[0])
             raise InputDecodeError(
-                f"text/plain input is not valid UTF-8 at byte offset {consumed - buffered + e.start}"
+                f"text/plain input is not valid {label} at byte offset {consumed - buffered + e.start}"
                 f" ({e.reason})"
             ) from None
         consumed += len(chunk)
@@ -108,7 +165,7 @@ async def _decode_text(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[Any]]
     except UnicodeDecodeError as e:
         buffered = len(decoder.getstate()[0])
         raise InputDecodeError(
-            f"text/plain input ends inside a UTF-8 character at byte offset {consumed - buffered + e.start}"
+            f"text/plain input ends inside a {label} character at byte offset {consumed - buffered + e.start}"
         ) from None
     if tail:
         pending.append(tail)
@@ -242,10 +299,14 @@ def decode_input(content_type: str, chunks: AsyncIterator[bytes]) -> AsyncIterat
     ct = normalize_content_type(content_type)
     kind = input_kind(ct)
     if kind is Kind.TEXT:
-        return _decode_text(chunks)
+        return _decode_text(chunks, _codec_for(content_type, UnsupportedContentType))
     if kind is Kind.BINARY:
         return _decode_binary(chunks)
     if kind is Kind.NDJSON:
+        if _codec_for(content_type, UnsupportedContentType).name != "utf-8" and \
+                charset_of(content_type) not in ("us-ascii", "ascii"):
+            raise UnsupportedContentType(f"content type {content_type!r}: {ct} input is UTF-8 (RFC 8259); "
+                                         f"charset={charset_of(content_type)} is not supported")
         return _decode_ndjson(ct, chunks)
     raise UnsupportedContentType(
         f"unsupported input content type {content_type!r}: expected text/plain,"
@@ -258,20 +319,47 @@ def decode_input(content_type: str, chunks: AsyncIterator[bytes]) -> AsyncIterat
 _BYTESLIKE = (bytes, bytearray, memoryview)
 
 
-def _encode_text(batch: list[Any]) -> bytes:
+def _value_line(item: Any) -> str:
+    """A non-text item of a text output: one line, its JSON text (else ``str(item)``)."""
     try:
-        return "".join(batch).encode("utf-8")
-    except TypeError:
-        pass
-    out: list[bytes] = []
-    for item in batch:
-        if isinstance(item, str):
-            out.append(item.encode("utf-8"))
-        elif isinstance(item, _BYTESLIKE):
-            out.append(bytes(item))
-        else:
-            out.append(str(item).encode("utf-8"))
-    return b"".join(out)
+        return _json_encode(item) + "\n"
+    except (TypeError, ValueError, RecursionError):
+        return f"{item}\n"
+
+
+def _text_encoder(info: codecs.CodecInfo) -> Callable[[list[Any]], bytes]:
+    encode = info.encode
+    label = _encoding_label(info)
+
+    def to_bytes(text: str) -> bytes:
+        try:
+            return encode(text)[0]
+        except UnicodeEncodeError as e:
+            raise OutputEncodeError(f"text output in {label}: cannot encode {e.object[e.start:e.end]!r} "
+                                    f"({e.reason})") from None
+
+    def encode_text(batch: list[Any]) -> bytes:
+        try:
+            return to_bytes("".join(batch))
+        except TypeError:
+            pass
+        out: list[bytes] = []
+        try:
+            for item in batch:
+                if isinstance(item, str):
+                    out.append(to_bytes(item))
+                elif isinstance(item, _BYTESLIKE):
+                    out.append(bytes(item))
+                else:
+                    out.append(to_bytes(_value_line(item)))
+        except OutputEncodeError as e:
+            raise OutputEncodeError(str(e), b"".join(out)) from None
+        return b"".join(out)
+
+    return encode_text
+
+
+_encode_text = _text_encoder(codecs.lookup("utf-8"))
 
 
 def _encode_binary(batch: list[Any]) -> bytes:
@@ -286,11 +374,14 @@ def _encode_binary(batch: list[Any]) -> bytes:
         elif isinstance(item, str):
             out.append(item.encode("utf-8"))
         else:
-            raise OutputEncodeError(
-                f"application/octet-stream output: cannot write an item of type {type(item).__name__}"
-                " (expected bytes, bytearray, memoryview or str)"
-            )
+            raise _not_binary(item, out)
     return b"".join(out)
+
+
+def _not_binary(item: Any, done: list[Any]) -> OutputEncodeError:
+    return OutputEncodeError(f"application/octet-stream output: cannot write an item of type "
+                             f"{type(item).__name__} (expected bytes, bytearray, memoryview or str)",
+                             b"".join(done))
 
 
 def _binary_buffers(batch: list[Any]) -> list[Any]:
@@ -312,10 +403,7 @@ def _binary_buffers(batch: list[Any]) -> list[Any]:
             if item:
                 out.append(item.encode("utf-8"))
         else:
-            raise OutputEncodeError(
-                f"application/octet-stream output: cannot write an item of type {type(item).__name__}"
-                " (expected bytes, bytearray, memoryview or str)"
-            )
+            raise _not_binary(item, out)
     return out
 
 
@@ -365,24 +453,28 @@ def _encode_ndjson(batch: list[Any]) -> bytes:
             return "".join(parts).encode("utf-8")
         return ("\n".join(map(_json_encode, batch)) + "\n").encode("utf-8")
     except (TypeError, ValueError, RecursionError) as first:
+        lines: list[str] = []
         for item in batch:
             try:
-                _json_encode(item)
+                lines.append(_json_encode(item) + "\n")
             except (TypeError, ValueError, RecursionError) as e:
                 raise OutputEncodeError(
                     f"application/x-ndjson output: cannot write an item of type {type(item).__name__}"
-                    f" as JSON ({e})"
-                ) from e
+                    f" as JSON ({e})", "".join(lines).encode("utf-8")
+                ) from None  # the reason is in the message; the json module's frames are not the user's
         raise OutputEncodeError(f"application/x-ndjson output: {first}") from first  # pragma: no cover
 
 
 def output_encoder(content_type: str) -> Callable[[list[Any]], bytes]:
-    """The function turning a batch of output items into bytes for ``content_type``."""
+    """The function turning a batch of output items into bytes for ``content_type``.
+
+    An unknown charset of a text type raises :class:`OutputEncodeError` here."""
     kind = output_kind(content_type)
     if kind is Kind.NDJSON:
         return _encode_ndjson
     if kind is Kind.TEXT:
-        return _encode_text
+        info = _codec_for(content_type, OutputEncodeError)
+        return _encode_text if info.name == "utf-8" else _text_encoder(info)
     return _encode_binary
 
 

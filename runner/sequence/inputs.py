@@ -59,6 +59,11 @@ class SequenceInput:
     def has_source(self) -> bool:
         return self._source is not None
 
+    @property
+    def touched(self) -> bool:
+        """The Sequence iterated, read, streamed or passed on this input (at least started to)."""
+        return self._gen is not None or self._stream is not None or self._taken
+
     # -- iteration
     async def _wait_source(self) -> AsyncIterator[list[Any]]:
         if self._source is None:

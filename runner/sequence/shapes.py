@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .content import TEXT, normalize_content_type
+from .content import TEXT, canonical_content_type, normalize_content_type
 from .inputs import SequenceInput, _no_batches
 from .topics import declared_topics
 
@@ -309,7 +309,7 @@ class SequenceRun:
     ``output``: batches of output items, None when there is no output.
     ``content_type``: output content type (result's ``content_type``/``contentType``/
     ``provides`` → module ``provides['contentType']`` → legacy ``output_type`` →
-    text/plain), normalised.
+    text/plain), normalised (a charset other than UTF-8 is kept: it is honoured).
     ``provides``/``requires``: topics ("" when none), for PANG.
     ``input_content_type``: from a ``requires`` declaration (module, result or
     pipeline descriptor) when there is one, else None.
@@ -363,7 +363,7 @@ async def start_sequence(
         output = _surface_input_error(output, first_input)
     return SequenceRun(
         output=output,
-        content_type=normalize_content_type(topics.output_content_type or TEXT),
+        content_type=canonical_content_type(topics.output_content_type or TEXT),
         provides=topics.provides,
         requires=topics.requires,
         input_content_type=normalize_content_type(topics.input_content_type) if topics.input_content_type else None,

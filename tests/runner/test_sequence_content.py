@@ -179,7 +179,8 @@ def test_unknown_input_content_type() -> None:
 def test_text_encoder() -> None:
     enc = output_encoder("text/plain")
     assert enc(["a\n", "ż"]) == "a\nż".encode()
-    assert enc(["a", b"\xff", 3, 1.5, None, bytearray(b"!")]) == b"a\xff31.5None!"
+    # str and bytes as they are; any other item one line of JSON (else str()) (issue 14 item 6)
+    assert enc(["a", b"\xff", 3, 1.5, None, bytearray(b"!")]) == b"a\xff3\n1.5\nnull\n!"
     assert enc([]) == b""
 
 
@@ -212,5 +213,5 @@ def test_binary_encoder() -> None:
 
 
 def test_other_output_types() -> None:
-    assert output_encoder("text/csv")(["a,b\n", 1]) == b"a,b\n1"
+    assert output_encoder("text/csv")(["a,b\n", 1]) == b"a,b\n1\n"
     assert output_encoder("image/png")([b"\x89PNG"]) == b"\x89PNG"
