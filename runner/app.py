@@ -405,12 +405,11 @@ class App:
                 first = False
                 after_first_batch()
             self.out_items += len(batch)
+            failed: OutputEncodeError | None = None
             try:
                 buffers = encode(batch)  # a list of buffers: binary output is not joined
             except OutputEncodeError as exc:
                 buffers, failed = [exc.partial], exc  # the items before the bad one still go out
-            else:
-                failed = None
             for data in buffers:
                 if not data:
                     continue
