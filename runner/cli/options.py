@@ -143,9 +143,11 @@ def _json_arg(text: str, what: str) -> Any:
 
 
 def check_content_type(content_type: str) -> None:
-    """UsageError unless the runner can decode ``content_type`` (asked of the runner's own decoder
-    table, so the CLI never disagrees with it) — rather than exit 23 blaming the Sequence."""
-    from ..sequence.content import BINARY, NDJSON, TEXT, UnsupportedContentType, decode_input
+    """UsageError unless the runner can decode ``content_type`` — rather than exit 23 blaming the
+    Sequence. The verdict is the runner's own decoder's (charset included); the choices listed come
+    from the content-type table both ends share (runner/protocol/content_types.py)."""
+    from ..protocol.content_types import BINARY, NDJSON, NDJSON_ALIASES, TEXT, input_kind
+    from ..sequence.content import UnsupportedContentType, decode_input
 
     async def nothing() -> AsyncIterator[bytes]:
         return
@@ -153,10 +155,12 @@ def check_content_type(content_type: str) -> None:
 
     try:
         decode_input(content_type, nothing())  # raises at once for a type it cannot decode
-    except UnsupportedContentType:
+    except UnsupportedContentType as exc:
+        if input_kind(content_type) is not None:  # a known type with a parameter it refuses
+            raise UsageError(f"--content-type: {exc}") from None
         raise UsageError(f"--content-type {content_type!r} is not a content type the runner reads; "
                          f"choose one of: {TEXT}, {BINARY}, {NDJSON} (or another ndjson name: "
-                         "application/jsonl, application/json-lines, */x-ndjson)") from None
+                         f"{', '.join(sorted(NDJSON_ALIASES))}, */x-ndjson)") from None
 
 
 def parse_run(words: Sequence[str], prog: str = "python -m runner") -> RunOptions:

@@ -2,8 +2,8 @@
 
 The summary counts what this command itself wrote to the Sequence's input and read from
 its output (exact, unlike the last heartbeat before the exit, which may be up to a
-second old): bytes, and lines for text-like content types (the items a text or ndjson
-decoder makes). Live stats (``--stats SECONDS``, SIGUSR1) come from the runner's
+second old): bytes, and lines for text and ndjson content types (the items their
+decoders make). Live stats (``--stats SECONDS``, SIGUSR1) come from the runner's
 heartbeats in a child run and from this process in an inline run: RSS, CPU, the event
 loop's lag and items per second in and out.
 """
@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-BINARY = "application/octet-stream"
+from ..protocol.content_types import Kind, output_kind
 
 
 def is_text_like(content_type: str | None) -> bool:
-    """Whether lines mean something in this content type (everything but raw bytes)."""
-    return (content_type or "text/plain").split(";", 1)[0].strip().lower() != BINARY
+    """Whether lines mean something in this content type: text or ndjson in the shared table."""
+    return output_kind(content_type) is not Kind.BINARY
 
 
 def size(n: float) -> str:

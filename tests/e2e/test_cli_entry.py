@@ -123,3 +123,12 @@ def test_content_type_aliases_and_parameters_are_accepted():
     proc = run_cli("run", sample("hello"), "-t", "text/plain; charset=utf-8", input=b"p\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"Hello p!\n"
+
+
+def test_a_refused_charset_is_a_usage_error_and_a_known_one_is_honoured():
+    proc = run_cli("run", sample("hello"), "-t", "text/plain; charset=no-such-charset", input=b"x\n")
+    assert proc.returncode == 2
+    assert b"unknown charset 'no-such-charset'" in proc.stderr and proc.stdout == b""
+    proc = run_cli("run", sample("hello"), "-t", "text/plain; charset=latin-1", input=b"Jos\xe9\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Hello José!\n".encode()
