@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 
 from . import schema
-from .constants import Channel, Code
+from .constants import Channel
 from .errors import LocalProtocolError, ProtocolError, UnknownMessage
 from .events import MESSAGES, Message
 
@@ -33,13 +33,6 @@ def channel_for(code: int) -> Channel:
     return message_class(code, LocalProtocolError).channel
 
 
-def _name(code: int) -> str:
-    try:
-        return f"{Code(code).name} ({code})"
-    except ValueError:
-        return str(code)
-
-
 def to_body(event: Message) -> dict[str, Any]:
     """The body map of ``event`` (fields that are None are left out, unless they send null)."""
     return schema.to_body(event.wire_fields, event)
@@ -48,18 +41,17 @@ def to_body(event: Message) -> dict[str, Any]:
 def from_body(code: int, body: Any, error: type[ProtocolError] = UnknownMessage) -> Message:
     """The message a body map stands for; ``error`` naming the field if the body is not valid."""
     cls = message_class(code, error)
-    schema.check(cls.wire_fields, body, _name(code), error)
-    return cls(**schema.from_body(cls.wire_fields, body))
+    return cls(**schema.parse(cls.wire_fields, body, code, error))
 
 
 def encode(event: Message) -> bytes:
     """msgpack bytes of the body of ``event`` (a bad value is this side's bug: LocalProtocolError)."""
     body = schema.to_body(event.wire_fields, event)
-    schema.check(event.wire_fields, body, _name(event.code), LocalProtocolError)
+    schema.parse(event.wire_fields, body, event.code, LocalProtocolError)  # this side's values checked too
     try:
         return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
-        raise LocalProtocolError(f"{_name(event.code)} body cannot be encoded: {exc}") from exc
+        raise LocalProtocolError(f"{schema.message_name(event.code)} body cannot be encoded: {exc}") from exc
 
 
 def decode(code: int, raw: bytes | memoryview) -> Message:
@@ -68,6 +60,6 @@ def decode(code: int, raw: bytes | memoryview) -> Message:
     try:
         body = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated classes for bad input
-        raise UnknownMessage(f"{_name(code)} body is not valid msgpack: {exc}") from exc
+        raise UnknownMessage(f"{schema.message_name(code)} body is not valid msgpack: {exc}") from exc
     return from_body(code, body)
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
 from typing import Any, Union
+
+from .constants import Code
 
 _NONE = type(None)
 _WIRE = "wire"
@@ -102,25 +103,39 @@ def compile_fields(cls: type) -> tuple[WireField, ...]:
     return tuple(out)
 
 
-def check(fields: tuple[WireField, ...], body: Any, what: str, error: type[Exception]) -> None:
-    """Raise ``error`` naming the field if ``body`` is not a valid body; unknown keys are ignored."""
+def parse(fields: tuple[WireField, ...], body: Any, code: int, error: type[Exception]) -> dict[str, Any]:
+    """The constructor arguments a body map of message ``code`` stands for (absent keys take the
+    field's default; unknown keys are ignored); ``error`` naming the field if it is not valid.
+
+    Every message sent and received goes through here once, so it is one loop, and the name
+    of the message is only made for an error."""
     if not isinstance(body, dict):
-        raise error(f"{what} body must be a map, got {type(body).__name__}")
+        raise error(f"{message_name(code)} body must be a map, got {type(body).__name__}")
+    kwargs: dict[str, Any] = {}
     for f in fields:
         if f.key not in body:
             if f.required:
-                raise error(f"{what} body lacks the required field {f.key!r}")
+                raise error(f"{message_name(code)} body lacks the required field {f.key!r}")
             continue
-        value = body[f.key]
+        value = kwargs[f.attr] = body[f.key]
         if f.types is None or (value is None and f.nullable):
             continue
         # bool is an int in Python; a number field must not take a bool.
         if isinstance(value, bool) and bool not in f.types:
-            raise error(f"{what} field {f.key!r} must be {_type_names(f)}, got bool")
+            raise error(f"{message_name(code)} field {f.key!r} must be {_type_names(f)}, got bool")
         if not isinstance(value, f.types):
-            raise error(f"{what} field {f.key!r} must be {_type_names(f)}, got {type(value).__name__}")
+            raise error(f"{message_name(code)} field {f.key!r} must be {_type_names(f)}, got {type(value).__name__}")
         if f.non_negative and value < 0:  # type: ignore[operator]  # a number: checked above
-            raise error(f"{what} field {f.key!r} must not be negative, got {value}")
+            raise error(f"{message_name(code)} field {f.key!r} must not be negative, got {value}")
+    return kwargs
+
+
+def message_name(code: int) -> str:
+    """``STOP (4001)``, for error messages."""
+    try:
+        return f"{Code(code).name} ({code})"
+    except ValueError:
+        return str(code)
 
 
 def _type_names(f: WireField) -> str:
@@ -138,8 +153,3 @@ def to_body(fields: tuple[WireField, ...], message: Any) -> dict[str, Any]:
         if value is not None or f.send_none:
             body[f.key] = value
     return body
-
-
-def from_body(fields: tuple[WireField, ...], body: Mapping[str, Any]) -> dict[str, Any]:
-    """Constructor arguments from a checked body (absent keys take the field's default)."""
-    return {f.attr: body[f.key] for f in fields if f.key in body}
