@@ -27,6 +27,8 @@ import anyio.abc
 
 from runner.protocol import ProtocolError
 
+from .cgroups import CgroupTree
+from .containment import SCOPE_ENV, Containment
 from .errors import BridgeError, SpawnError
 from .instance import Instance
 from .link import HandshakeFailed, SocketStream, host_connection, read_ping
@@ -76,9 +78,11 @@ class Bridge:
         python: str = sys.executable,
         shutdown_timeout: float = 10.0,
         max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
+        cgroups: bool = True,
         **defaults: Unpack[OptionOverrides],
     ) -> None:
         self.python = python
+        self._cgroups = CgroupTree(cgroups)
         self.shutdown_timeout = shutdown_timeout
         self.defaults = InstanceOptions(**defaults)
         self.instances: dict[str, Instance] = {}
@@ -184,6 +188,8 @@ class Bridge:
                 spec.fd = theirs.fileno()
             else:
                 spec.connect = listener.address
+            scope = secrets.token_hex(8)
+            spec.extra_env[SCOPE_ENV] = scope
             env_vars = spec.environment(instance.id, instance.token)
             process = await start_process(spec, env_vars, [theirs.fileno()] if theirs else [])
         except (OSError, ValueError, TypeError) as exc:
@@ -195,7 +201,10 @@ class Bridge:
             if theirs is not None:
                 theirs.close()  # the child has its own copy; ours would hide its end of file
         stream = SocketStream(ours) if ours is not None else None
-        supervisor = Supervisor(instance, process, stream)
+        containment = Containment(process.pid, self._cgroups.new_group(), scope)
+        containment.adopt()  # before the handshake: before any Sequence code runs
+        instance.info.cgroup = containment.group
+        supervisor = Supervisor(instance, process, stream, containment)
         self._supervisors[instance.id] = supervisor
         tg.start_soon(supervisor.run)
         return instance
@@ -326,3 +335,4 @@ class Bridge:
         with anyio.move_on_after(self.shutdown_timeout):
             for inst in running:
                 await inst.done.wait()
+        self._cgroups.close()

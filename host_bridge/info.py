@@ -44,6 +44,12 @@ class InstanceInfo:
     exit_reason: str | None = None  # EXITING's reason
     exit_code: int | None = None
     exit_signal: int | None = None  # the signal that ended the process, if one did
+    exit_signal_name: str | None = None  # its name ("SIGKILL")
+    killed_by: str | None = None  # who sent that signal: "host", "oom-killer" or "outside" (sender unknown)
+    oom: str | None = None  # the kernel counted an OOM kill while it ran: which counter, from what to what
+    cgroup: str | None = None  # the cgroup holding the runner and its descendants (None: none could be made)
+    descendants_killed: list[int] = field(default_factory=list)  # left behind by the runner, killed after it
+    survivors: list[int] = field(default_factory=list)  # descendants still alive after SIGKILL (could not be ended)
     error: str | None = None  # why the Instance failed (host's view), None on success
     stderr_tail: list[str] = field(default_factory=list)  # last lines of the STDERR channel
     process_output_tail: list[str] = field(default_factory=list)  # last lines of the real fd 1/2 pipe
@@ -69,12 +75,16 @@ def final_status(exit_code: int | None, failed: bool) -> Status:
     return status_for_exit_code(exit_code)
 
 
+def signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
 def describe_exit(exit_code: int | None, sig: int | None, requested: bool) -> str:
     if sig is not None:
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
+        name = signal_name(sig)
         who = "by the host" if requested else "not sent by the host"
         return f"runner killed by {name} ({who}); exit code {exit_code}"
     return f"runner exited with code {exit_code}"

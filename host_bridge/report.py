@@ -7,12 +7,14 @@ meant when the host sent it (137, or 138 after a stop), else 128 + signal.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from runner.protocol import Status
 
-from .info import InstanceInfo, describe_exit, exit_code_for_signal, final_status
+from .containment import Cleanup
+from .info import InstanceInfo, describe_exit, exit_code_for_signal, final_status, signal_name
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Ending:
     failure: str | None  # why the host considers it failed (protocol error, handshake, internal)
     connection_error: str | None  # the connection broke (not a protocol error)
     output_tail: list[str] = field(default_factory=list)  # last lines of the process's real fd 1/2
+    host_signals: tuple[int, ...] = ()  # the signals the host sent the runner
+    cleanup: Cleanup | None = None  # what ending its descendants found (spawned runners)
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,34 @@ class ExitReport:
     error: str | None
     process_output_tail: list[str]
     ended: datetime
+    killed_by: str | None = None
+    cleanup: Cleanup | None = None
 
     def apply(self, info: InstanceInfo) -> None:
         info.exit_code = self.exit_code
         info.exit_signal = self.exit_signal
+        info.exit_signal_name = signal_name(self.exit_signal) if self.exit_signal is not None else None
+        info.killed_by = self.killed_by
         info.error = self.error
         info.process_output_tail = list(self.process_output_tail)
         info.ended = self.ended
+        if self.cleanup is not None:
+            info.oom = self.cleanup.oom
+            info.descendants_killed = list(self.cleanup.killed)
+            info.survivors = list(self.cleanup.survivors)
+
+
+def _killed_by(ending: Ending, sig: int | None) -> str | None:
+    """Who sent the fatal signal, as far as the host can know: Linux does not tell a parent the
+    sender of a signal, so "outside" means "not the host, and the kernel counted no OOM kill"."""
+    if sig is None:
+        return None
+    if sig in ending.host_signals:
+        return "host"
+    cleanup = ending.cleanup
+    if sig == signal.SIGKILL and cleanup is not None and cleanup.oom_certain:
+        return "oom-killer"
+    return "outside"
 
 
 def _exit_code(ending: Ending, info: InstanceInfo) -> tuple[int | None, int | None]:
@@ -78,18 +103,26 @@ def build_report(ending: Ending, info: InstanceInfo, stderr_tail: list[str]) -> 
     failure = ending.failure or _unannounced_end(ending, info, code)
     status = final_status(code, failure is not None)
     error = None
+    killed_by = _killed_by(ending, sig)
     unrequested_signal = sig is not None and not ending.signalled
-    if status is Status.ERRORED or unrequested_signal:
+    cleanup = ending.cleanup
+    if status is Status.ERRORED or unrequested_signal or (cleanup is not None and cleanup.survivors):
         parts = [p for p in (failure, ending.connection_error) if p]
         if ending.spawned and (code is not None or sig is not None):
             parts.append(describe_exit(code, sig, ending.signalled))
+        if killed_by == "oom-killer" or (sig is not None and cleanup is not None and cleanup.oom):
+            parts.append(f"the kernel counted an OOM kill ({cleanup.oom if cleanup else ''})")
+        if cleanup is not None and cleanup.survivors:
+            parts.append(f"descendants that could not be ended: {cleanup.survivors}")
         if info.runner_error:
             parts.append(f"Sequence error: {info.runner_error.get('message')}")
         tail = ending.output_tail[-5:] or stderr_tail[-5:]
         if tail:
             parts.append("last output: " + " | ".join(tail))
         error = "; ".join(parts)
-    return ExitReport(status, code, sig, error, list(ending.output_tail), datetime.now(timezone.utc))
+    return ExitReport(
+        status, code, sig, error, list(ending.output_tail), datetime.now(timezone.utc), killed_by, cleanup
+    )
 
 
 def internal_error_report(text: str) -> ExitReport:

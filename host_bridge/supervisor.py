@@ -20,6 +20,7 @@ import anyio.abc
 from runner.protocol import Ping, ProtocolError, Reject
 from runner.protocol.connection import Connection
 
+from .containment import Containment
 from .escalation import Escalation
 from .instance import Instance
 from .link import HandshakeFailed, Link, SocketStream, host_connection, read_ping, send_buffers
@@ -63,9 +64,11 @@ class Supervisor:
         instance: Instance,
         process: anyio.abc.Process | None,
         stream: SocketStream | None,
+        containment: Containment | None = None,
     ) -> None:
         self.inst = instance
         self.process = process
+        self.containment = containment  # a spawned runner's descendants
         self.stream = stream  # socketpair end; None: the runner connects to a listener
         self.exited = anyio.Event()
         self.returncode: int | None = None
@@ -161,6 +164,8 @@ class Supervisor:
 
     def _accept(self, stream: SocketStream, conn: Connection, ping: Ping) -> None:
         self.conn = conn
+        if self.containment is not None:
+            self.containment.note_memory_cgroup()
         self.link = self.inst._accept_runner(stream, conn, ping, self._on_link_failure)
 
     def _on_link_failure(self, text: str, protocol_error: bool) -> None:
@@ -212,6 +217,7 @@ class Supervisor:
             signal_group(process.pid, signal.SIGKILL)
             with anyio.move_on_after(1.0):
                 await process.aclose()
+        cleanup = await self.containment.end() if self.containment is not None else None
         lifecycle = self.conn.lifecycle if self.conn is not None else None
         ending = Ending(
             spawned=process is not None,
@@ -223,6 +229,8 @@ class Supervisor:
             failure=self.failure,
             connection_error=self.connection_error,
             output_tail=self.output_tail.text(),
+            host_signals=tuple(int(sig) for sig in self.escalation.sent),
+            cleanup=cleanup,
         )
         try:
             report = build_report(ending, self.inst.info, self.inst.stderr_tail.text())

@@ -6,7 +6,8 @@ misbehave on purpose. It echoes IN to OUT, STDIN to STDOUT (prefixed), answers
 event ``x`` with ``x-reply``, and follows the lifecycle of docs/protocol.md §5.
 
 Modes: echo (default), malformed, no-handshake, ignore-term, wrong-token,
-crash-early, silent (no heartbeats), keepalive, child, fail, flood, alloc, vanish, event-flood.
+crash-early, silent (no heartbeats), keepalive, child, fail, flood, alloc, vanish, event-flood,
+setsid-child, hog.
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ class Fake:
         if self.mode == "child":
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
             self.conn.send(Event(name="child", message=child.pid))
+        if self.mode == "setsid-child":  # a child in a session of its own: killpg cannot reach it
+            code = "import os, sys, time; os.setsid(); print(os.getpid(), flush=True); time.sleep(1000)"
+            child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+            assert child.stdout is not None
+            self.conn.send(Event(name="child", message=int(child.stdout.readline())))
+        if self.mode == "hog":  # take memory until the kernel's OOM killer ends the process
+            self.flush()
+            hog = []
+            while True:
+                hog.append(os.urandom(1) * (8 << 20))
         if self.mode == "fail":
             self.pending[Channel.STDERR] += b"Traceback: FakeError: boom\n"
             self.conn.send(Error(message="FakeError: boom", stack="", exit_code=23))
