@@ -27,11 +27,12 @@ from host_bridge import (
     InstanceNotRunning,
     SpawnError,
     State,
+    Status,
 )
 
 from .events_in import forward_events
 from .options import RunOptions
-from .render import Render, exit_code_of, exit_meaning
+from .render import FAILED, Render, exit_code_of, exit_meaning
 from .sources import open_source, read_chunks
 from .stats import RunTally, Sample, StatsReporter
 
@@ -63,7 +64,7 @@ async def _run(opts: RunOptions, render: Render, tally: RunTally) -> int:
                                       input_content_type=opts.content_type, env=opts.sequence_env() or None)
         except SpawnError as exc:
             render.note(str(exc))
-            return 1
+            return FAILED
         run = ChildRun(opts, render, inst, tally)
         reporter = StatsReporter(run.sample, render.stats, opts.stats_interval)
         reporter.start()
@@ -109,9 +110,14 @@ class ChildRun:
         return code
 
     def finish(self, code: int | None) -> int:
+        """Render how the Instance ended; the status this command exits with."""
         info = self.inst.info
+        if code == 0 and self.inst.status is Status.ERRORED:
+            # host_bridge's verdict wins over a bare 0: e.g. a runner that exited 0 without EXITING
+            # (os._exit(0) in the Sequence) is no clean completion, its output may be cut short
+            code = FAILED
         detail = None
-        if code is None or not exit_meaning(code) or (self.opts.verbose and info.error):
+        if code is None or code == FAILED or not exit_meaning(code) or (self.opts.verbose and info.error):
             detail = info.error or info.exit_reason
             if code is None and info.process_output_tail:
                 detail = f"{detail}\n" + "\n".join(info.process_output_tail)

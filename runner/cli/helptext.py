@@ -37,7 +37,8 @@ exit status: the Instance's exit code:
   0 completed, 21 invalid Sequence path, 22 failed on start (syntax/import
   error), 23 failed during execution (the traceback is on stderr), 137 killed,
   138 stopped; 2 for a command-line error (a missing PATH, an unknown option or
-  --content-type, bad JSON); 1 when the runner could not be started.
+  --content-type, bad JSON); 1 when the runner could not be started or did not
+  end cleanly (exit 0 without saying so to the host: its output may be cut).
 
 --inline:
   Runs the Sequence in this process (no child, no protocol) so breakpoint(),

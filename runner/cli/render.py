@@ -19,8 +19,13 @@ from typing import IO, Any
 from ..protocol import ExitCode
 from .stats import RunTally, want_summary
 
+#: This command's own status for a run that failed with no exit code of the runner's to say so
+#: (the runner could not be started, or host_bridge found the end unclean).
+FAILED = 1
+
 EXIT_MEANINGS = {
     0: "completed",
+    FAILED: "failed",
     20: "invalid configuration",
     21: "invalid Sequence path",
     22: "the Sequence failed on start",
