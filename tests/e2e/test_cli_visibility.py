@@ -138,3 +138,15 @@ def test_verbose_keeps_the_runner_frames_in_tracebacks(mode):
     assert b"TestException" in quiet.stderr and b"TestException" in loud.stderr
     assert b"sequence/shapes.py" not in quiet.stderr, quiet.stderr
     assert b"sequence/shapes.py" in loud.stderr, loud.stderr
+
+
+def test_an_exit_0_without_exiting_is_no_success(tmp_path):
+    """The runner process ended with 0 behind the runner's back (os._exit(0)): host_bridge calls that
+    no clean completion (its output may be cut short), and so does the command's exit status."""
+    seq = tmp_path / "quits.py"
+    seq.write_text("import os\n\n\nasync def run(context, input):\n    os._exit(0)\n")
+    proc = run_cli("run", "-v", str(seq))
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr.decode()
+    assert "[run] exit 1 (failed): " in err and "without EXITING" in err
+    assert summary_of(proc.stderr)["exit"] == "exit 1 (failed)"
