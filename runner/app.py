@@ -152,6 +152,10 @@ class App:
 
         pong = self.handshake()
         signals.handshake_done()  # a signal from now on waits for the control plane
+        from .credentials import forget_token
+
+        forget_token(self.settings.token)  # used: the Sequence and its children never see it
+        self.settings.token = ""
         from . import logs
         from .control import ControlPlane
         from .monitor import Heartbeat
@@ -283,9 +287,12 @@ class App:
 
         signals.install()  # normally done at start-up (runner.__main__); harmless again
         signals.hand_over(self.control.on_signal)
-        if os.getpid() == 1:
-            from .reaper import start_reaper
+        from .reaper import become_subreaper, start_reaper
 
+        # Orphaned descendants are adopted (and ended on exit, ControlPlane._exit). Only a PID 1
+        # reaps them as it goes: elsewhere a reaper could take the exit status of the Sequence's
+        # own child from under subprocess; adopted zombies go with the runner.
+        if become_subreaper() and os.getpid() == 1:
             start_reaper()
 
     def channel_stats(self) -> dict[str, Any]:

@@ -53,6 +53,8 @@ EXIT_SWITCH_INTERVAL = 0.0005
 #: Seconds the clean-up after EXITING (removing an unpacked package) may take before the process
 #: ends anyway; what is left is in a predictable place a hub can remove (docs/runner.md "Packages").
 CLEANUP_BUDGET = 5.0
+#: At least this long for ending the runner's descendants (SIGTERM, 0.1 s, SIGKILL, 0.05 s).
+DESCENDANTS_BUDGET = 0.3
 SIGTERM_STOP_TIMEOUT_MS = 5000
 MAX_EARLY_EVENTS = 1000
 
@@ -319,6 +321,16 @@ class ControlPlane:
             return
         self._exit(code, reason, kill_handlers, host_gone)
 
+    @staticmethod
+    def _end_descendants() -> None:
+        from .reaper import end_descendants
+
+        survivors = end_descendants()
+        if survivors:
+            text = f"{len(survivors)} descendant process(es) still running after SIGKILL: {survivors}"
+            log.warning("%s", text)
+            diagnose(f"runner: {text}")
+
     def _exit(self, code: int, reason: str, kill_handlers: bool, host_gone: bool) -> None:
         deadline = time.monotonic() + EXIT_BUDGET
 
@@ -335,6 +347,9 @@ class ControlPlane:
         if kill_handlers and self.context is not None:
             budget = min(KILL_HANDLER_BUDGET, left())
             bounded(lambda: self.context.run_kill_handlers(budget), budget + 0.02, "runner-kill-handlers")
+        # Every descendant ends with the runner (setsid'd ones too: they were adopted), before the
+        # stdio flush so pipes they hold open close.
+        bounded(self._end_descendants, max(left(), DESCENDANTS_BUDGET), "runner-descendants")
         transport = self.transport
         if not host_gone and not transport.broken:
             if self.stdio is not None:

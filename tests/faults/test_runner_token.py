@@ -1,0 +1,47 @@
+"""Issue 11 item 15: the connection token is forgotten once the handshake used it.
+
+The Sequence, and every process it starts, must not find it: not in ``os.environ``, not in an
+inherited environment, not in ``/proc/self/environ`` or ``/proc/self/cmdline`` (``ps``), not in
+``sys.argv``. Real runner processes; the host still receives it in PING.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runner_fault_helpers import TestHost, sequence_file
+
+from runner.protocol import Channel, Code
+
+pytestmark = pytest.mark.timeout(60)
+
+TOKEN = "tok-3f9a1c7e5b2d-secret"
+
+LOOK_EVERYWHERE = """
+import os, subprocess, sys
+
+def run(context, input):
+    places = {
+        "os.environ": repr(dict(os.environ)),
+        "environ file": open("/proc/self/environ", "rb").read().decode("utf-8", "replace"),
+        "cmdline": open("/proc/self/cmdline", "rb").read().decode("utf-8", "replace"),
+        "sys.argv": repr(sys.argv),
+        "child env": subprocess.run(["env"], capture_output=True, text=True).stdout,
+        "child ps": subprocess.run(["cat", f"/proc/{os.getpid()}/cmdline"], capture_output=True).stdout.decode(),
+    }
+    return "".join(f"{name}: {'FOUND' if %r in text else 'clean'}\\n" for name, text in places.items())
+""" % TOKEN
+
+
+@pytest.mark.parametrize("how", ["environment", "argv"])
+def test_the_token_is_gone_once_the_handshake_used_it(tmp_path: Path, how: str) -> None:
+    path = sequence_file(tmp_path, LOOK_EVERYWHERE)
+    kwargs = {"env": {"SEQUENCE_RUNNER_TOKEN": TOKEN}} if how == "environment" else {"argv": ("--token", TOKEN)}
+    with TestHost(path, **kwargs) as host:  # type: ignore[arg-type]
+        host.send_end(Channel.IN)
+        assert host.finish()[0] == 0, host.summary()
+    assert host.messages(Code.PING)[0]["token"] == TOKEN  # the host got it
+    report = bytes(host.data[Channel.OUT]).decode()
+    assert "FOUND" not in report, report
+    assert report.count("clean") == 6
