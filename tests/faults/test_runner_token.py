@@ -30,8 +30,8 @@ def run(context, input):
         "child env": subprocess.run(["env"], capture_output=True, text=True).stdout,
         "child ps": subprocess.run(["cat", f"/proc/{os.getpid()}/cmdline"], capture_output=True).stdout.decode(),
     }
-    return "".join(f"{name}: {'FOUND' if %r in text else 'clean'}\\n" for name, text in places.items())
-""" % TOKEN
+    return "".join(f"{name}: {'FOUND' if TOKEN in text else 'clean'}\\n" for name, text in places.items())
+""".replace("TOKEN", repr(TOKEN))
 
 
 @pytest.mark.parametrize("how", ["environment", "argv"])
