@@ -154,5 +154,8 @@ class InputSide:
         self._started = True
         ctype = content_type or self._default_type
         if ctype:
-            conn.send(InputContentType(content_type=ctype), anyio.current_time())
+            try:
+                conn.send(InputContentType(content_type=ctype), anyio.current_time())
+            except LocalProtocolError as exc:  # the runner is past taking input
+                raise ChannelClosed(f"the input content type cannot be sent: {exc}") from exc
             self.content_type_sent = ctype

@@ -7,7 +7,7 @@ event ``x`` with ``x-reply``, and follows the lifecycle of docs/protocol.md §5.
 
 Modes: echo (default), malformed, no-handshake, ignore-term, wrong-token,
 crash-early, silent (no heartbeats), keepalive, child, fail, flood, alloc, vanish, event-flood,
-setsid-child, hog.
+setsid-child, hog, overrun.
 """
 
 from __future__ import annotations
@@ -111,6 +111,12 @@ class Fake:
             child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
             assert child.stdout is not None
             self.conn.send(Event(name="child", message=int(child.stdout.readline())))
+        if self.mode == "overrun":  # 2 MiB on OUT at once, past the host's 1 MiB window (raw frames)
+            self.flush()
+            chunk = b"o" * (256 << 10)
+            for _ in range(8):
+                self.sock.sendall(bytes([0x92, int(Channel.OUT), 0xC6]) + len(chunk).to_bytes(4, "big") + chunk)
+            time.sleep(1000)
         if self.mode == "hog":  # take memory until the kernel's OOM killer ends the process
             self.flush()
             hog = []
