@@ -203,7 +203,6 @@ class Bridge:
         stream = SocketStream(ours) if ours is not None else None
         containment = Containment(process.pid, self._cgroups.new_group(), scope)
         containment.adopt()  # before the handshake: before any Sequence code runs
-        instance.info.cgroup = containment.group
         supervisor = Supervisor(instance, process, stream, containment)
         self._supervisors[instance.id] = supervisor
         tg.start_soon(supervisor.run)

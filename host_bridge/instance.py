@@ -308,8 +308,9 @@ class Instance(InstanceStreams):
         self._receiver.on_events(events)
         self._sync()
 
-    def _supervised_by(self, escalation: Escalation, pid: int | None) -> None:
+    def _supervised_by(self, escalation: Escalation, pid: int | None, cgroup: str | None) -> None:
         self._escalation = escalation
+        self.info.cgroup = cgroup
         if pid is not None:
             self.info.pid = pid
         if self.status is Status.INITIALIZING:

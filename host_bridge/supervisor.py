@@ -83,7 +83,11 @@ class Supervisor:
         self.escalation = Escalation(
             process.pid if process is not None else None, instance.options.term_grace, self.exited, self._hang_up
         )
-        instance._supervised_by(self.escalation, process.pid if process is not None else None)
+        instance._supervised_by(
+            self.escalation,
+            process.pid if process is not None else None,
+            containment.group if containment is not None else None,
+        )
 
     def _hang_up(self) -> None:
         if self.link is not None:
