@@ -10,7 +10,6 @@ can await (``wait_running``, ``wait_until``) or iterate (``state_changes``).
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
@@ -28,6 +27,7 @@ from runner.protocol import Kill, LocalProtocolError, MonitoringRate, Ping, Pong
 from runner.protocol.connection import Connection, ConnectionEvent
 from runner.protocol.events import Message
 
+from .deprecated import DeprecatedAttributes
 from .errors import InstanceEnded, InstanceNotRunning
 from .escalation import Escalation
 from .events import EventHub, EventMemory
@@ -52,7 +52,7 @@ def _now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Instance(InstanceStreams):
+class Instance(InstanceStreams, DeprecatedAttributes):
     """A handle on one runner process (spawned or connected in). Created by a Bridge."""
 
     def __init__(self, instance_id: str, token: str, options: InstanceOptions) -> None:
@@ -356,17 +356,6 @@ class Instance(InstanceStreams):
         self._watch.update(status=report.status, done=True)
         self.ready.set()
         self.done.set()
-
-    # -- deprecated -----------------------------------------------------------------
-    @property
-    def conn(self) -> Connection:
-        """Deprecated: the protocol Connection (use ``state.lifecycle`` / ``state_changes()``)."""
-        warnings.warn(
-            "Instance.conn is deprecated: use Instance.state.lifecycle or Instance.state_changes()",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self._conn
 
     @property
     def stderr_tail(self) -> TailBuffer:

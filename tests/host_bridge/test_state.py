@@ -151,6 +151,10 @@ async def test_conn_is_deprecated(bridge: Bridge) -> None:
     inst = await spawn_fake(bridge)
     with pytest.warns(DeprecationWarning, match="state.lifecycle"):
         assert inst.conn.state is inst.state.lifecycle
+    assert await inst.wait_started()
+    for name in ("link", "closed", "heartbeat_at", "connected_at"):
+        with pytest.warns(DeprecationWarning, match=f"Instance.{name} is deprecated"):
+            getattr(inst, name)
     await inst.kill()
     with anyio.fail_after(10):
         await inst.wait()
