@@ -86,7 +86,8 @@ async def upload(client: httpx.AsyncClient, name: str) -> str:
 
 async def _start(client: httpx.AsyncClient, seq_id: str) -> str:
     r = await client.post(f"/sequence/{seq_id}/start", json={})
-    r.raise_for_status()
+    if r.status_code != 200:
+        raise RuntimeError(f"start answered {r.status_code}: {r.text}")
     return str(r.json()["id"])
 
 

@@ -53,7 +53,8 @@ def create_app(config: HubConfig) -> Starlette:
         store = await Store.open(config.store)
         topics = TopicRouter()
         try:
-            async with Bridge(python=config.python, stop_timeout_ms=config.stop_timeout_ms) as bridge, \
+            async with Bridge(python=config.python, stop_timeout_ms=config.stop_timeout_ms,
+                              handshake_timeout=config.handshake_timeout) as bridge, \
                     anyio.create_task_group() as tg:
                 registry = InstanceRegistry(config, store, topics, bridge, tg)
                 await registry.load()

@@ -54,6 +54,7 @@ class HubConfig:
     log_level: str = "info"
     stop_timeout_ms: float = 7000.0  # STOP → KILL, for _stop without a timeout and at shutdown
     shutdown_timeout: float = 10.0  # at shutdown: STOP every Instance, KILL what runs after this
+    handshake_timeout: float = 30.0  # a runner must connect within this (many starting at once share the CPU)
     requirements: InstanceRequirements = field(default_factory=InstanceRequirements)
     keep_ended: int = 200  # ended Instances kept in memory (their streams); summaries stay on disk
     cors_origins: tuple[str, ...] = ()
@@ -71,6 +72,7 @@ class HubConfig:
             "maxBodySize": self.max_body_bytes,
             "stopTimeout": self.stop_timeout_ms,
             "shutdownTimeout": self.shutdown_timeout,
+            "handshakeTimeout": self.handshake_timeout,
             "keepEnded": self.keep_ended,
             "instanceRequirements": {
                 "freeMem": self.requirements.free_mem_mib,
@@ -117,6 +119,7 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--log-level", "log_level", str.lower, f"one of {', '.join(_LEVELS)} (default info)"),
     ("--stop-timeout", "stop_timeout_ms", _positive(float), "ms between STOP and KILL (default 7000)"),
     ("--shutdown-timeout", "shutdown_timeout", _positive(float), "s to wait for Instances at exit (10)"),
+    ("--handshake-timeout", "handshake_timeout", _positive(float), "s a new runner has to connect (default 30)"),
     ("--keep-ended", "keep_ended", _positive(int), "ended Instances kept with their streams (200)"),
     ("--min-free-mem", "free_mem_mib", _positive(float), "MiB of free memory a start needs (256; 0: off)"),
     ("--max-cpu-load", "cpu_load_percent", _positive(float), "refuse starts above this CPU load %% (default 0: off)"),
