@@ -8,14 +8,12 @@ Sequences are in benchmarks/sequences/.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
-from common import SEQUENCES, Hasher, Verifier, percentile, private_bytes, rss_bytes, slope
+from common import SEQUENCES, Hasher, Verifier, percentile, rss_bytes, slope
 
 from host_bridge import Bridge, Instance
 
@@ -203,16 +201,6 @@ async def startup(bridge: Bridge) -> dict[str, float]:
     return {"ready_s": ready, "first_output_s": first}
 
 
-async def import_asyncio_floor() -> float:
-    """Spawn -> exit of ``python -c "import asyncio"`` (the same process start-up as a runner)."""
-    start = time.perf_counter()
-    proc = await anyio.open_process(
-        [sys.executable, "-c", "import asyncio"], stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    await proc.wait()
-    return time.perf_counter() - start
-
-
 # -- 5: kill and stop -------------------------------------------------------------------------
 
 
@@ -255,42 +243,6 @@ async def stop_latency(bridge: Bridge) -> dict[str, float]:
 
 
 # -- 6: memory ----------------------------------------------------------------------------------
-
-
-async def import_asyncio_rss(settle: float = 0.3) -> int:
-    """RSS of ``python -c "import asyncio"`` (then sleeping): the floor for an asyncio process."""
-    code = "import asyncio, sys, time; sys.stdout.write('ok\\n'); sys.stdout.flush(); time.sleep(30)"
-    proc = await anyio.open_process([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
-    try:
-        assert proc.stdout is not None
-        with anyio.fail_after(30):
-            await proc.stdout.receive()
-        await anyio.sleep(settle)
-        rss = rss_bytes(proc.pid)
-    finally:
-        proc.kill()
-        await proc.wait()
-    if rss is None:
-        raise RuntimeError("no RSS for the floor process")
-    return rss
-
-
-async def idle_rss(bridge: Bridge, settle: float = 1.0) -> dict[str, int]:
-    """RSS (and private memory) of a runner whose Sequence waits on events, after the handshake."""
-    inst = await bridge.spawn(seq("echo-events"))
-    ready = inst.events("ready")
-    await inst.wait_started()
-    with anyio.fail_after(30):
-        await ready.receive()
-    await anyio.sleep(settle)
-    rss = rss_bytes(inst.pid) if inst.pid else None
-    private = private_bytes(inst.pid) if inst.pid else None
-    await inst.kill()
-    with anyio.fail_after(30):
-        await inst.wait()
-    if rss is None:
-        raise RuntimeError("no RSS for the idle runner")
-    return {"rss": rss, "private": private or 0}
 
 
 async def rss_unread_flood(bridge: Bridge, seconds: float, interval: float = 0.25) -> dict[str, Any]:

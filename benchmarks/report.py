@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
+
+import report_start
+from chart import chart
+from report_start import row as _row
 
 #: STH 1.0.1's own Python runner, as measured by the founders on this machine class
 #: (Python 3.10, its own protocol, median of 5). Source: issue 6, "What to beat".
@@ -23,28 +26,7 @@ STH_REFERENCE: dict[str, Any] = {
 }
 
 MB = 1e6
-
-
-def _row(
-    figure: str,
-    value: float | None,
-    unit: str,
-    compare: str = "",
-    ratio: float | None = None,
-    target: str = "",
-    met: bool | None = None,
-    fmt: str = "{:,.0f}",
-) -> dict[str, Any]:
-    return {
-        "figure": figure,
-        "value": value,
-        "text": "-" if value is None else fmt.format(value),
-        "unit": unit,
-        "compare": compare,
-        "ratio": ratio,
-        "target": target,
-        "met": met,
-    }
+__all__ = ["STH_REFERENCE", "chart", "markdown", "rows", "table"]
 
 
 def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -169,43 +151,9 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     if "startup" in res:
-        s = res["startup"]
-        f1 = "{:.1f}"
-        out.append(_row("4 python -c 'import asyncio' (floor)", s["import_asyncio_ms"], "ms", fmt=f1))
-        out.append(
-            _row(
-                "4 spawn -> ready (handshake done)",
-                s["ready_ms"],
-                "ms",
-                f"vs floor {s['import_asyncio_ms']:.1f}",
-                s["ready_ms"] / s["import_asyncio_ms"],
-                f"<= {ref['ready_ms']:.0f} (STH)",
-                s["ready_ms"] <= ref["ready_ms"],
-                f1,
-            )
-        )
-        out.append(
-            _row(
-                "4 spawn -> ready / floor",
-                s["ready_ms"] / s["import_asyncio_ms"],
-                "x floor",
-                "STH: at the floor",
-                None,
-                "<= 1.00 (same run)",
-                s["ready_ms"] <= s["import_asyncio_ms"],
-                "{:.2f}",
-            )
-        )
-        out.append(
-            _row(
-                "4 spawn -> first output (hello)",
-                s["first_output_ms"],
-                "ms",
-                f"vs floor {s['import_asyncio_ms']:.1f}",
-                s["first_output_ms"] / s["import_asyncio_ms"],
-                fmt=f1,
-            )
-        )
+        out.extend(report_start.startup_rows(res["startup"]))
+    if "completion" in res:
+        out.extend(report_start.completion_rows(res["completion"]))
     if "kill" in res:
         k = res["kill"]
         f1 = "{:.1f}"
@@ -225,29 +173,7 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(_row("5 STOP -> exit (KILL when handler done)", k["stop_then_kill_exit_ms"], "ms", fmt=f1))
     if "memory" in res:
         m = res["memory"]
-        if "import_asyncio_rss_mib" in m:
-            out.append(
-                _row(
-                    "6 python -c 'import asyncio' RSS (floor)",
-                    m["import_asyncio_rss_mib"],
-                    "MiB",
-                    fmt="{:.1f}",
-                )
-            )
-        out.append(
-            _row(
-                "6 idle runner RSS",
-                m["idle_rss_mib"],
-                "MiB",
-                f"STH {ref['idle_rss_mib']:.0f}; vs floor",
-                m["idle_rss_mib"] / m.get("import_asyncio_rss_mib", ref["idle_rss_mib"]),
-                "<= 20",
-                m["idle_rss_mib"] <= 20,
-                "{:.1f}",
-            )
-        )
-        if "idle_private_mib" in m:
-            out.append(_row("6 idle runner private memory (USS)", m["idle_private_mib"], "MiB", fmt="{:.1f}"))
+        out.extend(report_start.memory_rows(m))
         out.append(
             _row(
                 f"6 RSS slope, stdout unread {m['flood_seconds']:.0f} s",
@@ -270,6 +196,8 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 fmt="{:.1f}",
             )
         )
+    if "cli" in res:
+        out.extend(report_start.cli_rows(res["cli"]))
     if "hub" in res:
         out.extend(hub_rows(res["hub"]))
     for r in res.get("framer", []):
@@ -349,165 +277,3 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {num} | {fig} | {r['text']} | {r['unit']} | {r['compare']} | {ratio} | {r['target']} | {met} |"
         )
     return "\n".join(out)
-
-
-def chart(doc: dict[str, Any], path: Path) -> str:
-    """Draw the chart; returns a message (the chart is skipped when matplotlib is missing)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "chart skipped: matplotlib is not installed (pip install matplotlib, or the 'bench' extra)"
-    res, ref, meta = doc["results"], STH_REFERENCE, doc["meta"]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    colors = {"raw": "#999999", "native": "#1f77b4", "sth": "#ff7f0e", "ref": "#d62728", "floor": "#bbbbbb"}
-
-    def bars(
-        ax: Any,
-        labels: list[str],
-        values: list[float],
-        kinds: list[str],
-        title: str,
-        unit: str,
-        log: bool = False,
-        target: float | None = None,
-    ) -> None:
-        ax.bar(labels, values, color=[colors[k] for k in kinds])
-        for i, v in enumerate(values):
-            ax.annotate(f"{v:,.3g}", (i, v), ha="center", va="bottom", fontsize=8)
-        if target is not None:
-            ax.axhline(target, color="green", linestyle="--", linewidth=1, label=f"target {target:g}")
-            ax.legend(fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel(unit)
-        if log:
-            ax.set_yscale("log")
-        ax.tick_params(axis="x", labelsize=8)
-
-    if "bulk" in res:
-        v = res["bulk"]["variants"]
-        bars(
-            axes[0][0],
-            ["raw echo", "native", "STH transport", "STH runner\n(cited)"],
-            [
-                v["raw"]["bytes_per_s"] / MB,
-                v["native"]["bytes_per_s"] / MB,
-                v.get("sth", {}).get("bytes_per_s", 0) / MB,
-                ref["bulk_mb_s"],
-            ],
-            ["raw", "native", "sth", "ref"],
-            "1/8 bulk pass-through, 64 KiB chunks",
-            "MB/s",
-            target=max(10 * ref["bulk_mb_s"], 0.5 * v["raw"]["bytes_per_s"] / MB),
-        )
-    if "records" in res and "text" in res["records"]:
-        t = res["records"]["text"]["variants"]
-        n = res["records"].get("ndjson", {}).get("variants", {})
-        bars(
-            axes[0][1],
-            [
-                "raw echo\n(same bytes)",
-                "native\ntext",
-                "native\nndjson",
-                "STH transport\ntext",
-                "STH runner\n(cited)",
-            ],
-            [
-                t["raw"]["records_per_s"],
-                t["native"]["records_per_s"],
-                n.get("native", {}).get("records_per_s", 0),
-                t.get("sth", {}).get("records_per_s", 0),
-                ref["lines_per_s"],
-            ],
-            ["raw", "native", "native", "sth", "ref"],
-            "2/8 100-byte records end to end",
-            "records/s",
-            log=True,
-            target=500_000,
-        )
-    if "events" in res:
-        e = res["events"]
-        ax = axes[0][2]
-        x = [0, 1]
-        ax.bar(
-            [i - 0.2 for i in x],
-            [e["idle"]["p50_ms"], e["flood"]["p50_ms"]],
-            0.2,
-            label="ours p50",
-            color="#6baed6",
-        )
-        ax.bar(x, [e["idle"]["p99_ms"], e["flood"]["p99_ms"]], 0.2, label="ours p99", color=colors["native"])
-        ax.bar(
-            [i + 0.2 for i in x],
-            [ref["rtt_idle_p99_ms"], ref["rtt_flood_p99_ms"]],
-            0.2,
-            label="STH p99 (cited)",
-            color=colors["ref"],
-        )
-        ax.plot([-0.35, 0.35], [0.5, 0.5], "g--", linewidth=1)
-        ax.plot([0.65, 1.35], [2.0, 2.0], "g--", linewidth=1, label="targets")
-        ax.set_xticks(x, ["idle", "stdout flooding,\nunread"])
-        ax.set_ylabel("ms")
-        ax.set_title("3 event round trip host -> Sequence -> host", fontsize=10)
-        ax.legend(fontsize=8)
-    if "startup" in res:
-        s = res["startup"]
-        bars(
-            axes[1][0],
-            ["import asyncio\n(floor)", "spawn -> ready", "spawn -> first\noutput", "STH ready\n(cited)"],
-            [s["import_asyncio_ms"], s["ready_ms"], s["first_output_ms"], ref["ready_ms"]],
-            ["floor", "native", "native", "ref"],
-            "4 start-up",
-            "ms",
-            target=ref["ready_ms"],
-        )
-    if "memory" in res:
-        m = res["memory"]
-        ax = axes[1][1]
-        ts = [t for t, _ in m["flood_samples"]]
-        ys = [y for _, y in m["flood_samples"]]
-        ax.plot(ts, ys, color=colors["native"], label=f"ours ({m['flood_slope_mib_s']:+.3f} MiB/s)")
-        if ts:
-            ax.plot(
-                [0, ts[-1]],
-                [ys[0], ys[0] + ref["flood_slope_mib_s"] * ts[-1]],
-                color=colors["ref"],
-                linestyle=":",
-                label="STH +4 MiB/s (cited)",
-            )
-        ax.axhline(
-            m["idle_rss_mib"],
-            color=colors["floor"],
-            linestyle="--",
-            label=f"idle {m['idle_rss_mib']:.1f} MiB",
-        )
-        ax.set_xlabel("s, host not reading stdout")
-        ax.set_ylabel("runner RSS, MiB")
-        ax.set_title("6 memory under an unread output flood", fontsize=10)
-        ax.legend(fontsize=8)
-    if "kill" in res:
-        k = res["kill"]
-        bars(
-            axes[1][2],
-            ["KILL -> exit\nCPU-bound", "STOP -> handler\ndone", "STOP -> exit"],
-            [k["kill_cpu_bound_ms"], k["stop_handler_ms"], k["stop_then_kill_exit_ms"]],
-            ["native", "native", "native"],
-            "5 kill and stop (STH: CPU-bound never dies by KILL)",
-            "ms",
-            target=100,
-        )
-    for ax in axes.flat:
-        if not ax.has_data():
-            ax.set_visible(False)
-    fig.suptitle(
-        f"sequence-runner, {meta['nproc']} CPUs ({meta['cpu']}), Python {meta['python']}, framer {meta['framer']}; "
-        f"medians of {meta['config']['runs']} runs" + (" (--quick)" if meta["config"]["quick"] else ""),
-        fontsize=11,
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return f"chart: {path}"

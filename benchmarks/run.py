@@ -16,7 +16,9 @@ kill, memory, hub (the REST hub beside host_bridge direct: bench_hub.py), framer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -31,8 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_baseline
 import bench_e2e
 import bench_hub
+import bench_start
 import bench_sth
 import report
+import start_sections
 from common import (
     CHUNK,
     HERE,
@@ -51,7 +55,7 @@ from common import (
 
 from host_bridge import Bridge
 
-SECTIONS = ("bulk", "records", "events", "startup", "kill", "memory", "hub", "framer")
+SECTIONS = ("bulk", "records", "events", "startup", "completion", "kill", "memory", "cli", "hub", "framer")
 RECORD = 100
 RECORDS_PER_BLOCK = CHUNK // RECORD  # 655 records: one 65 500-byte write
 
@@ -229,27 +233,6 @@ async def bench_events(cfg: Config, bridge: Bridge) -> dict[str, Any]:
     }
 
 
-async def bench_startup(cfg: Config, bridge: Bridge) -> dict[str, Any]:
-    ready, first, floor = [], [], []
-    await bench_e2e.import_asyncio_floor()  # warm the page cache for both
-    await bench_e2e.startup(bridge)
-    for _ in range(cfg.startup_runs):
-        floor.append(await bench_e2e.import_asyncio_floor())
-        r = await bench_e2e.startup(bridge)
-        ready.append(r["ready_s"])
-        first.append(r["first_output_s"])
-    say(
-        f"  startup: ready {median(ready) * 1e3:.1f} ms, first output {median(first) * 1e3:.1f} ms, "
-        f"floor {median(floor) * 1e3:.1f} ms"
-    )
-    return {
-        "ready_ms": median(ready) * 1e3,
-        "first_output_ms": median(first) * 1e3,
-        "import_asyncio_ms": median(floor) * 1e3,
-        "runs": {"ready_s": ready, "first_output_s": first, "import_asyncio_s": floor},
-    }
-
-
 async def bench_kill(cfg: Config, bridge: Bridge) -> dict[str, Any]:
     kills, handler, exits = [], [], []
     for _ in range(cfg.runs):
@@ -270,16 +253,9 @@ async def bench_kill(cfg: Config, bridge: Bridge) -> dict[str, Any]:
     }
 
 
-async def bench_memory(cfg: Config, bridge: Bridge) -> dict[str, Any]:
-    idle, floor = [], []
-    for _ in range(cfg.idle_rss_runs):
-        floor.append(await bench_e2e.import_asyncio_rss())
-        idle.append(await bench_e2e.idle_rss(bridge))
-    say(
-        f"  idle RSS {median([i['rss'] for i in idle]) / 2**20:.1f} MiB "
-        f"(private {median([i['private'] for i in idle]) / 2**20:.1f}), "
-        f"import asyncio {median(floor) / 2**20:.1f} MiB"
-    )
+async def bench_memory(cfg: Config, hosts: start_sections.Contenders) -> dict[str, Any]:
+    idle = await start_sections.memory(cfg, hosts, say)
+    bridge = hosts.bridge
     floods = []
     for _ in range(cfg.flood_runs):
         floods.append(await bench_e2e.rss_unread_flood(bridge, cfg.flood_seconds))
@@ -288,11 +264,7 @@ async def bench_memory(cfg: Config, bridge: Bridge) -> dict[str, Any]:
             f"  unread flood: {f['start_mib']:.1f} -> {f['end_mib']:.1f} MiB, slope {f['slope_mib_s']:+.3f} MiB/s"
         )
     return {
-        "idle_rss_mib": median([i["rss"] for i in idle]) / 2**20,
-        "idle_private_mib": median([i["private"] for i in idle]) / 2**20,
-        "import_asyncio_rss_mib": median(floor) / 2**20,
-        "idle_runs_bytes": idle,
-        "import_asyncio_runs_bytes": floor,
+        **idle,
         "flood_seconds": cfg.flood_seconds,
         "flood_slope_mib_s": median([f["slope_mib_s"] for f in floods]),
         "flood_slope_second_half_mib_s": median([f["slope_second_half_mib_s"] for f in floods]),
@@ -318,17 +290,25 @@ def bench_framer_rows(cfg: Config) -> list[dict[str, Any]]:
     return bench_framer.bench(args)
 
 
-async def run_all(cfg: Config, only: set[str]) -> dict[str, Any]:
+async def run_all(cfg: Config, only: set[str], sth_runner: tuple[str, str] | None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sth-") as sth_cwd:
-        async with Bridge() as bridge, bench_sth.host(sth_cwd) as sth_host:
+        async with contextlib.AsyncExitStack() as stack:
+            bridge = await stack.enter_async_context(Bridge())
+            sth_host = await stack.enter_async_context(bench_sth.host(sth_cwd))
+            theirs = None
+            if sth_runner is not None:
+                theirs = await stack.enter_async_context(bench_start.sth_runner_host(*sth_runner, sth_cwd))
+            hosts = start_sections.Contenders(bridge, sth_host, theirs, None)
             steps: list[tuple[str, Callable[[], Any]]] = [
                 ("bulk", lambda: bench_bulk(cfg, bridge, sth_host)),
                 ("records", lambda: bench_records(cfg, bridge, sth_host)),
                 ("events", lambda: bench_events(cfg, bridge)),
-                ("startup", lambda: bench_startup(cfg, bridge)),
+                ("startup", lambda: start_sections.startup(cfg, hosts, say)),
+                ("completion", lambda: start_sections.completion(cfg, hosts, say)),
                 ("kill", lambda: bench_kill(cfg, bridge)),
-                ("memory", lambda: bench_memory(cfg, bridge)),
+                ("memory", lambda: bench_memory(cfg, hosts)),
+                ("cli", lambda: start_sections.cli(cfg, hosts, say)),
                 ("hub", lambda: bench_hub.section(cfg, bridge, say)),
             ]
             for section, step in steps:
@@ -360,13 +340,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
     )
+    parser.add_argument(
+        "--sth-runner", default=None, metavar="DIR",
+        help="a checkout of STH's Python runner (DIR/runner.py): measured beside ours in start-up, "
+        "memory and completion (see docs/benchmarks.md)",
+    )
+    parser.add_argument("--sth-python", default="python3", metavar="PY",
+                        help="the interpreter for --sth-runner (with pyee and scramjet-framework-py)")
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     if unknown := only - set(SECTIONS):
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     cfg = Config(args.quick, args.runs)
-    started = time.perf_counter()
-    results = anyio.run(run_all, cfg, only, backend_options={"use_uvloop": args.uvloop})
+    sth_runner = None
+    if args.sth_runner:
+        bench_start.check_sth_runner(args.sth_runner, args.sth_python)
+        sth_runner = (args.sth_runner, args.sth_python)
+    started, load_before = time.perf_counter(), os.getloadavg()
+    results = anyio.run(run_all, cfg, only, sth_runner, backend_options={"use_uvloop": args.uvloop})
     doc = {
         "meta": {
             **machine(),
@@ -374,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "wall_s": time.perf_counter() - started,
             "host_backend": ("uvloop" if args.uvloop else "asyncio") + " (anyio), in its own process",
+            "sth_runner": {"dir": args.sth_runner, "python": args.sth_python} if args.sth_runner else None,
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
         },
         "results": results,
         "reference_sth": report.STH_REFERENCE,

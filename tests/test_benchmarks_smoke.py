@@ -17,11 +17,16 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_baseline
+import bench_cli
 import bench_e2e
 import bench_framer  # noqa: F401
+import bench_start
 import bench_sth  # noqa: F401
+import chart  # noqa: F401
 import report  # noqa: F401
+import report_start  # noqa: F401
 import run  # noqa: F401
+import start_sections  # noqa: F401
 from common import MIB, Hasher, Verifier, bulk_chunks, bulk_pool, expected_digest
 
 from host_bridge import Bridge
@@ -58,3 +63,22 @@ def test_verifier_catches_a_lost_byte() -> None:
     verifier.feed(b"abcdefghab")
     with pytest.raises(AssertionError):
         verifier.feed(b"defgh")
+
+
+def test_start_floor_and_runner_first_byte() -> None:
+    """The start-up rows' harness: a floor process and a runner both say something on their socket."""
+
+    async def main() -> tuple[float, float]:
+        return await bench_start.cold_ready("import_asyncio"), await bench_start.cold_ready("runner")
+
+    floor, runner = anyio.run(main)
+    assert floor > 0 and runner > 0
+
+
+def test_cli_bulk_and_raw_copy_give_every_byte_back() -> None:
+    path, period = bench_cli.make_file(2 * MIB)
+    try:
+        assert bench_cli.raw_copy(path, period, 2 * MIB) > 0
+        assert bench_cli.cli_run(path, period, 2 * MIB) > 0
+    finally:
+        path.unlink()

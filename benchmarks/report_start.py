@@ -1,0 +1,112 @@
+"""Table rows for start-up, completion latency, idle memory and the CLI path (issue 13).
+
+Every ratio here is of two figures measured in the same rounds of the same run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+F1 = "{:.1f}"
+
+
+def row(
+    figure: str,
+    value: float | None,
+    unit: str,
+    compare: str = "",
+    ratio: float | None = None,
+    target: str = "",
+    met: bool | None = None,
+    fmt: str = "{:,.0f}",
+) -> dict[str, Any]:
+    return {
+        "figure": figure,
+        "value": value,
+        "text": "-" if value is None else fmt.format(value),
+        "unit": unit,
+        "compare": compare,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+    }
+
+
+def startup_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
+    floor = s["import_asyncio_ms"]
+    out = [
+        row("4 python -c pass, spawn -> first byte (floor)", s["interpreter_ms"], "ms", fmt=F1),
+        row("4 python -c 'import asyncio', spawn -> first byte (floor)", floor, "ms",
+            f"vs python -c pass {s['interpreter_ms']:.1f}", floor / s["interpreter_ms"], fmt=F1),
+        row("4 runner, spawn -> PING (cold)", s["runner_ping_ms"], "ms", f"vs import asyncio {floor:.1f}",
+            s["runner_ping_ms"] / floor, fmt=F1),
+        row("4 spawn -> ready, bridge.spawn -> wait_started (cold)", s["bridge_ready_ms"], "ms",
+            f"vs import asyncio {floor:.1f}", s["bridge_ready_ms"] / floor, "<= 50", s["bridge_ready_ms"] <= 50, F1),
+    ]
+    if "warm_ready_ms" in s:
+        out.append(row("4 spawn -> ready, warm (zygote)", s["warm_ready_ms"], "ms",
+                       f"vs cold {s['bridge_ready_ms']:.1f}", s["warm_ready_ms"] / s["bridge_ready_ms"], "<= 10",
+                       s["warm_ready_ms"] <= 10, F1))
+    theirs = s.get("sth_theirs_ms")
+    ours = s["sth_ours_ms"]
+    out.append(row("4 STH mode, start -> PING, our runner", ours, "ms",
+                   f"STH's runner {theirs:.1f}" if theirs else "", ours / theirs if theirs else None,
+                   "<= 0.6x STH's" if theirs else "", ours <= 0.6 * theirs if theirs else None, F1))
+    if theirs:
+        out.append(row("4 STH mode, start -> PING, STH's runner", theirs, "ms", f"vs import asyncio {floor:.1f}",
+                       theirs / floor, fmt=F1))
+    out.append(row("4 spawn -> first output (hello)", s["first_output_ms"], "ms", f"vs import asyncio {floor:.1f}",
+                   s["first_output_ms"] / floor, fmt=F1))
+    return out
+
+
+def completion_rows(c: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    theirs_out = c.get("sth_theirs_output_end_ms")
+    theirs_exit = c.get("sth_theirs_exit_ms")
+    for key, label in (("native", "native"), ("sth_ours", "STH mode, our runner"),
+                       ("sth_theirs", "STH mode, STH's runner")):
+        if f"{key}_output_end_ms" not in c:
+            continue
+        end, gone = c[f"{key}_output_end_ms"], c[f"{key}_exit_ms"]
+        vs_out = f"STH's {theirs_out:.1f}" if theirs_out and key != "sth_theirs" else ""
+        vs_exit = f"STH's {theirs_exit:.1f}" if theirs_exit and key != "sth_theirs" else ""
+        target = "<= 5 after run() ends" if key != "sth_theirs" else ""
+        out.append(row(f"4 input end -> output end, {label}", end, "ms", vs_out,
+                       end / theirs_out if vs_out and theirs_out else None, target,
+                       end <= 5 if target else None, F1))
+        out.append(row(f"4 input end -> exit, {label}", gone, "ms", vs_exit,
+                       gone / theirs_exit if vs_exit and theirs_exit else None, fmt=F1))
+    return out
+
+
+def memory_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    floor = m["import_asyncio_rss_mib"]
+    labels = (("interpreter", "python -c pass (floor)"), ("import_asyncio", "python -c 'import asyncio' (floor)"),
+              ("native", "idle runner, native"), ("sth_ours", "idle runner, STH mode"),
+              ("warm", "idle runner, warm (zygote)"), ("sth_theirs", "idle STH's runner"))
+    theirs = m.get("sth_theirs_rss_mib")
+    for key, label in labels:
+        if f"{key}_rss_mib" not in m:
+            continue
+        rss, uss = m[f"{key}_rss_mib"], m[f"{key}_uss_mib"]
+        if key in ("native", "sth_ours"):
+            compare = f"STH's {theirs:.1f}" if theirs else f"vs import asyncio {floor:.1f}"
+            ratio = rss / theirs if theirs else rss / floor
+            out.append(row(f"6 {label} RSS", rss, "MiB", compare, ratio, "<= 20", rss <= 20, F1))
+        else:
+            out.append(row(f"6 {label} RSS", rss, "MiB", fmt=F1))
+        target = "<= 4" if key == "warm" else ""
+        out.append(row(f"6 {label} USS (private)", uss, "MiB", "", None, target,
+                       uss <= 4 if target else None, F1))
+    return out
+
+
+def cli_rows(c: dict[str, Any]) -> list[dict[str, Any]]:
+    raw, cli = c["raw_copy_mb_s"], c["cli_mb_s"]
+    return [
+        row("9 raw two-process Python copy (baseline)", raw, "MB/s"),
+        row("9 python -m runner run --input FILE, stdout a pipe", cli, "MB/s", f"vs raw copy {raw:,.0f}", cli / raw,
+            ">= 50% raw", cli >= 0.5 * raw),
+    ]
