@@ -233,6 +233,8 @@ class ChildRun:
     async def watch_health(self) -> None:
         health = HealthNotes(self.render)
         async for beat in self.inst.heartbeat_updates():
+            if beat.loop_lag_ms is None:
+                continue  # no verdict yet: the Sequence is still loading (stats.starting)
             health.update(beat.healthy)
 
     async def on_signals(self) -> None:

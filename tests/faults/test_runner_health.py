@@ -8,10 +8,12 @@ at all until then (STH's ``/health`` waits for the first one). Real runners.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from runner_fault_helpers import TestHost, package_dir, sequence_file
+from runner_fault_helpers import REPO, TestHost, package_dir, runner_env, sequence_file
 from test_sth_runner_support import new_host
 
 from runner.protocol import Code
@@ -57,6 +59,15 @@ def test_a_healthy_sequence_turns_healthy_once_its_check_ran(tmp_path: Path) -> 
         assert host.finish()[0] == 137
     healthy = beats.index(next(b for b in beats if b["healthy"]))
     assert "loopLagMs" in beats[healthy]["stats"] and "starting" not in beats[healthy]["stats"]
+
+
+def test_the_cli_does_not_call_a_loading_sequence_unhealthy(tmp_path: Path) -> None:
+    path = sequence_file(tmp_path, "import time\ntime.sleep(2.5)\n\ndef run(context, input):\n    return 'ok\\n'\n")
+    done = subprocess.run([sys.executable, "-m", "runner", "run", str(path)], stdin=subprocess.DEVNULL,
+                          capture_output=True, env=runner_env(), cwd=str(REPO), timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"ok\n"
+    assert b"unhealthy" not in done.stderr, done.stderr
 
 
 @pytest.mark.anyio
