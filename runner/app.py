@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .config import Settings
 from .protocol import Channel, Error, ExitCode, Ping, Pong, SequenceCompleted
 from .transport.base import HandshakeFailed, Transport
-
-if TYPE_CHECKING:  # imported after the handshake: start-up time counts until PING
-    from .control import ControlPlane
 
 CAPABILITIES = ["stdio", "events", "monitoring", "stop", "keepalive"]
 MAX_EXIT_TIMEOUT_MS = 10_000
@@ -54,73 +50,6 @@ def select_transport(settings: Settings, env: dict[str, str] | None = None) -> T
         where = f"fd {settings.fd}" if settings.fd is not None else ":".join(map(str, settings.connect or ()))
         raise ConfigExit(f"cannot use the connection {where}: {exc}") from None
     return native.NativeTransport(sock)
-
-
-class InputStream:
-    """IN bytes, handed from the reader thread in batches, as the Sequence's input iterator."""
-
-    def __init__(self, loop: Any, transport: Transport, control: ControlPlane) -> None:
-        import asyncio
-
-        self._loop = loop
-        self._transport = transport
-        self._control = control
-        self._lock = threading.Lock()
-        self._batches: list[list[bytes] | None] = []
-        self._waiting = False
-        self._ready = asyncio.Event()
-
-    def feed(self, channel: int, batch: list[bytes] | None) -> None:
-        """Reader thread: queue a batch (None = END). Wakes the loop only if it is waiting."""
-        with self._lock:
-            self._batches.append(batch)
-            wake, self._waiting = self._waiting, False
-        if wake:
-            try:
-                self._loop.call_soon_threadsafe(self._ready.set)
-            except RuntimeError:  # the loop is closed: the process is exiting
-                pass
-
-    async def _next(self) -> list[list[bytes] | None]:
-        while True:
-            with self._lock:
-                if self._batches:
-                    taken, self._batches = self._batches, []
-                    return taken
-                self._waiting = True
-                self._ready.clear()
-            await self._ready.wait()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        consumed = self._transport.consumed
-        while True:
-            for batch in await self._next():
-                if batch is None:
-                    return
-                # Credit goes back when the Sequence takes a batch: at most one window is buffered.
-                consumed(Channel.IN, sum(map(len, batch)))
-                for chunk in batch:
-                    yield chunk
-
-    async def attach_to(self, sequence_input: Any, fallback_ct: Callable[[], str | None]) -> None:
-        """Give ``sequence_input`` its decoded source once the first IN byte (or END) is here:
-        the content type may arrive (INPUT_CONTENT_TYPE) up to that moment."""
-        from .sequence.content import decode_input
-
-        chunks = self.chunks()
-        first: list[bytes] = []
-        async for chunk in chunks:
-            first.append(chunk)
-            break
-        content_type = self._control.input_content_type or fallback_ct() or "text/plain"
-
-        async def replay() -> AsyncIterator[bytes]:
-            for chunk in first:
-                yield chunk
-            async for chunk in chunks:
-                yield chunk
-
-        sequence_input.attach(decode_input(content_type, replay()))
 
 
 class App:
@@ -334,6 +263,8 @@ class App:
             tg.start_soon(bridge.serve)
             self.control.attach_loop(loop, bridge, context)
             self.heartbeat.attach(bridge, context)
+            from .instream import InputStream
+
             stream = InputStream(loop, self.transport, self.control)
             self.control.attach_input(stream.feed)
             sequence_input = self.sequence_input = SequenceInput()
