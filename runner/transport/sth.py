@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -70,8 +71,14 @@ OUTBOX_LIMIT = 256 * 1024
 MONITORING_LIMIT = 1 << 20
 #: Input bytes delivered to the core and not yet taken by the Sequence before the reader pauses.
 INPUT_WINDOW = 1 << 20
-#: STH-Node: IN EOF is the end of input only if CONTROL has not ended within this time.
-EOF_SETTLE = 0.5
+#: IN/STDIN EOF is the end of input unless the host is gone: STH-Node waits 500 ms for CONTROL to
+#: end too. Here CONTROL and the outbound connections (which a host never ends while it is there)
+#: are asked at once (POLLRDHUP: the peer's FIN has arrived, even behind unread data) and for at
+#: most this long: a host that goes away closes all nine within one turn of its loop (or its exit),
+#: so their FINs follow IN's by microseconds, while a real end of input no longer waits half a
+#: second before run() can finish (issue 13 part 3).
+EOF_SETTLE = 0.002
+_HANGUP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 IOV_MAX = 512
 #: A socket write that has not finished for this long is held up by the host (TCP's "no credit").
 WRITE_STALLED = 0.1
@@ -505,8 +512,8 @@ class STHTransport(Transport):
             self._disconnect(generation, why)
             return
         if channel in (STHChannel.IN, STHChannel.STDIN):
-            # STH-Node: IN EOF with CONTROL also ended is a disconnect, not the end of input
-            if self._control_ended.wait(EOF_SETTLE) or generation != self._generation or error is not None:
+            # STH-Node: IN EOF with the other connections also ended is a disconnect, not the end of input
+            if self._host_hung_up() or generation != self._generation or error is not None:
                 return
             if channel == STHChannel.IN:
                 try:
@@ -519,6 +526,20 @@ class STHTransport(Transport):
                 self._ended.add(channel)
             assert self._handler is not None
             self._handler.on_end(Channel(channel))
+
+    def _host_hung_up(self) -> bool:
+        """Whether CONTROL or an outbound connection has ended too, within EOF_SETTLE."""
+        if self._control_ended.is_set():
+            return True
+        with self._lock:
+            others = [s for ch, s in self._socks.items() if ch == STHChannel.CONTROL or ch in OUTBOUND]
+        poller = select.poll()
+        for sock in others:
+            try:
+                poller.register(sock, _HANGUP)
+            except (OSError, ValueError):  # already closed: this session is over
+                return True
+        return bool(poller.poll(EOF_SETTLE * 1000)) or self._control_ended.is_set()
 
     def _deliver(self, code: int, body: dict[str, Any]) -> None:
         """A CONTROL message to the core; bad ones are logged and skipped."""
