@@ -161,14 +161,19 @@ async def sth_memory(sth_host: Any, settle: float = 1.0) -> dict[str, int]:
 # -- completion latency ------------------------------------------------------------------------
 
 
-async def _completion(start: Callable[[], Awaitable[Any]], send_and_end: Callable[[Any], Awaitable[None]]
+async def _completion(start: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]
                       ) -> dict[str, float]:
-    """identity-text: one line in, input ended; input end -> output end, and -> exit."""
+    """identity-text: one line in and back (so run() is running, start-up is over), then the
+    input ends: input end -> output end, and -> exit."""
     inst = await start()
     output = inst.output().__aiter__()
-    await send_and_end(inst)
-    t0 = time.perf_counter()
+    await send(inst)
     got = b""
+    with anyio.fail_after(30):
+        while not got.endswith(b"done\n"):
+            got += await output.__anext__()
+    await inst.end_input()
+    t0 = time.perf_counter()
     with anyio.fail_after(30):
         async for chunk in output:
             got += chunk
@@ -177,7 +182,7 @@ async def _completion(start: Callable[[], Awaitable[Any]], send_and_end: Callabl
         code = await inst.wait()
     t2 = time.perf_counter()
     # STH's runner hands the IN header block to a Sequence that declares `requires` (its fault,
-    # reference §6): the line must still come back, at the end.
+    # reference §6): the line must still come back, last.
     if not got.endswith(b"done\n") or code != 0:
         raise AssertionError(f"completion: output {got!r}, exit {code}")
     return {"output_end_s": t1 - t0, "exit_s": t2 - t0}
@@ -191,11 +196,10 @@ async def completion_native(bridge: Bridge) -> dict[str, float]:
             await inst.wait_started()
         return inst
 
-    async def send_and_end(inst: Any) -> None:
+    async def send(inst: Any) -> None:
         await inst.write_input(b"done\n")
-        await inst.end_input()
 
-    return await _completion(start, send_and_end)
+    return await _completion(start, send)
 
 
 async def completion_sth(sth_host: Any) -> dict[str, float]:
@@ -209,11 +213,10 @@ async def completion_sth(sth_host: Any) -> dict[str, float]:
             inst.discard(channel)
         return inst
 
-    async def send_and_end(inst: Any) -> None:
+    async def send(inst: Any) -> None:
         await inst.send_input(b"done\n", "text/plain")
-        await inst.end_input()
 
-    return await _completion(start, send_and_end)
+    return await _completion(start, send)
 
 
 def sth_runner_host(runner_dir: str, python: str, cwd: str) -> Any:
