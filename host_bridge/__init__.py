@@ -15,6 +15,7 @@ from runner.protocol import State, Status, status_for_exit_code
 from .bridge import Bridge
 from .errors import BridgeError, ChannelClosed, InstanceEnded, InstanceNotRunning, SpawnError
 from .events import EventMemory, EventMessage, EventSubscription
+from .external import ExternalRunner, RunnerExit, RunnerStarter
 from .info import InstanceInfo
 from .instance import Instance
 from .listeners import Listener, Refusal
@@ -30,6 +31,7 @@ __all__ = [
     "EventMemory",
     "EventMessage",
     "EventSubscription",
+    "ExternalRunner",
     "Health",
     "HeartbeatStats",
     "HeartbeatUpdates",
@@ -42,6 +44,8 @@ __all__ = [
     "Listener",
     "OptionOverrides",
     "Refusal",
+    "RunnerExit",
+    "RunnerStarter",
     "SpawnError",
     "State",
     "StateSubscription",

@@ -30,6 +30,7 @@ from runner.protocol import ProtocolError
 from .cgroups import CgroupTree
 from .containment import SCOPE_ENV, Containment
 from .errors import BridgeError, SpawnError
+from .external import RunnerStarter
 from .instance import Instance
 from .link import HandshakeFailed, SocketStream, host_connection, read_ping
 from .listeners import (
@@ -230,6 +231,44 @@ class Bridge:
         instance = self._new_instance(instance_id, opts, token)
         supervisor = Supervisor(instance, None, None)
         self._supervisors[instance.id] = supervisor
+        tg.start_soon(supervisor.run)
+        return instance
+
+    async def launch(
+        self,
+        start: RunnerStarter,
+        *,
+        args: Sequence[Any] | None = None,
+        app_config: Mapping[str, Any] | None = None,
+        sequence: str | None = None,
+        input_content_type: str | None = None,
+        instance_id: str | None = None,
+        **options: Unpack[OptionOverrides],
+    ) -> Instance:
+        """Start a runner elsewhere (a container, a pod) through ``start`` and supervise it.
+
+        Like ``expect`` the Instance gets an id and a fresh token; then ``await start(instance)``
+        starts the runner (give it ``instance.id``, ``instance.token`` and a listener's address) and
+        returns its ExternalRunner handle (host_bridge.external). From then on the Instance is
+        supervised as a spawned one: it ends as soon as the runner does (also before it
+        connected), escalation signals go through ``handle.signal()``, and the report takes the
+        exit code and OOM kill from ``handle.wait()``. SpawnError when ``start`` raises.
+        """
+        tg = self._group()
+        opts = self._options(sequence, args, app_config, input_content_type, options)
+        instance = self._new_instance(instance_id, opts)
+        # registered before the runner starts, so that it may connect while ``start`` still runs
+        supervisor = Supervisor(instance, None, None, launched=True)
+        self._supervisors[instance.id] = supervisor
+        try:
+            handle = await start(instance)
+        except BaseException as exc:
+            del self.instances[instance.id]
+            self._supervisors.pop(instance.id, None)
+            if isinstance(exc, Exception):
+                raise SpawnError(f"cannot start the runner for instance {instance.id}: {exc}") from exc
+            raise
+        supervisor.attach_external(handle)
         tg.start_soon(supervisor.run)
         return instance
 

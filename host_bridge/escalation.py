@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from functools import partial
 
 import anyio
 
@@ -21,8 +22,16 @@ from .process import signal_group
 
 
 class Escalation:
-    def __init__(self, pid: int | None, term_grace: float, exited: anyio.Event, hang_up: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        pid: int | None,
+        term_grace: float,
+        exited: anyio.Event,
+        hang_up: Callable[[], None],
+        deliver: Callable[[signal.Signals], None] | None = None,
+    ) -> None:
         self.pid = pid
+        self._deliver = deliver if deliver is not None else (partial(signal_group, pid) if pid is not None else None)
         self.term_grace = term_grace
         self.exited = exited
         self._hang_up = hang_up
@@ -34,7 +43,7 @@ class Escalation:
 
     def terminate_at(self, when: float) -> None:
         """SIGTERM the runner's group at ``when`` (anyio time) unless it exited; earlier requests win."""
-        if self.pid is None:
+        if self._deliver is None:
             if when <= anyio.current_time():
                 self._hang_up()  # a connected-in runner: all the host can do is hang up
             return
@@ -50,17 +59,17 @@ class Escalation:
 
     def kill_now(self) -> None:
         """SIGKILL the runner's group now."""
-        if self.pid is None:
+        if self._deliver is None:
             self._hang_up()
             return
         if not self.exited.is_set():
             self._send(signal.SIGKILL)
 
     def _send(self, sig: signal.Signals) -> None:
-        assert self.pid is not None
+        assert self._deliver is not None
         self.signalled = True
         self.sent.append(sig)
-        signal_group(self.pid, sig)
+        self._deliver(sig)
 
     def wake(self) -> None:
         """Call when the process exited, so ``run`` returns."""
@@ -68,7 +77,7 @@ class Escalation:
 
     async def run(self) -> None:
         """The one task behind the deadline; returns once the process exited."""
-        if self.pid is None:
+        if self._deliver is None:
             return
         while not self.exited.is_set():
             if self._changed.is_set():

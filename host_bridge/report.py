@@ -14,7 +14,10 @@ from datetime import datetime, timezone
 from runner.protocol import Status
 
 from .containment import Cleanup
+from .external import RunnerExit
 from .info import InstanceInfo, describe_exit, exit_code_for_signal, final_status, signal_name
+
+_EXTERNAL_OOM = "out of memory: the runtime's memory limit killed the runner"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Ending:
     output_tail: list[str] = field(default_factory=list)  # last lines of the process's real fd 1/2
     host_signals: tuple[int, ...] = ()  # the signals the host sent the runner
     cleanup: Cleanup | None = None  # what ending its descendants found (spawned runners)
+    external: RunnerExit | None = None  # how a launched runner ended, as its runtime saw it
+    notes: tuple[str, ...] = ()  # problems talking to a launched runner's runtime (undelivered signals)
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class ExitReport:
     ended: datetime
     killed_by: str | None = None
     cleanup: Cleanup | None = None
+    oom: str | None = None  # a launched runner's runtime reported an OOM kill: its words
 
     def apply(self, info: InstanceInfo) -> None:
         info.exit_code = self.exit_code
@@ -53,6 +59,8 @@ class ExitReport:
         info.error = self.error
         info.process_output_tail = list(self.process_output_tail)
         info.ended = self.ended
+        if self.oom is not None:
+            info.oom = self.oom
         if self.cleanup is not None:
             info.oom = self.cleanup.oom
             info.descendants_killed = list(self.cleanup.killed)
@@ -64,6 +72,8 @@ def _killed_by(ending: Ending, sig: int | None) -> str | None:
     sender of a signal, so "outside" means "not the host, and the kernel counted no OOM kill"."""
     if sig is None:
         return None
+    if ending.external is not None and ending.external.oom_killed:
+        return "oom-killer"
     if sig in ending.host_signals:
         return "host"
     cleanup = ending.cleanup
@@ -74,6 +84,8 @@ def _killed_by(ending: Ending, sig: int | None) -> str | None:
 
 def _exit_code(ending: Ending, info: InstanceInfo) -> tuple[int | None, int | None]:
     """(exit code, signal) of the runner."""
+    if ending.external is not None and ending.external.exit_code is not None:
+        return _external_exit_code(ending, ending.external.exit_code)
     if not ending.spawned:
         code = info.reported_exit_code if info.reported_exit_code is not None else ending.lifecycle_exit_code
         return code, None
@@ -86,6 +98,18 @@ def _exit_code(ending: Ending, info: InstanceInfo) -> tuple[int | None, int | No
     return rc, None
 
 
+def _external_exit_code(ending: Ending, code: int) -> tuple[int | None, int | None]:
+    """A launched runner's code, as its runtime reports it (128 + signal for a signal death, as Docker
+    does). A signal shows only when the host sent it (or the runtime says OOM): the runner itself
+    exits 137/138 after KILL/STOP, which is no signal death."""
+    sig = code - 128 if code > 128 and (code - 128) in ending.host_signals else None
+    if sig is not None:
+        return exit_code_for_signal(sig, requested=True, stop_requested=ending.stop_requested), sig
+    if ending.external is not None and ending.external.oom_killed:
+        return code, int(signal.SIGKILL)
+    return code, None
+
+
 def _unannounced_end(ending: Ending, info: InstanceInfo, code: int | None) -> str | None:
     """A runner that ends "successfully" without EXITING did not end through its exit path
     (``os._exit(0)``, a crash that exits 0): its output may be cut short, so it is no completion."""
@@ -93,7 +117,7 @@ def _unannounced_end(ending: Ending, info: InstanceInfo, code: int | None) -> st
         return None
     if not ending.spawned and code is None:
         return "the runner closed the connection without EXITING"
-    if ending.spawned and code == 0:
+    if (ending.spawned or ending.external is not None) and code == 0:
         return "the runner exited with code 0 without EXITING: not a clean completion, its output may be incomplete"
     return None
 
@@ -107,11 +131,14 @@ def build_report(ending: Ending, info: InstanceInfo, stderr_tail: list[str]) -> 
     unrequested_signal = sig is not None and not ending.signalled
     cleanup = ending.cleanup
     if status is Status.ERRORED or unrequested_signal or (cleanup is not None and cleanup.survivors):
-        parts = [p for p in (failure, ending.connection_error) if p]
-        if ending.spawned and (code is not None or sig is not None):
+        parts = [p for p in (failure, ending.connection_error, *ending.notes) if p]
+        if (ending.spawned or ending.external is not None) and (code is not None or sig is not None):
             parts.append(describe_exit(code, sig, ending.signalled))
-        if killed_by == "oom-killer" or (sig is not None and cleanup is not None and cleanup.oom):
-            parts.append(f"the kernel counted an OOM kill ({cleanup.oom if cleanup else ''})")
+        external = ending.external
+        if external is not None and (external.detail or external.oom_killed):
+            parts.append(external.detail or _EXTERNAL_OOM)
+        if cleanup is not None and (killed_by == "oom-killer" or (sig is not None and cleanup.oom)):
+            parts.append(f"the kernel counted an OOM kill ({cleanup.oom})")
         if cleanup is not None and cleanup.survivors:
             parts.append(f"descendants that could not be ended: {cleanup.survivors}")
         if info.runner_error:
@@ -120,8 +147,9 @@ def build_report(ending: Ending, info: InstanceInfo, stderr_tail: list[str]) -> 
         if tail:
             parts.append("last output: " + " | ".join(tail))
         error = "; ".join(parts)
+    oom = (ending.external.detail or _EXTERNAL_OOM) if ending.external is not None and ending.external.oom_killed else None
     return ExitReport(
-        status, code, sig, error, list(ending.output_tail), datetime.now(timezone.utc), killed_by, cleanup
+        status, code, sig, error, list(ending.output_tail), datetime.now(timezone.utc), killed_by, cleanup, oom
     )
 
 

@@ -5,8 +5,9 @@ ALIVE, and the exit grace after SEQUENCE_STOPPED/COMPLETED/KILL (both deadlines
 of the sans-IO Connection, fed by the link's timer) → SIGTERM to the runner's
 process group → ``term_grace`` → SIGKILL (``Escalation``: one deadline, one task).
 After the runner exits its process group is killed so the Sequence's children do
-not outlive it, and the process is always reaped. The Supervisor changes the
-Instance only through its methods.
+not outlive it, and the process is always reaped. A launched runner (a container:
+host_bridge.external) is watched and signalled through its ExternalRunner instead
+of a process. The Supervisor changes the Instance only through its methods.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from runner.protocol.connection import Connection
 
 from .containment import Containment
 from .escalation import Escalation
+from .external import ExternalRunner, RunnerExit
 from .instance import Instance
 from .link import HandshakeFailed, Link, SocketStream, host_connection, read_ping, send_buffers
 from .listeners import peer_text
@@ -65,6 +67,8 @@ class Supervisor:
         process: anyio.abc.Process | None,
         stream: SocketStream | None,
         containment: Containment | None = None,
+        *,
+        launched: bool = False,
     ) -> None:
         self.inst = instance
         self.process = process
@@ -80,8 +84,14 @@ class Supervisor:
         self.attached: tuple[SocketStream, Connection, Ping] | None = None
         self._attached_event = anyio.Event()
         self._handshake_scope: anyio.CancelScope | None = None
+        # a launched runner: its handle comes once started (attach_external); signals go through it
+        self.external: ExternalRunner | None = None
+        self.external_exit: RunnerExit | None = None
+        self.notes: list[str] = []  # what went wrong talking to the external runner's runtime
+        self._signals_out, self._signals_in = anyio.create_memory_object_stream[signal.Signals](8)
         self.escalation = Escalation(
-            process.pid if process is not None else None, instance.options.term_grace, self.exited, self._hang_up
+            process.pid if process is not None else None, instance.options.term_grace, self.exited, self._hang_up,
+            self._queue_signal if launched else None,
         )
         instance._supervised_by(
             self.escalation,
@@ -102,6 +112,10 @@ class Supervisor:
         self.attached = (stream, conn, ping)
         self._attached_event.set()
 
+    def attach_external(self, runner: ExternalRunner) -> None:
+        """The launched runner's handle (before ``run`` starts)."""
+        self.external = runner
+
     # -- main ----------------------------------------------------------------------
     async def run(self) -> None:
         try:
@@ -109,6 +123,10 @@ class Supervisor:
                 if self.process is not None:
                     tg.start_soon(self._watch_process, self.process)
                     tg.start_soon(self._pump_output, self.process)
+                    tg.start_soon(self.escalation.run)
+                elif self.external is not None:
+                    tg.start_soon(self._watch_external, self.external)
+                    tg.start_soon(self._deliver_signals, self.external)
                     tg.start_soon(self.escalation.run)
                 await self._connect()
                 if self.link is not None:
@@ -182,6 +200,9 @@ class Supervisor:
     async def _watch_process(self, process: anyio.abc.Process) -> None:
         self.returncode = await process.wait()
         signal_group(process.pid, signal.SIGKILL)  # the Sequence's children must not outlive it
+        await self._runner_gone()
+
+    async def _runner_gone(self) -> None:
         self.exited.set()
         self.escalation.wake()
         if self._handshake_scope is not None:
@@ -190,6 +211,44 @@ class Supervisor:
             with anyio.move_on_after(_EOF_AFTER_EXIT):
                 await self.link.read_done.wait()
             self.link.abort()
+
+    # -- a launched runner -------------------------------------------------------------
+    async def _watch_external(self, runner: ExternalRunner) -> None:
+        try:
+            self.external_exit = await runner.wait()
+        except Exception as exc:  # noqa: BLE001 - its runtime failed us: the runner's end is unknown
+            self.external_exit = RunnerExit(None, detail=f"waiting for the runner failed: {exc!r}")
+        await self._runner_gone()
+
+    def _queue_signal(self, sig: signal.Signals) -> None:
+        try:
+            self._signals_out.send_nowait(sig)
+        except anyio.WouldBlock:  # escalation sends at most a few; more would be a bug worth seeing
+            self.notes.append(f"{sig.name} not delivered: too many signals queued")
+
+    async def _deliver_signals(self, runner: ExternalRunner) -> None:
+        async for sig in self._signals_in:
+            await self._deliver(runner, sig)
+
+    async def _deliver(self, runner: ExternalRunner, sig: signal.Signals) -> None:
+        try:
+            await runner.signal(sig)
+        except Exception as exc:  # noqa: BLE001 - recorded in the report; escalation goes on
+            self.notes.append(f"could not deliver {sig.name} to the runner: {exc}")
+
+    async def _end_external(self, runner: ExternalRunner) -> None:
+        """At the end, a launched runner that still runs gets SIGKILL, and its end is awaited (bounded)."""
+        if self.external_exit is None:
+            self.escalation.kill_now()
+        while True:
+            try:
+                sig = self._signals_in.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            await self._deliver(runner, sig)
+        if self.external_exit is None:
+            with anyio.move_on_after(_REAP_BOUND):
+                await self._watch_external(runner)
 
     async def _pump_output(self, process: anyio.abc.Process) -> None:
         if process.stdout is None:
@@ -202,7 +261,7 @@ class Supervisor:
 
     async def _await_exit(self) -> None:
         """The connection is over: the runner has its grace to exit, then the escalation's signals."""
-        if self.process is None:
+        if self.process is None and self.external is None:
             return
         options = self.inst.options
         grace = options.protocol_error_grace if self.failure else options.exit_grace
@@ -221,6 +280,8 @@ class Supervisor:
             signal_group(process.pid, signal.SIGKILL)
             with anyio.move_on_after(1.0):
                 await process.aclose()
+        if self.external is not None:
+            await self._end_external(self.external)
         cleanup = await self.containment.end() if self.containment is not None else None
         lifecycle = self.conn.lifecycle if self.conn is not None else None
         ending = Ending(
@@ -235,6 +296,8 @@ class Supervisor:
             output_tail=self.output_tail.text(),
             host_signals=tuple(int(sig) for sig in self.escalation.sent),
             cleanup=cleanup,
+            external=self.external_exit,
+            notes=tuple(self.notes),
         )
         try:
             report = build_report(ending, self.inst.info, self.inst.stderr_tail.text())
