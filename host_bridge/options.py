@@ -9,6 +9,7 @@ from typing import Any, TypedDict
 from runner.protocol import DEFAULT_MAX_FRAME_SIZE
 from runner.protocol.connection import MAX_WINDOW
 from runner.protocol.constants import MAX_MAX_FRAME_SIZE, MIN_MAX_FRAME_SIZE
+from runner.protocol.stop import DEFAULT_EXIT_GRACE, DEFAULT_STOP_TIMEOUT_MS
 
 #: Bytes the host lets a runner have in flight on each of its data channels; also
 #: the most an unread channel buffers in the host.
@@ -45,11 +46,11 @@ class InstanceOptions:
     window: int = DEFAULT_HOST_WINDOW
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
     #: stop() without a timeout uses this (STH's default stop timeout).
-    stop_timeout_ms: float = 7000.0
+    stop_timeout_ms: float = DEFAULT_STOP_TIMEOUT_MS
     #: Seconds to wait for the runner's PING (spawned) or for it to connect (listener).
     handshake_timeout: float = 10.0
     #: Seconds a runner has to exit after SEQUENCE_STOPPED/COMPLETED or KILL (STH: 15 s).
-    exit_grace: float = 15.0
+    exit_grace: float = DEFAULT_EXIT_GRACE
     #: Seconds between SIGTERM and SIGKILL.
     term_grace: float = 5.0
     #: A runner without a heartbeat for this long is reported unhealthy.

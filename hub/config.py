@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.protocol.stop import DEFAULT_STOP_TIMEOUT_MS
+
 ENV_PREFIX = "SEQUENCE_HUB_"
 MiB = 1 << 20
 
@@ -52,7 +54,7 @@ class HubConfig:
     max_upload_bytes: int = 512 * MiB
     max_body_bytes: int = 1 * MiB  # JSON bodies: start, _stop, _kill, _event
     log_level: str = "info"
-    stop_timeout_ms: float = 7000.0  # STOP → KILL, for _stop without a timeout and at shutdown
+    stop_timeout_ms: float = DEFAULT_STOP_TIMEOUT_MS  # STOP → KILL, for _stop without a timeout and at shutdown
     shutdown_timeout: float = 10.0  # at shutdown: STOP every Instance, KILL what runs after this
     handshake_timeout: float = 30.0  # a runner must connect within this (many starting at once share the CPU)
     requirements: InstanceRequirements = field(default_factory=InstanceRequirements)

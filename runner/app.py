@@ -20,7 +20,6 @@ from .protocol import Channel, Error, ExitCode, Ping, Pong, SequenceCompleted
 from .transport.base import HandshakeFailed, Transport
 
 CAPABILITIES = ["stdio", "events", "monitoring", "stop", "keepalive"]
-MAX_EXIT_TIMEOUT_MS = 10_000
 #: The start of the exit reason (EXITING ``reason``, the line on the real stderr) per exit code.
 FAILURES = {
     int(ExitCode.INVALID_SEQUENCE_PATH): "invalid Sequence path",
@@ -366,7 +365,9 @@ class App:
         writer.end()
         while not (writer.ended or writer.failed):  # END goes out once the host gave credit for all
             await anyio.sleep(0.005)
-        exit_timeout = max(0, min(int(getattr(context, "exit_timeout", 0) or 0), MAX_EXIT_TIMEOUT_MS))
+        from .protocol.stop import exit_delay_ms
+
+        exit_timeout = exit_delay_ms(context.exit_timeout)
         self.control.stop_overtaken()
         if not self.transport.send(SequenceCompleted(timeout_ms=exit_timeout)):
             # SEQUENCE_STOPPED went first (stop or end()): the host decides with KILL.

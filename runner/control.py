@@ -35,12 +35,12 @@ from .protocol import (
     Stop,
 )
 from .protocol.events import Message
+from .protocol.stop import KILL_HANDLER_BUDGET, SIGNAL_STOP_TIMEOUT_MS
 from .stdio import Stdio, diagnose
 from .transport.base import Transport
 
 log = logging.getLogger("runner")
 
-KILL_HANDLER_BUDGET = 0.1
 #: Seconds from the start of an exit until the runner stops waiting for anything the host
 #: holds up (credit it does not give, a socket it does not read). One deadline for every step.
 EXIT_BUDGET = 0.5
@@ -55,7 +55,6 @@ EXIT_SWITCH_INTERVAL = 0.0005
 CLEANUP_BUDGET = 5.0
 #: At least this long for ending the runner's descendants (SIGTERM, 0.1 s, SIGKILL, 0.05 s).
 DESCENDANTS_BUDGET = 0.3
-SIGTERM_STOP_TIMEOUT_MS = 5000
 MAX_EARLY_EVENTS = 1000
 
 
@@ -261,7 +260,7 @@ class ControlPlane:
         """SIGTERM/SIGINT: first a graceful stop then exit 138; a second one kills (137)."""
         self._signals += 1
         if self._signals == 1:
-            threading.Thread(target=self.start_stop, args=(SIGTERM_STOP_TIMEOUT_MS, False),
+            threading.Thread(target=self.start_stop, args=(SIGNAL_STOP_TIMEOUT_MS, False),
                              kwargs={"then_exit": True}, name="runner-signal", daemon=True).start()
         else:
             threading.Thread(target=self.exit, args=(int(ExitCode.KILLED), f"signal {signum}"),

@@ -23,13 +23,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .protocol import sth
+from .protocol.stop import MAX_EXIT_TIMEOUT_MS
 
 #: Tuning for operators and tests (STH passes them through ``runnerEnvs``).
 ENV_RECONNECT_DELAY = "SEQUENCE_RUNNER_STH_RECONNECT_DELAY"  # seconds, default 10 (STH-Node)
 ENV_REPLY_TIMEOUT = "SEQUENCE_RUNNER_STH_REPLY_TIMEOUT"  # seconds, default 1 (STH-Node); 0 = never
 ENV_EXIT_TIMEOUT = "SEQUENCE_RUNNER_STH_EXIT_TIMEOUT_MS"  # default 1000, below STH's 15 s watchdog
 DEFAULT_EXIT_TIMEOUT_MS = 1000
-MAX_EXIT_TIMEOUT_MS = 10_000
 
 INVALID_ENV = 20
 INVALID_SEQUENCE_PATH = 21

@@ -4,8 +4,9 @@ Listens like STH's instance server and spawns runners like its process adapter,
 so the project can test STH compatibility without Node. See docs/sth-compat.md.
 """
 
+from runner.protocol.stop import DEFAULT_EXIT_GRACE
+
 from .host import (
-    DEFAULT_EXIT_GRACE,
     EXIT_CODE_UNKNOWN,
     STHError,
     STHHost,

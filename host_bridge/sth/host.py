@@ -30,13 +30,12 @@ from runner.protocol import sth
 from runner.protocol.constants import status_for_exit_code
 from runner.protocol.errors import LocalProtocolError
 from runner.protocol.sth import STHChannel, STHCode
+from runner.protocol.stop import DEFAULT_EXIT_GRACE, DEFAULT_STOP_TIMEOUT_MS
 
 from .spawn import DEFAULT_RUNNER_COMMAND, DEFAULT_STARTUP_LOG, runner_argv, runner_env, sequence_info_for
 
 log = logging.getLogger("host_bridge.sth")
 
-#: STH's ``runnerExitDelay``: exit watchdogs after SEQUENCE_STOPPED/COMPLETED/KILL.
-DEFAULT_EXIT_GRACE = 15.0
 #: Exit code the process adapter reports when the runner vanished without an exit-code file.
 EXIT_CODE_UNKNOWN = 213
 _READ_SIZE = 1 << 16
@@ -280,7 +279,7 @@ class STHInstance:
             raise ValueError("monitoring rate must be >= 0")
         await self.send_control(STHCode.MONITORING_RATE, {"monitoringRate": rate})
 
-    async def stop(self, timeout_ms: float = 7000, can_call_keepalive: bool = False) -> bool:
+    async def stop(self, timeout_ms: float = DEFAULT_STOP_TIMEOUT_MS, can_call_keepalive: bool = False) -> bool:
         """STOP, wait ``timeout_ms``, then KILL unless ALIVE came. Returns True if KILL was sent."""
         self.status = "stopping"
         self.keepalive_requested = False

@@ -36,14 +36,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..protocol import ExitCode
+from ..protocol.stop import KILL_HANDLER_BUDGET, exit_delay_ms
 from .events_in import forward_events
 from .options import RunOptions
 from .render import Render
 from .sources import open_source, read_chunks
 from .stats import ProcessSampler, RunTally, StatsReporter, count_chunks, count_items
-
-KILL_HANDLER_BUDGET = 0.1
-MAX_EXIT_TIMEOUT_MS = 10_000
 
 
 class PrefixedText(io.TextIOBase):
@@ -429,7 +427,7 @@ async def _main(seq: Any, opts: RunOptions, backend: InlineBackend, render: Rend
         except BaseException as exc:  # noqa: BLE001 - classified as in the runner (sequence/failure.py)
             if _failed(exc, render, backend):
                 return
-        exit_timeout = max(0, min(int(getattr(context, "exit_timeout", 0) or 0), MAX_EXIT_TIMEOUT_MS))
+        exit_timeout = exit_delay_ms(context.exit_timeout)
         await asyncio.sleep(exit_timeout / 1000.0)
         backend.finish(0)
 

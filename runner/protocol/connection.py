@@ -50,7 +50,8 @@ from .events import (
 )
 from .flow import ReceiveWindow, SendWindow
 from .framer import IMPLEMENTATION, KIND_CREDIT, KIND_DATA, KIND_END, FrameDecoder, FrameEncoder
-from .lifecycle import DEFAULT_EXIT_GRACE, LIFECYCLE_MESSAGES, Lifecycle, State
+from .lifecycle import LIFECYCLE_MESSAGES, Lifecycle, State
+from .stop import DEFAULT_EXIT_GRACE
 
 __all__ = [
     "MAX_WINDOW",

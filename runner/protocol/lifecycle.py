@@ -29,6 +29,7 @@ from .events import (
     SequenceStopped,
     Stop,
 )
+from .stop import DEFAULT_EXIT_GRACE
 
 
 class State(str, enum.Enum):
@@ -93,10 +94,6 @@ TRANSITIONS: dict[State, dict[type[Message], Target]] = {
     },
     S.EXITED: {cls: _ERR for cls in LIFECYCLE_MESSAGES},
 }
-
-#: Seconds a host waits for the runner to exit after SEQUENCE_STOPPED/COMPLETED
-#: or KILL before escalating (STH's runnerExitDelay is 15 s).
-DEFAULT_EXIT_GRACE = 15.0
 
 
 class Lifecycle:

@@ -1,0 +1,265 @@
+"""The sockets of STH's protocol: nine connections, one writer thread per outbound socket.
+
+``connect_all`` opens the nine connections (each with its preamble). ``Outbound``
+is one outbound socket's queue and the thread that writes it, so a host that
+does not read OUT never holds back MONITORING or any other channel (TCP's flow
+control is the credit here). ``write_exit_code`` is how STH's process adapter
+learns the exit code. What the bytes mean is runner/protocol/sth_translator.py's.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from ..protocol import sth
+from .base import ChannelWriter
+
+#: Bytes a writer thread takes from its ChannelWriter at a time (beyond it, the ChannelWriter queues).
+OUTBOX_LIMIT = 256 * 1024
+IOV_MAX = 512
+#: A socket write that has not finished for this long is held up by the host (TCP's "no credit").
+WRITE_STALLED = 0.1
+
+
+def connect_all(host: str, port: int, instance_id: str, timeout: float) -> dict[int, socket.socket]:
+    """Nine connections, opened concurrently, each with its preamble sent in one write."""
+    socks: dict[int, socket.socket] = {}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def one(channel: int) -> None:
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(sth.encode_preamble(instance_id, channel))
+                sock.settimeout(None)
+            except BaseException:
+                sock.close()
+                raise
+        except OSError as err:
+            with lock:
+                errors.append(err)
+            return
+        with lock:
+            socks[channel] = sock
+
+    threads = [threading.Thread(target=one, args=(ch,), name=f"sth-connect-{ch}", daemon=True)
+               for ch in range(sth.CHANNEL_COUNT)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors or len(socks) != sth.CHANNEL_COUNT:
+        for sock in socks.values():
+            destroy(sock)
+        err = errors[0] if errors else OSError("not all channels connected")
+        raise OSError(f"cannot connect to the STH host {host}:{port}: {err}") from None
+    return socks
+
+
+def destroy(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def half_close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+class Heartbeat(bytes):
+    """A MONITORING heartbeat line: writing one arms the reply watchdog."""
+
+
+class OutboundOwner(Protocol):
+    """What an Outbound tells the transport."""
+
+    @property
+    def exiting(self) -> bool: ...
+
+    def notify_drained(self) -> None: ...
+
+    def heartbeat_written(self, started: float) -> None: ...
+
+    def lost(self, sock: socket.socket, error: OSError) -> None: ...
+
+
+class Outbound:
+    """One outbound socket: an outbox of buffers and the thread that writes them."""
+
+    def __init__(self, owner: OutboundOwner, channel: int, whole_items: bool) -> None:
+        self.owner = owner
+        self.channel = channel
+        self.whole_items = whole_items  # MONITORING: a line half-sent on a lost socket goes again whole
+        self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)
+        self.outbox: deque[Any] = deque()
+        self.outbox_bytes = 0
+        self.sock: socket.socket | None = None
+        self.sending = False
+        self.end_requested = False
+        self.end_sent = False
+        self.progress_at = 0.0  # when the current write began or last finished
+        self.writer: ChannelWriter | None = None
+
+    def attach_writer(self) -> ChannelWriter:
+        """The ChannelWriter in front of this socket (data channels)."""
+        self.writer = ChannelWriter(self.lock, self.sink, self.end)
+        return self.writer
+
+    def put(self, data: Any) -> None:
+        """Lock held."""
+        self.outbox.append(data)
+        self.outbox_bytes += len(data)
+        self.wake.notify()
+
+    def put_first(self, lines: list[bytes]) -> None:
+        """Lock held: ``lines`` go before everything queued (a reconnect's PANGs)."""
+        for line in reversed(lines):
+            self.outbox.appendleft(line)
+            self.outbox_bytes += len(line)
+
+    def sink(self, data: Any) -> int:
+        """ChannelWriter sink (lock held): take everything while the outbox has room."""
+        if self.outbox_bytes >= OUTBOX_LIMIT:
+            return 0
+        self.put(bytes(data) if isinstance(data, memoryview) else data)
+        return len(data)
+
+    def end(self) -> None:
+        """ChannelWriter end (lock held): half-close once the outbox is written."""
+        self.end_requested = True
+        self.wake.notify()
+
+    def use(self, sock: socket.socket | None) -> None:
+        """A new socket (a reconnect), or None while disconnected."""
+        with self.lock:
+            self.sock = sock
+            if sock is not None and self.end_sent:  # ended before a reconnect: end it on the new socket too
+                half_close(sock)
+            self.wake.notify_all()
+
+    @property
+    def idle(self) -> bool:
+        """Lock held: everything handed over is written (and the end sent, if asked)."""
+        return not self.outbox and not self.sending and (not self.end_requested or self.end_sent)
+
+    def progressing(self, now: float) -> bool:
+        """Lock held: a write is under way and the host is taking it (not stalled)."""
+        return self.sending and now - self.progress_at < WRITE_STALLED
+
+    def _idle_wait(self) -> None:
+        """Lock held: nothing being written; tell flush() and wait to be woken."""
+        self.sending = False
+        self.owner.notify_drained()
+        self.wake.wait()
+
+    def _next_batch(self) -> tuple[socket.socket, list[Any]] | None:
+        """Lock held: wait for a socket and something to write (None: the process exits)."""
+        while True:
+            if self.owner.exiting:
+                self.sending = False
+                self.owner.notify_drained()
+                return None
+            sock = self.sock
+            if sock is not None and (self.outbox or (self.end_requested and not self.end_sent)):
+                self.sending = True
+                self.progress_at = time.monotonic()
+                return sock, list(self.outbox)
+            self._idle_wait()
+
+    def run(self) -> None:
+        while True:
+            with self.lock:
+                batch = self._next_batch()
+            if batch is None:
+                return
+            sock, items = batch
+            started = self.progress_at
+            sent_items, partial, error = send_items(sock, items) if items else (0, 0, None)
+            with self.lock:
+                heartbeat_sent = self._written(sock, sent_items, partial, error)
+            if heartbeat_sent and error is None:
+                self.owner.heartbeat_written(started)
+            if error is not None:
+                self.owner.lost(sock, error)
+                with self.lock:
+                    while self.sock is sock and not self.owner.exiting:
+                        self._idle_wait()
+
+    def _written(self, sock: socket.socket, sent_items: int, partial: int, error: OSError | None) -> bool:
+        """Lock held: take what went out off the outbox; True if a heartbeat was among it."""
+        if sent_items or partial:
+            self.progress_at = time.monotonic()
+        heartbeat_sent = False
+        for _ in range(sent_items):
+            item = self.outbox.popleft()
+            self.outbox_bytes -= len(item)
+            heartbeat_sent = heartbeat_sent or type(item) is Heartbeat
+        if partial and not self.whole_items:
+            head = self.outbox[0]
+            self.outbox[0] = memoryview(head)[partial:]
+            self.outbox_bytes -= partial
+        if error is None and not self.outbox and self.end_requested and not self.end_sent:
+            self.end_sent = True
+            half_close(sock)
+        if self.writer is not None and self.outbox_bytes < OUTBOX_LIMIT:
+            self.writer.pump()  # the ChannelWriter shares this lock
+        return heartbeat_sent
+
+
+def send_items(sock: socket.socket, items: list[Any]) -> tuple[int, int, OSError | None]:
+    """sendmsg every item: (items fully sent, bytes of the next one sent, the error that stopped it)."""
+    views = [memoryview(b).cast("B") for b in items]
+    first, offset = 0, 0  # offset: bytes of views[first] already sent
+    while first < len(views):
+        batch = views[first:first + IOV_MAX]
+        if offset:
+            batch[0] = batch[0][offset:]
+        try:
+            sent = sock.sendmsg(batch)
+        except OSError as err:
+            return first, offset, err
+        while sent and first < len(views):
+            left = len(views[first]) - offset
+            if sent >= left:
+                sent -= left
+                first += 1
+                offset = 0
+            else:
+                offset += sent
+                sent = 0
+        while first < len(views) and len(views[first]) == 0:
+            first += 1
+    return len(views), 0, None
+
+
+def write_exit_code(code: int, directory: str = "/tmp") -> None:
+    """``str(code)`` to ``<directory>/runner-<pid>`` (best effort: the runner exits anyway)."""
+    path = os.path.join(directory, os.path.basename(sth.exit_code_file(os.getpid())))
+    try:
+        tmp = f"{path}.{threading.get_ident()}.tmp"
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(str(int(code)))
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            os.write(2, f"runner: cannot write the exit code file {path}: {err}\n".encode())
+        except OSError:
+            pass
