@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 READ_SIZE = 64 * 1024
+#: A regular file is read on the loop itself, in larger pieces: a read from a file never waits for
+#: a writer, and a MiB at a time means 16x fewer input frames and wake-ups per byte than 64 KiB
+#: handed over from a thread (the CLI's CPU per byte of bulk input halved, issue 13 part 4).
+FILE_READ_SIZE = 1 << 20
 T = TypeVar("T")
 
 
@@ -58,11 +63,28 @@ async def from_thread(work: Callable[[Callable[[T], bool]], None], name: str) ->
         yield boxed[0]
 
 
+def is_regular_file(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 async def read_chunks(fd: int | None) -> AsyncIterator[bytes]:
-    """Chunks read from ``fd`` on a daemon thread; ends at EOF or on a read error.
+    """Chunks read from ``fd``: a regular file on the loop, anything else (a terminal, a pipe, a
+    FIFO: reads that may wait) on a daemon thread; ends at EOF or on a read error.
     ``fd is None`` is an empty source."""
     if fd is None:
         return
+    if is_regular_file(fd):
+        while True:
+            try:
+                data = os.read(fd, FILE_READ_SIZE)
+            except OSError:
+                return
+            if not data:
+                return
+            yield data
 
     def work(put: Callable[[bytes], bool]) -> None:
         while True:
