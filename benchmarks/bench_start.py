@@ -7,7 +7,7 @@ the floors (``python -c pass``, ``python -c "import asyncio"``) it is one byte w
 right after the interpreter (and asyncio) is up. So "ready / floor" compares like with
 like, whatever the machine's load.
 
-STH mode: ``host_bridge.sth.STHHost`` starts our runner and, when a checkout of STH's own
+STH mode: ``sth_host.STHHost`` (tests/sth_host) starts our runner and, when a checkout of STH's own
 Python runner is given (``run.py --sth-runner DIR --sth-python PY``), theirs too, in the
 same rounds; ready is PING received ("established") for both.
 """
@@ -221,7 +221,7 @@ async def completion_sth(sth_host: Any) -> dict[str, float]:
 
 def sth_runner_host(runner_dir: str, python: str, cwd: str) -> Any:
     """An STHHost that starts STH's own Python runner (``DIR/runner.py`` on ``python``) as STH does."""
-    from host_bridge.sth import STHHost
+    from sth_host import STHHost
 
     return STHHost(port=0, cwd=cwd, python=python, runner_command=[os.path.join(runner_dir, "runner.py")],
                    runner_pythonpath=runner_dir)

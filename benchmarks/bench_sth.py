@@ -1,4 +1,4 @@
-"""The pass-through benchmarks over the STH transport: host_bridge.sth.STHHost starts our
+"""The pass-through benchmarks over the STH transport: sth_host.STHHost (tests/sth_host) starts our
 runner the way STH's process adapter does (nine TCP connections, raw bytes per channel)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 from bench_e2e import _first_block_back, cpu_seconds, finish_pipe, seq
 from common import Hasher, Verifier
+from sth_host import STHHost
 
-from host_bridge.sth import STHHost
 from runner.protocol.sth import STHChannel
 
 

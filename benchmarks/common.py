@@ -17,6 +17,8 @@ ROOT = HERE.parent
 SEQUENCES = HERE / "sequences"
 if str(ROOT) not in sys.path:  # run from a checkout without installing it
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "tests") not in sys.path:  # the STH test host (sth_host) lives with the tests
+    sys.path.append(str(ROOT / "tests"))
 
 KIB = 1024
 MIB = 1024 * 1024

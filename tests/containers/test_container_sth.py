@@ -1,6 +1,6 @@
 """The STH variant of the image (deploy/Dockerfile, target sth), started the way STH's docker
 adapter starts its Python runner image: the Sequence read-only at /package, STH's environment, no
-arguments, `autoRemove`-style lifetime, a memory limit. host_bridge.sth.STHHost plays the hub's
+arguments, `autoRemove`-style lifetime, a memory limit. sth_host.STHHost (tests/sth_host) plays the hub's
 instance server on 127.0.0.1 (host networking); the exit code comes from the engine, as STH's
 docker adapter reads it."""
 
@@ -18,9 +18,9 @@ from typing import Any
 import anyio
 import pytest
 from containers_support import HERE_SEQUENCES, SAMPLES, STH_IMAGE, Container, containers, readable_copy
+from sth_host import STHHost, STHInstance
 
-from host_bridge.sth import STHHost, STHInstance
-from host_bridge.sth.spawn import sequence_info_for
+from host_bridge.sth import sequence_info_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("docker_engine"), pytest.mark.timeout(120)]
 

@@ -1,5 +1,5 @@
 """Issue 11 items 1 and 2: PANG carries each fact once, and topics set at run time as attributes
-of the run function are announced. Real runners, over STH's protocol (host_bridge.sth.STHHost,
+of the run function are announced. Real runners, over STH's protocol (sth_host.STHHost,
 which records every PANG) and over protocol v1 (the test host).
 
 STH's hub remembers ``requires`` from the first PANG that names it and (re)routes that topic

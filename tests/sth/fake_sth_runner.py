@@ -1,4 +1,4 @@
-"""A fake runner that speaks STH's runner protocol, for testing host_bridge.sth.
+"""A fake runner that speaks STH's runner protocol, for testing the STH test host (tests/sth_host).
 
 Started like STH starts its Python runner (env SEQUENCE_PATH, INSTANCES_SERVER_HOST/PORT,
 INSTANCE_ID, SEQUENCE_INFO, RUNNER_CONNECT_INFO; argv[1] = startup log). Protocol-wise it

@@ -1,4 +1,4 @@
-"""host_bridge.sth against a fake STH runner and against hand-driven raw connections."""
+"""The STH test host (tests/sth_host) against a fake STH runner and against hand-driven raw connections."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 
 import anyio
 import pytest
+from sth_host import STHHost, STHInstance, STHStartError
 
-from host_bridge.sth import STHHost, STHInstance, STHStartError, runner_env, sequence_info_for
+from host_bridge.sth import runner_env, sequence_info_for
 from runner.protocol import sth
 
 FAKE = str(Path(__file__).with_name("fake_sth_runner.py"))
@@ -464,3 +465,17 @@ async def test_nine_connection_handshake_on_each_python(tmp_path: Path, python: 
         await inst.end_input()
         assert await collect(inst.output()) == b"x\n"
         assert await inst.wait() == 0
+
+
+def test_the_sth_host_moved_out_of_host_bridge_and_the_old_names_still_work_deprecated() -> None:
+    import sth_host
+
+    import host_bridge.sth
+
+    for name in ("STHHost", "STHInstance", "STHError", "STHStartError", "STHInstanceGone"):
+        with pytest.warns(DeprecationWarning, match=f"host_bridge.sth.{name} moved to the test-support package"):
+            assert getattr(host_bridge.sth, name) is getattr(sth_host, name)
+    shipped = sorted(p.name for p in Path(host_bridge.sth.__file__).parent.glob("*.py"))
+    assert shipped == ["__init__.py", "spawn.py"]  # the host itself is not shipped
+    with pytest.raises(AttributeError):
+        host_bridge.sth.NoSuchName  # noqa: B018

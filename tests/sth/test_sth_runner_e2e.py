@@ -1,7 +1,7 @@
 """STH's Python BDD scenarios (reference §7: E2E-014, E2E-015, E2E-010 TC-021) against the real runner.
 
 Each test starts ``python -m runner`` the way STH's process adapter does and
-talks STH's protocol to it (host_bridge.sth.STHHost); the exit code comes only
+talks STH's protocol to it (sth_host.STHHost); the exit code comes only
 from the exit-code file, as on the process adapter.
 """
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from sth_host import STHInstanceGone, STHStartError
 from test_sth_runner_support import ROOT, RUNNER_COMMAND, collect, new_host, read_until, seq, wait_for
 
-from host_bridge.sth import STHInstanceGone, STHStartError, runner_env, sequence_info_for
+from host_bridge.sth import runner_env, sequence_info_for
 from runner.protocol import sth
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -146,7 +147,7 @@ async def test_e2e012_stdout_flood_events_still_delivered(tmp_path: Path) -> Non
 
 async def test_host_not_reading_out_blocks_nothing_else(tmp_path: Path) -> None:
     """OUT is its own socket with its own writer: unread OUT stops only OUT; heartbeats and KILL go on."""
-    async with new_host(tmp_path, buffer_chunks=4) as host:
+    async with new_host(tmp_path, buffer_bytes=1 << 18) as host:
         inst = await host.start(seq("out-flood"))
         await inst.wait_running()
         await anyio.sleep(1.0)  # OUT is full by now (the test never reads it)

@@ -1,7 +1,7 @@
 """Shared pieces of the tests of the real runner over STH's protocol (no tests here).
 
 Every test starts ``python -m runner <startup-log>`` exactly as STH's process
-adapter does (host_bridge.sth.STHHost) and, unless it says otherwise, reads the
+adapter does (sth_host.STHHost) and, unless it says otherwise, reads the
 exit code only from ``/tmp/runner-<pid>`` (``exit_code_source="file"``), as
 the process adapter does: a runner that forgets the file ends with 213.
 """
@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
-from host_bridge.sth import STHHost
+from sth_host import STHHost
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -62,17 +62,9 @@ async def test_missing_monitoring_reply_is_a_disconnect(tmp_path: Path) -> None:
         inst = await host.start(seq("events"))
         await inst.wait_running()
         await inst.health()
-        real_reply = inst._reply
-        silent = True
-
-        async def reply(session: Any, code: int, data: Any) -> None:
-            if silent and code == STHCode.MONITORING_REPLY:
-                return
-            await real_reply(session, code, data)
-
-        inst._reply = reply  # type: ignore[method-assign]
+        inst.reply_to_heartbeats = False
         await wait_for(lambda: not inst.connected, 10)
-        silent = False
+        inst.reply_to_heartbeats = True
         await wait_for(lambda: inst.pings >= 2 and inst.connected, 10)
         assert inst.reconnects == 1
         assert inst.ping is not None and inst.ping["inputHeadersSent"] is False
