@@ -1,27 +1,37 @@
-"""Handing work to the event loop from other threads without ever waiting for it.
+"""The only way from the runner's threads into its event loop, and it never waits for the loop.
 
 anyio's BlockingPortal waits for the loop to accept a task, which is exactly
-what the control plane must not do (the Sequence may be blocking the loop).
-``LoopBridge`` only calls ``loop.call_soon_threadsafe`` and returns a
-``concurrent.futures.Future``; a small serving task starts the work in the
-runner's anyio task group (anyio only spawns from inside a task, not from a
-bare loop callback).
+what the control side must not do (the Sequence may be blocking the loop).
+``LoopBridge`` only calls ``loop.call_soon_threadsafe``: ``call`` runs a function
+on the loop soon, ``start`` runs a coroutine function as a task of the runner's
+anyio task group (anyio only spawns from inside a task, not from a bare loop
+callback; a small serving task does it) and returns a
+``concurrent.futures.Future``. Once the loop is closed (the process is exiting)
+both drop the work.
+
+Users: the ControlHandler (events), StopControl (stop handlers), Heartbeat
+(health probes), InputStream (IN batches) and the output pump (credit came).
+``sys.stdin`` (runner/stdin.py) wakes whichever loop awaits it, which may be one
+the Sequence runs itself, so it calls that loop directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
+import anyio.abc
+
+__all__ = ["LoopBridge"]
+
 
 class LoopBridge:
-    def __init__(self, loop: Any, task_group: Any) -> None:
-        import asyncio
-
+    def __init__(self, loop: asyncio.AbstractEventLoop, task_group: anyio.abc.TaskGroup) -> None:
         self._loop = loop
         self._task_group = task_group
-        self._queue: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
 
     async def serve(self) -> None:
         """Start each handed-over task in the task group (run this as a task of that group)."""
@@ -29,8 +39,11 @@ class LoopBridge:
             self._task_group.start_soon(await self._queue.get())
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop soon; returns at once."""
-        self._loop.call_soon_threadsafe(fn, *args)
+        """Run ``fn(*args)`` on the loop soon; returns at once (nothing happens once the loop closed)."""
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: the process is exiting
+            pass
 
     def start(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Future[Any]:
         """Run ``async_fn(*args)`` as a task of the runner's task group; returns at once."""

@@ -10,7 +10,8 @@ from .protocol import Channel
 from .transport.base import Transport
 
 if TYPE_CHECKING:
-    from .control import ControlPlane
+    from .bridge import LoopBridge
+    from .control import ControlHandler
 
 __all__ = ["InputStream"]
 
@@ -18,10 +19,10 @@ __all__ = ["InputStream"]
 class InputStream:
     """IN bytes, handed from the reader thread in batches, as the Sequence's input iterator."""
 
-    def __init__(self, loop: Any, transport: Transport, control: ControlPlane) -> None:
+    def __init__(self, bridge: LoopBridge, transport: Transport, control: ControlHandler) -> None:
         import asyncio
 
-        self._loop = loop
+        self._bridge = bridge
         self._transport = transport
         self._control = control
         self._lock = threading.Lock()
@@ -35,10 +36,7 @@ class InputStream:
             self._batches.append(batch)
             wake, self._waiting = self._waiting, False
         if wake:
-            try:
-                self._loop.call_soon_threadsafe(self._ready.set)
-            except RuntimeError:  # the loop is closed: the process is exiting
-                pass
+            self._bridge.call(self._ready.set)
 
     async def _next(self) -> list[list[bytes] | None]:
         while True:

@@ -11,7 +11,7 @@ the host of the child path, with the same observable behaviour:
 * ``context.emit`` → ``[event NAME] message``; ``context.logger`` →
   ``[log LEVEL] ...``; ``--event`` calls the ``context.on`` callbacks;
 * SIGINT/SIGTERM: stop handlers with keepalive allowed, under --stop-timeout
-  (a timer thread, so a Sequence blocking the loop still ends); a signal while
+  (the runner's StopPolicy; a deadline thread, so a Sequence blocking the loop still ends); a signal while
   a stop is pending kills (kill handlers, 100 ms); after a keepalive the next
   signal is a final stop. ``context.end()``/``destroy()`` end the run like the
   host's KILL after SEQUENCE_STOPPED does;
@@ -35,8 +35,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from ..deadline_thread import DeadlineThread
 from ..protocol import ExitCode
-from ..protocol.stop import KILL_HANDLER_BUDGET, exit_delay_ms
+from ..protocol.stop import KILL_HANDLER_BUDGET, KeepAlive, StopPolicy, exit_delay_ms
 from .events_in import forward_events
 from .options import RunOptions
 from .render import Render
@@ -123,7 +124,11 @@ def _hard_exit(code: int) -> None:
 
 
 class InlineBackend:
-    """ContextBackend of an inline run, and the host's decisions too."""
+    """ContextBackend of an inline run, and the host's decisions too.
+
+    Stops follow the runner's StopPolicy (runner/protocol/stop.py): the same deadline,
+    keepalive and exit-code rules; a DeadlineThread keeps the deadline while the
+    Sequence may block the loop."""
 
     def __init__(self, render: Render, opts: RunOptions) -> None:
         self.render = render
@@ -131,14 +136,11 @@ class InlineBackend:
         self.context: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.finished: asyncio.Future[int] | None = None
-        self.stop_requested = False
         self.kill_requested = False
+        self._policy = StopPolicy()
         self._lock = threading.RLock()  # RLock: a signal handler may interrupt its holder
         self._stop_pending = False  # set first thing by a signal: a second one kills
-        self._stop_deadline: float | None = None  # monotonic; None: no stop pending
-        self._stop_can_keepalive = False
-        self._kept_alive = False
-        self._timer: threading.Timer | None = None
+        self._clock = DeadlineThread(self._next_deadline, self._deadline_passed, "inline-stop-deadline")
 
     # -- ContextBackend
     def emit(self, event_name: str, message: Any) -> None:
@@ -146,13 +148,10 @@ class InlineBackend:
 
     def keep_alive(self, ms: float) -> None:
         with self._lock:
-            allowed = self._stop_deadline is not None and self._stop_can_keepalive
-            if allowed:
-                self._kept_alive = True
-                self._stop_deadline = None
+            verdict = self._policy.keep_alive()
+            if verdict is KeepAlive.SEND:
                 self._stop_pending = False
-                self._cancel_timer()
-        if allowed:
+        if verdict is KeepAlive.SEND:
             self.render.note(f"the Sequence asked to keep running (keepalive {ms:g} ms); "
                              "Ctrl-C again stops it for good")
 
@@ -163,8 +162,8 @@ class InlineBackend:
         self._sequence_stopped(error)
 
     def stop_time_remaining_ms(self) -> float | None:
-        deadline = self._stop_deadline
-        return None if deadline is None else max(0.0, (deadline - time.monotonic()) * 1000.0)
+        with self._lock:
+            return self._policy.remaining_ms(time.monotonic())
 
     # -- lifecycle
     def _sequence_stopped(self, error: BaseException | None) -> None:
@@ -187,7 +186,7 @@ class InlineBackend:
     def kill(self, reason: str, *, hard: bool = False) -> None:
         """KILL: kill handlers (bounded), then end with 137, or 138 after a stop."""
         self.kill_requested = True
-        code = int(ExitCode.STOPPED if self.stop_requested else ExitCode.KILLED)
+        code = self._policy.kill_exit_code()
         self.render.note(f"{reason}; ending with {code}", always=False)
         if self.context is not None:
             self.context.run_kill_handlers(KILL_HANDLER_BUDGET)
@@ -196,47 +195,35 @@ class InlineBackend:
             _hard_exit(code)
         self.finish(code)
 
-    def begin_stop(self, timeout_ms: float, can_keepalive: bool) -> None:
-        """Any thread: a stop is pending from now on; a timer thread keeps its deadline."""
+    def begin_stop(self, timeout_ms: float, can_keepalive: bool) -> int:
+        """Any thread: a stop is pending from now on (its id); the deadline thread keeps its deadline."""
         with self._lock:
-            self.stop_requested = True
-            self._stop_deadline = time.monotonic() + timeout_ms / 1000.0
-            self._stop_can_keepalive = can_keepalive
-            self._kept_alive = False
-            self._cancel_timer()
-            timer = threading.Timer(timeout_ms / 1000.0, self._deadline_passed, (timeout_ms,))
-            timer.daemon = True
-            self._timer = timer
-        timer.start()
+            stop_id = self._policy.begin(timeout_ms, can_keepalive, time.monotonic())
+        self._clock.poke()
+        return stop_id
 
-    def run_stop_handlers(self, timeout_ms: float, can_keepalive: bool) -> None:
-        """On the loop: run the stop handlers of the pending stop."""
+    def run_stop_handlers(self, stop_id: int, timeout_ms: float, can_keepalive: bool) -> None:
+        """On the loop: run the stop handlers of stop ``stop_id``."""
         assert self.context is not None
 
         async def handlers() -> None:
             error = await self.context.run_stop_handlers(timeout_ms, can_keepalive)
             with self._lock:
-                if self._stop_deadline is None and not self._kept_alive:
-                    return  # the deadline acted already
-                self._stop_deadline = None
-                self._cancel_timer()
-                kept_alive = self._kept_alive and can_keepalive
-            if not kept_alive:
+                ends_the_stop = self._policy.handlers_finished(stop_id)
+            if ends_the_stop:
                 self._sequence_stopped(error)
 
         asyncio.ensure_future(handlers())
 
-    def _deadline_passed(self, timeout_ms: float) -> None:
+    def _next_deadline(self) -> float | None:
         with self._lock:
-            if self._stop_deadline is None:
-                return
-            self._stop_deadline = None
-        self.kill(f"stop handlers did not finish within {timeout_ms:g} ms", hard=True)
+            return self._policy.next_deadline()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _deadline_passed(self, now: float) -> None:
+        with self._lock:
+            timeout_ms = self._policy.expire(now)
+        if timeout_ms is not None:
+            self.kill(f"stop handlers did not finish within {timeout_ms:g} ms", hard=True)
 
     def on_signal(self, signum: int, _frame: Any = None) -> None:
         """Main thread, between bytecodes (also while the Sequence blocks the loop). A second
@@ -248,11 +235,10 @@ class InlineBackend:
             self.kill(f"signal {name}", hard=True)
             return
         self._stop_pending = True
-        can_keepalive = not self.stop_requested  # after a keepalive: a final stop
-        self.stop_requested = True
+        can_keepalive = not self._policy.stop_requested  # after a keepalive: a final stop
         timeout = self.opts.stop_timeout_ms
-        self.begin_stop(timeout, can_keepalive)
-        self.loop.call_soon_threadsafe(self.run_stop_handlers, timeout, can_keepalive)
+        stop_id = self.begin_stop(timeout, can_keepalive)
+        self.loop.call_soon_threadsafe(self.run_stop_handlers, stop_id, timeout, can_keepalive)
         if can_keepalive:
             self.render.note(f"{name}: stopping the Sequence (stop handlers get {timeout:g} ms; again to kill)")
         else:

@@ -57,6 +57,9 @@ class Transport(ABC):
     #: The host shows the process's real stderr as the instance's crash log (STH does): a failed
     #: Sequence's traceback goes there too, not only to the STDERR channel.
     stderr_is_crash_log: bool = False
+    #: ``context.exit_timeout`` before the Sequence sets it: ms between SEQUENCE_COMPLETED and the
+    #: exit (0 on protocol v1; STH mode's default, docs/sth-compat.md §3).
+    exit_timeout_ms: int = 0
 
     @abstractmethod
     def handshake(self, hello: Ping, timeout: float) -> Pong:

@@ -23,7 +23,6 @@ from typing import Any
 
 from ..protocol import (
     NEED_DATA,
-    Channel,
     CreditAvailable,
     Data,
     EndOfStream,
@@ -90,7 +89,6 @@ class NativeTransport(Transport):
         self._progress_at = 0.0  # when credit last came
         #: Bytes a direct send (``_send_now``) could not write: the writer sends them first.
         self._carry: list[Any] = []
-        self._reader: threading.Thread | None = None
 
     def _channel_writer(self, channel: int) -> ChannelWriter:
         def sink(data: Any) -> int:
@@ -143,14 +141,10 @@ class NativeTransport(Transport):
     # -- threads -------------------------------------------------------------------
     def start(self, handler: TransportHandler) -> None:
         self._handler = handler
-        self._reader = threading.Thread(target=self._read_loop, name="runner-reader", daemon=True)
         writer = threading.Thread(target=self._write_loop, name="runner-writer", daemon=True)
+        reader = threading.Thread(target=self._read_loop, name="runner-reader", daemon=True)
         writer.start()
-        self._reader.start()
-
-    @property
-    def reader_thread(self) -> threading.Thread | None:
-        return self._reader
+        reader.start()
 
     def _read_loop(self) -> None:
         ident = threading.get_ident()
@@ -332,14 +326,6 @@ class NativeTransport(Transport):
     @property
     def broken(self) -> bool:
         return self._broken
-
-    @property
-    def lifecycle_state(self) -> str:
-        return self._conn.state.value
-
-    @property
-    def channels(self) -> dict[str, ChannelWriter]:
-        return {Channel(ch).name.lower(): w for ch, w in self._writers.items()}
 
 
 def _report_bug(exc: BaseException) -> None:

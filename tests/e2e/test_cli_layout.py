@@ -77,3 +77,13 @@ def test_the_cli_and_its_docs_name_only_files_that_exist():
             if not (REPO / named).exists():
                 missing.setdefault(named, []).append(path.name)
     assert not missing, missing
+
+
+def test_the_cli_stop_timeout_default_is_the_runners_signal_stop_timeout():
+    """``run --help`` must not import runner.protocol (start-up time), so the CLI writes the number
+    itself; it is the same grace period as the runner's own stop on SIGTERM, defined once."""
+    from runner.cli.options import RunOptions, _parser_run
+    from runner.protocol.stop import SIGNAL_STOP_TIMEOUT_MS
+
+    assert RunOptions.stop_timeout_ms == SIGNAL_STOP_TIMEOUT_MS
+    assert _parser_run("run").get_default("stop_timeout") == SIGNAL_STOP_TIMEOUT_MS
