@@ -1,9 +1,10 @@
 """The ASGI app: routes under the API base, errors as JSON, auth, CORS, and the lifespan
-that opens the store, the bridge and the registry (and stops every Instance at the end)."""
+that opens the store, the runtime, the bridge and the registry (and stops every Instance at the end)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,7 @@ from .config import HubConfig, logging_level
 from .http import HTTPError, TokenAuth, error
 from .instances import InstanceRegistry
 from .logs import LogFeed
+from .runtimes import RuntimeUnavailable, make_runtime
 from .state import HubState
 from .store import Store
 from .topics import TopicRouter
@@ -48,24 +50,32 @@ def create_app(config: HubConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub_logger = logging.getLogger("hub")
         hub_logger.setLevel(logging_level(config.log_level))
+        # the docker runtime's engine calls: one INFO line per call is noise below debug
+        logging.getLogger("httpx").setLevel(min(logging.WARNING, logging_level(config.log_level) + 10))
         hub_logger.addHandler(log_feed)
         psutil.cpu_percent(interval=None)  # the first call only starts the measurement
         store = await Store.open(config.store)
         topics = TopicRouter()
+        runtime = make_runtime(config)
         try:
-            async with Bridge(python=config.python, stop_timeout_ms=config.stop_timeout_ms,
-                              handshake_timeout=config.handshake_timeout) as bridge, \
+            # the runtime outlives the bridge: containers are removed after every Instance ended
+            async with runtime, Bridge(python=config.python, stop_timeout_ms=config.stop_timeout_ms,
+                                       handshake_timeout=config.handshake_timeout) as bridge, \
                     anyio.create_task_group() as tg:
-                registry = InstanceRegistry(config, store, topics, bridge, tg)
+                await runtime.attach(bridge)
+                registry = InstanceRegistry(config, store, topics, runtime, bridge, tg)
                 await registry.load()
                 state = HubState(config, store, topics, registry, log_feed)
                 app.state.hub = state
-                logger.info("hub ready, store %s", config.store)
+                logger.info("hub ready (runtime %s), store %s", runtime.name, config.store)
                 yield
                 state.closing = True
                 with anyio.CancelScope(shield=True):
                     await registry.shutdown()
                 tg.cancel_scope.cancel()
+        except RuntimeUnavailable as exc:
+            print(f"hub: {exc}", file=sys.stderr, flush=True)
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()

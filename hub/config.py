@@ -22,10 +22,20 @@ examples:
   python -m hub --port 9000 --store ./hub-data   # another port and store
   SEQUENCE_HUB_TOKEN=s3cret python -m hub        # every request needs 'Authorization: Bearer s3cret'
   python -m hub --host 0.0.0.0 --token s3cret --max-instances 20
+  python -m hub --runtime docker --memory-limit 256 --cpu-limit 0.5   # each Instance in a container
   curl -s http://127.0.0.1:8000/api/v1/version
 
 Each flag is also an environment variable: --max-instances is SEQUENCE_HUB_MAX_INSTANCES.
 """
+
+
+RUNTIMES = ("process", "docker")
+
+
+def default_docker_host() -> str:
+    """$DOCKER_HOST when it names a unix socket, else the engine's usual socket."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return host if host.startswith("unix://") else "unix:///var/run/docker.sock"
 
 
 def default_store() -> Path:
@@ -61,6 +71,11 @@ class HubConfig:
     keep_ended: int = 200  # ended Instances kept in memory (their streams); summaries stay on disk
     cors_origins: tuple[str, ...] = ()
     python: str = sys.executable
+    runtime: str = "process"  # where Instances run: "process" or "docker" (hub/runtimes/)
+    runner_image: str = "sequence-runner:local"  # docker: the image of every Instance's container
+    docker_host: str = field(default_factory=default_docker_host)  # docker: the engine's unix socket
+    memory_limit_mib: float = 512.0  # docker: per Instance unless the start says otherwise; 0: none
+    cpu_limit: float = 0.0  # docker: CPUs per Instance unless the start says otherwise; 0: none
 
     def public(self) -> dict[str, Any]:
         """What GET /config shows: everything but the token."""
@@ -82,7 +97,7 @@ class HubConfig:
                 "freeSpace": self.requirements.free_space_mib,
             },
             "corsOrigins": list(self.cors_origins),
-            "runtimeAdapter": "process",
+            "runtimeAdapter": self.runtime,
         }
 
 
@@ -90,6 +105,12 @@ def _api_base(value: str) -> str:
     value = "/" + value.strip("/")
     if value == "/" or any(not part or part in (".", "..") for part in value[1:].split("/")):
         raise argparse.ArgumentTypeError(f"--api-base {value!r} must be a path like /api/v1")
+    return value
+
+
+def _runtime(value: str) -> str:
+    if value not in RUNTIMES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a runtime: choose {' or '.join(RUNTIMES)}")
     return value
 
 
@@ -127,6 +148,14 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--max-cpu-load", "cpu_load_percent", _positive(float), "refuse starts above this CPU load %% (default 0: off)"),
     ("--min-free-space", "free_space_mib", _positive(float), "MiB free in the store a start needs (128)"),
     ("--cors-origin", "cors_origins", str, "allow CORS from these origins (comma-separated; default: no CORS)"),
+    ("--runtime", "runtime", _runtime, "where Instances run: process (default) or docker (a container each)"),
+    ("--runner-image", "runner_image", str, "docker: the runner image (default sequence-runner:local)"),
+    ("--docker-host", "docker_host", str, ("docker: the engine's socket (default $DOCKER_HOST or "
+                                           "unix:///var/run/docker.sock)")),
+    ("--memory-limit", "memory_limit_mib", _positive(float), ("docker: MiB per Instance (512; 0: none); "
+                                                              "a start's limits.memory overrides it")),
+    ("--cpu-limit", "cpu_limit", _positive(float), ("docker: CPUs per Instance (default 0: none); "
+                                                    "a start's limits.cpu overrides it")),
 ]
 
 

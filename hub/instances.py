@@ -1,6 +1,7 @@
 """The Instance registry: starts Sequences through host_bridge and keeps what the API shows.
 
-Each live Instance gets a Tap per channel (taps.py), its summary (records.py),
+Instances start through the configured runtime (hub/runtimes/: a process or a container);
+the registry only sees host_bridge's Instance. Each live Instance gets a Tap per channel (taps.py), its summary (records.py),
 saved to the store when it starts and when it ends, and its topic wiring: an
 output topic makes the topic one more reader of the output; an input topic
 feeds the topic's items into the input (and the API's input answers 405).
@@ -22,13 +23,14 @@ from host_bridge import Bridge, ChannelClosed, Instance, InstanceNotRunning, Sta
 
 from .config import HubConfig
 from .records import InstanceSummary, SequenceRecord
+from .runtimes import Leftover, Limits, Runtime, StartRequest
 from .store import Store
 from .taps import Tap
 from .topics import Actor, TopicRouter
 
 logger = logging.getLogger("hub.instances")
 MiB = 1 << 20
-LOST = "the hub stopped while this Instance was running; its runner exited with the hub"
+LOST = "the hub stopped while this Instance was running"
 
 
 class Refused(Exception):
@@ -78,6 +80,8 @@ class HubInstance:
 
 def hub_status(inst: Instance) -> str:
     """host_bridge's status, with "stopped" and "killed" for ends the hub asked for."""
+    if inst.done.is_set() and inst.info.killed_by == "oom-killer":
+        return "errored"  # STH would say "completed" for its 137; the hub says what happened
     if inst.done.is_set() and inst.status is Status.COMPLETED:
         if inst.stop_requested:
             return "stopped"
@@ -104,19 +108,22 @@ def _topic_name(value: Any, key: str) -> str | None:
 
 
 class InstanceRegistry:
-    def __init__(self, config: HubConfig, store: Store, topics: TopicRouter, bridge: Bridge,
+    def __init__(self, config: HubConfig, store: Store, topics: TopicRouter, runtime: Runtime, bridge: Bridge,
                  tg: anyio.abc.TaskGroup) -> None:
         self.config = config
         self.store = store
         self.topics = topics
+        self.runtime = runtime
         self.bridge = bridge
         self.tg = tg
         self.live: dict[str, HubInstance] = {}
         self.past: dict[str, InstanceSummary] = {}
 
     async def load(self) -> None:
-        """Read the summaries of earlier runs; Instances a dead hub left "running" become errored."""
-        lost = await self.store.mark_lost(LOST)
+        """Read the summaries of earlier runs; Instances a dead hub left "running" become errored, and
+        what it left in the runtime (containers) is removed and named in their reason."""
+        leftovers = await self.runtime.recover()
+        lost = await self.store.mark_lost(LOST, lost_reasons(leftovers, self.runtime.name))
         for instance_id in lost:
             logger.warning("Instance %s was running when the hub stopped: marked errored", instance_id)
         self.past = {s.id: s for s in await self.store.instances()}
@@ -152,15 +159,16 @@ class InstanceRegistry:
             raise Refused(f"Insufficient Space on Resource: {free_disk:.0f} MiB free disk < {req.free_space_mib}")
 
     async def start(self, record: SequenceRecord, app_config: dict[str, Any], args: list[Any] | None,
-                    input_topic: str | None = None, output_topic: str | None = None) -> HubInstance:
+                    input_topic: str | None = None, output_topic: str | None = None,
+                    limits: Limits | None = None) -> HubInstance:
         self.check_capacity()
-        instance = await self.bridge.spawn(
-            self.store.package_dir(record), args=args, app_config=app_config,
-            python=self.config.python, stop_timeout_ms=self.config.stop_timeout_ms,
-        )
+        started = await self.runtime.start(StartRequest(record.id, self.store.package_dir(record), app_config, args,
+                                                        limits or Limits()))
+        instance = started.instance
         summary = InstanceSummary(
             id=instance.id, sequence=record.id, sequence_name=record.name, app_config=app_config,
             args=args, created=instance.info.created or datetime.now(timezone.utc), pid=instance.pid,
+            details=started.details,
         )
         taps = {
             "output": Tap("output", instance.output(), pipe=True),
@@ -176,8 +184,8 @@ class InstanceRegistry:
         hub_inst.output_topic = output_topic or _topic_name(record.package.get("provides"), "provides")
         self._wire_topics(hub_inst)
         self.tg.start_soon(self._watch, hub_inst)  # records it at once, beside the start's wait for the runner
-        logger.info("Instance %s of Sequence %s (%s) starting, pid %s", instance.id, record.id, record.name,
-                    instance.pid)
+        logger.info("Instance %s of Sequence %s (%s) starting (%s), pid %s", instance.id, record.id, record.name,
+                    started.details.get("container", self.runtime.name), instance.pid)
         return hub_inst
 
     async def _watch(self, hub_inst: HubInstance) -> None:
@@ -265,6 +273,15 @@ class InstanceRegistry:
                 await hub_inst.instance.wait()
         for hub_inst in running:
             await self.store.save_instance(hub_inst.refresh())
+
+
+def lost_reasons(leftovers: list[Leftover], runtime: str) -> dict[str, str]:
+    """Why each Instance of a dead hub ended, by id: what the restart found of it, if anything."""
+    reasons = {left.instance_id: f"{LOST}; {left.what} was left and is now removed"
+               for left in leftovers if left.instance_id}
+    default = "its runner exited with the hub" if runtime == "process" else f"nothing of it was left ({runtime})"
+    reasons[""] = f"{LOST}; {default}"
+    return reasons
 
 
 async def _cancel_when_done(instance: Instance, scope: anyio.CancelScope) -> None:

@@ -40,7 +40,7 @@ _OPERATIONS: list[tuple[str, str, str, str | None, dict[str, str]]] = [
      {"200": "id", "404": "not found", "409": "Instances of it run"}),
     ("get", "/sequence/{id}/instances", "Ids of the Sequence's Instances", None,
      {"200": "list", "404": "not found"}),
-    ("post", "/sequence/{id}/start", "Start an Instance {appConfig, args, inputTopic, outputTopic}",
+    ("post", "/sequence/{id}/start", "Start an Instance {appConfig, args, inputTopic, outputTopic, limits: {memory, cpu}}",
      "application/json", {"200": "id", "400": "bad body", "404": "not found", "413": "body too large",
                           "500": "the runner failed to start", "507": "limits say no"}),
     ("get", "/instances", "Every Instance (running and ended)", None, {"200": "list"}),

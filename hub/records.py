@@ -90,6 +90,7 @@ class InstanceSummary:
     provides: str | None = None
     requires: str | None = None
     pid: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # what the runtime adds (container, limits)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def lose(self, reason: str) -> None:
@@ -116,6 +117,7 @@ class InstanceSummary:
             body["exitCode"] = self.exit_code
             body["reason"] = self.reason
             body["terminated"] = {"exitcode": self.exit_code, "reason": self.reason}
+        body.update(self.details)
         body.update(self.extra)
         return body
 

@@ -24,7 +24,8 @@ async def version(request: Request) -> Response:
 
 
 async def config(request: Request) -> Response:
-    return JSONResponse(hub(request).config.public())
+    state = hub(request)
+    return JSONResponse({**state.config.public(), "runtime": state.registry.runtime.public()})
 
 
 def _mount_of(path: str) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -13,6 +14,7 @@ from host_bridge import SpawnError
 from .http import HTTPError, read_json, request_chunks
 from .instances import Refused
 from .records import SequenceRecord, is_valid_topic
+from .runtimes import Limits
 from .state import HubState, hub, sequence_or_404
 from .store import InvalidPackage, NameTaken, PackageTooLarge
 
@@ -102,6 +104,25 @@ async def delete_sequence(request: Request) -> Response:
     return JSONResponse({"id": record.id})
 
 
+def _number(limits: dict[str, Any], key: str, low: float, high: float, unit: str) -> float | None:
+    value = limits.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise HTTPError(400, f"limits.{key} must be a number of {unit} from {low:g} to {high:.0f}")
+    return float(value)
+
+
+def _limits(body: dict[str, Any]) -> Limits | None:
+    """``limits: {memory: MiB, cpu: CPUs}`` (STH's InstanceLimits.memory, plus cpu); None when absent."""
+    limits = body.get("limits")
+    if limits is None:
+        return None
+    if not isinstance(limits, dict) or set(limits) - {"memory", "cpu"}:
+        raise HTTPError(400, 'limits must be a JSON object {"memory": <MiB>, "cpu": <CPUs>}')
+    return Limits(_number(limits, "memory", 8, 1 << 20, "MiB"), _number(limits, "cpu", 0.01, os.cpu_count() or 1, "CPUs"))
+
+
 def _start_options(body: Any) -> tuple[dict[str, Any], list[Any] | None, str | None, str | None]:
     if body is None:
         body = {}
@@ -127,12 +148,16 @@ def _start_options(body: Any) -> tuple[dict[str, Any], list[Any] | None, str | N
 async def start_sequence(request: Request) -> Response:
     state = hub(request)
     record = await sequence_or_404(request)
-    app_config, args, input_topic, output_topic = _start_options(
-        await read_json(request, state.config.max_body_bytes))
+    body = await read_json(request, state.config.max_body_bytes)
+    app_config, args, input_topic, output_topic = _start_options(body)
+    limits = _limits(body or {})
+    if limits is not None and not state.registry.runtime.enforces_limits:
+        raise HTTPError(400, f"limits: the {state.registry.runtime.name} runtime cannot enforce them; "
+                             "start the hub with --runtime docker")
     if state.closing:
         raise HTTPError(503, "the hub is shutting down")
     try:
-        hub_inst = await state.registry.start(record, app_config, args, input_topic, output_topic)
+        hub_inst = await state.registry.start(record, app_config, args, input_topic, output_topic, limits)
     except Refused as exc:
         raise HTTPError(507, str(exc)) from None
     except SpawnError as exc:

@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -238,12 +238,14 @@ class Store:
 
         return await self._run(select)
 
-    async def mark_lost(self, reason: str) -> list[str]:
-        """Instances recorded as running by a hub that died: errored, with ``reason``; their ids."""
+    async def mark_lost(self, reason: str, reasons: Mapping[str, str] | None = None) -> list[str]:
+        """Instances recorded as running by a hub that died: errored, with ``reasons[id]``, else
+        ``reasons[""]``, else ``reason``; their ids."""
+        reasons = reasons or {}
         lost: list[str] = []
         for summary in await self.instances():
             if summary.ended is None:
-                summary.lose(reason)
+                summary.lose(reasons.get(summary.id) or reasons.get("") or reason)
                 await self.save_instance(summary)
                 lost.append(summary.id)
         return lost
