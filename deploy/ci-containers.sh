@@ -2,7 +2,8 @@
 # CI's container step (called from .ci/run after the suite's first pass; needs .venv):
 # install the Docker engine (Debian's docker.io) and debootstrap if missing, start dockerd unless
 # one answers, build the images (scripts/build-image: cached on this machine, outside the
-# checkout), run tests/containers, stop the dockerd it started.
+# checkout), run tests/containers and the hub's REST tests in docker mode (tests/hub, `-m docker`:
+# the hub's --runtime docker), stop the dockerd it started.
 #
 # dockerd runs with --bridge=none and no iptables: the tests use host networking or none, never
 # Docker's default bridge. If the engine cannot be installed or started for a reason outside the
@@ -78,5 +79,5 @@ if install_engine && start_engine; then
     bash scripts/build-image
     stamp "images ready"
 fi
-.venv/bin/python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" tests/containers
-stamp "container tests done"
+.venv/bin/python -m pytest -q -p no:cacheprovider -n "${PYTEST_WORKERS:-2}" -m docker tests/containers tests/hub
+stamp "container tests done (tests/containers, and tests/hub with --runtime docker)"

@@ -5,16 +5,14 @@ of the runner image that connects back to the bridge's listener, and drives it t
 Networking is never Docker's default bridge: ``--network none`` with the listener's unix socket
 directory mounted in, or ``--network host`` with a TCP listener on 127.0.0.1.
 
-The engine and images are found once per test process; without them every test here is skipped
-with the reason, unless SEQUENCE_RUNNER_REQUIRE_DOCKER=1 (set by deploy/ci-containers.sh once it
-has an engine), which turns a missing engine or image into a failure.
+The engine and images are found once per test process (tests/docker_engine.py, shared with the hub's
+docker-runtime tests); without them every test here is skipped with the reason, unless
+SEQUENCE_RUNNER_REQUIRE_DOCKER=1 (set by deploy/ci-containers.sh once it has an engine).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import shutil
 import subprocess
 import uuid
@@ -25,48 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
+from docker_engine import IMAGE, STH_IMAGE  # noqa: F401 - the tests here import them from this module
 
 from host_bridge import Bridge, Instance
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_sequences"
 HERE_SEQUENCES = Path(__file__).resolve().parent / "sequences"
-IMAGE = os.environ.get("SEQUENCE_RUNNER_IMAGE", "sequence-runner:local")
-STH_IMAGE = os.environ.get("SEQUENCE_RUNNER_STH_IMAGE", "sequence-runner:sth-local")
 #: every container a test starts carries it, so leftovers can be found and removed
 TEST_LABEL = "org.sequence-runner.test"
 SOCKET_DIR_IN_CONTAINER = "/run/hub"
 RUNNER_UID = 1200
-
-
-@functools.cache
-def docker_unavailable() -> str | None:
-    """Why containers cannot run here, or None when the engine and both images are there."""
-    why = os.environ.get("SEQUENCE_RUNNER_DOCKER_UNAVAILABLE")  # set by deploy/ci-containers.sh
-    if why:
-        return why
-    if shutil.which("docker") is None:
-        return "no docker client on PATH"
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                          check=False, capture_output=True, text=True, timeout=30)
-    if info.returncode != 0:
-        return f"no Docker engine answers: {info.stderr.strip() or info.stdout.strip()}"
-    for image in (IMAGE, STH_IMAGE):
-        found = subprocess.run(["docker", "image", "inspect", image], check=False,
-                               capture_output=True, timeout=30)
-        if found.returncode != 0:
-            return f"image {image} is not built (run scripts/build-image)"
-    return None
-
-
-def require_docker() -> None:
-    why = docker_unavailable()
-    if why is None:
-        return
-    if os.environ.get("SEQUENCE_RUNNER_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"SEQUENCE_RUNNER_REQUIRE_DOCKER=1 but {why}")
-    pytest.skip(why)
 
 
 async def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:

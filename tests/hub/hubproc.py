@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+from docker_engine import IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_sequences"
@@ -69,6 +70,11 @@ class HubProcess:
 
     def output(self) -> str:
         return "".join(self.lines)
+
+
+def runtime_args(runtime: str) -> tuple[str, ...]:
+    """The hub's flags for a runtime: "process" (the default) or "docker" (the test image)."""
+    return ("--runtime", "docker", "--runner-image", IMAGE) if runtime == "docker" else ()
 
 
 def package(sample: str | Path, name: str | None = None) -> bytes:

@@ -1,10 +1,12 @@
 """The store outlives the hub: Sequences and ended Instances survive a restart; Instances that
-were running when the hub died are reported as such."""
+were running when the hub died are reported as such (in docker mode: their containers, found by
+the hub's label, are removed and named in the reason)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from typing import Any
 
 import psutil
@@ -12,7 +14,13 @@ from flows import TEXT, start, wait_ended, wait_for
 from hubproc import package
 
 
-def test_sequences_and_ended_instances_survive_a_restart(hub_factory: Any) -> None:
+def containers_named(name: str) -> list[str]:
+    found = subprocess.run(["docker", "ps", "--all", "--quiet", "--filter", f"name=^{name}$"],
+                           capture_output=True, text=True, check=True)
+    return found.stdout.split()
+
+
+def test_sequences_and_ended_instances_survive_a_restart(hub_factory: Any, runtime: str) -> None:
     first = hub_factory()
     with first.client() as c:
         seq = c.post("/sequence", content=package("hello"), headers={"x-name": "greeter"}).json()["id"]
@@ -22,12 +30,15 @@ def test_sequences_and_ended_instances_survive_a_restart(hub_factory: Any) -> No
         before = wait_ended(c, done)
         running_seq = c.post("/sequence", content=package("events")).json()["id"]
         running = start(c, running_seq)
-        pid = c.get(f"/instance/{running}").json()["pid"]
+        shown = c.get(f"/instance/{running}").json()
+        pid, container = shown["pid"], shown.get("container")
     os.kill(first.proc.pid, signal.SIGKILL)  # the hub dies; nothing gets to stop or record anything
     first.proc.wait()
-    # the runner notices its hub is gone and exits by itself
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-             what="the orphaned runner to exit")
+    if runtime == "process":  # the runner notices its hub is gone and exits by itself
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                 what="the orphaned runner to exit")
+    else:  # its container stays (the hub died before removing it), for the next hub to find
+        assert container == f"sequence-{running}" and containers_named(container)
     second = hub_factory(store=first.store)
     with second.client() as c:
         assert {s["id"]: s["name"] for s in c.get("/sequences").json()} == {seq: "greeter", running_seq: "events"}
@@ -35,6 +46,10 @@ def test_sequences_and_ended_instances_survive_a_restart(hub_factory: Any) -> No
         assert after == before
         lost = c.get(f"/instance/{running}").json()
         assert lost["status"] == "errored" and "hub stopped while this Instance was running" in lost["reason"]
+        if runtime == "docker":
+            assert f"container {container} (" in lost["reason"] and "now removed" in lost["reason"]
+            assert containers_named(container) == []
+            assert c.get(f"/instance/{done}").json()["container"] == f"sequence-{done}"
         assert {i["id"] for i in c.get("/instances").json()} >= {done, running}
         assert c.get(f"/sequence/{seq}/instances").json() == [done]
         again = start(c, seq)  # a restored Sequence starts
