@@ -23,13 +23,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .protocol import sth
-from .protocol.stop import MAX_EXIT_TIMEOUT_MS
+from .protocol.stop import MAX_EXIT_TIMEOUT_MS, STH_EXIT_TIMEOUT_MS
 
 #: Tuning for operators and tests (STH passes them through ``runnerEnvs``).
 ENV_RECONNECT_DELAY = "SEQUENCE_RUNNER_STH_RECONNECT_DELAY"  # seconds, default 10 (STH-Node)
 ENV_REPLY_TIMEOUT = "SEQUENCE_RUNNER_STH_REPLY_TIMEOUT"  # seconds, default 1 (STH-Node); 0 = never
-ENV_EXIT_TIMEOUT = "SEQUENCE_RUNNER_STH_EXIT_TIMEOUT_MS"  # default 1000, below STH's 15 s watchdog
-DEFAULT_EXIT_TIMEOUT_MS = 1000
+ENV_EXIT_TIMEOUT = "SEQUENCE_RUNNER_STH_EXIT_TIMEOUT_MS"  # default STH_EXIT_TIMEOUT_MS
 
 INVALID_ENV = 20
 INVALID_SEQUENCE_PATH = 21
@@ -93,7 +92,7 @@ def parse_env(env: Mapping[str, str]) -> Any:
     if not os.path.exists(sequence_path):
         raise STHEnvError(INVALID_SEQUENCE_PATH, f"SEQUENCE_PATH {sequence_path!r} does not exist "
                                                  "(check `main` in the Sequence's package.json)")
-    exit_timeout = _number(env, ENV_EXIT_TIMEOUT, DEFAULT_EXIT_TIMEOUT_MS)
+    exit_timeout = _number(env, ENV_EXIT_TIMEOUT, STH_EXIT_TIMEOUT_MS)
     cfg = STHConfig(
         host=env["INSTANCES_SERVER_HOST"],
         port=int(port_text),

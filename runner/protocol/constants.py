@@ -49,7 +49,6 @@ MESSAGE_CHANNELS = frozenset({Channel.CONTROL, Channel.MONITORING, Channel.EVENT
 HOST_TO_RUNNER = frozenset({Channel.STDIN, Channel.IN})
 #: Data channels written by the runner (host reads them).
 RUNNER_TO_HOST = frozenset({Channel.STDOUT, Channel.STDERR, Channel.OUT, Channel.LOG})
-VALID_CHANNELS = frozenset(int(c) for c in Channel)
 
 
 class Code(enum.IntEnum):

@@ -35,6 +35,9 @@ KILL_HANDLER_BUDGET = 0.1
 EXIT_BUDGET = 0.5
 #: The most a Sequence's ``context.exit_timeout`` may delay the exit after SEQUENCE_COMPLETED.
 MAX_EXIT_TIMEOUT_MS = 10_000
+#: ``context.exit_timeout`` in STH mode unless set (docs/sth-compat.md §3): well below STH's
+#: 15 s exit watchdog; protocol v1 exits at once (0).
+STH_EXIT_TIMEOUT_MS = 1000
 
 
 def exit_delay_ms(exit_timeout: float | None) -> int:

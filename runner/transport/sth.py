@@ -39,6 +39,7 @@ from ..protocol.errors import LocalProtocolError
 from ..protocol.events import Message
 from ..protocol.sth import STHChannel
 from ..protocol.sth_translator import STHTranslator
+from ..protocol.stop import STH_EXIT_TIMEOUT_MS
 from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
 from .sth_sockets import Heartbeat, Outbound, connect_all, destroy, half_close, write_exit_code
 
@@ -75,7 +76,7 @@ class STHConfig:
     connect_timeout: float = 10.0
     reply_timeout: float = 1.0
     reconnect_delay: float = 10.0
-    exit_timeout_ms: int = 1000
+    exit_timeout_ms: int = STH_EXIT_TIMEOUT_MS
     exit_code_dir: str = "/tmp"
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
