@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -41,15 +40,22 @@ from ..protocol.sth import STHChannel
 from ..protocol.sth_translator import STHTranslator
 from ..protocol.stop import STH_EXIT_TIMEOUT_MS
 from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
-from .sth_sockets import Heartbeat, Outbound, connect_all, destroy, half_close, write_exit_code
+from .sth_sockets import (
+    Heartbeat,
+    InputWindows,
+    Outbound,
+    any_hung_up,
+    connect_all,
+    destroy,
+    half_close,
+    write_exit_code,
+)
 
 log = logging.getLogger("runner")
 
 RECV_SIZE = 256 * 1024
 #: MONITORING bytes held while the host cannot take them (messages beyond it are refused).
 MONITORING_LIMIT = 1 << 20
-#: Input bytes delivered to the core and not yet taken by the Sequence before the reader pauses.
-INPUT_WINDOW = 1 << 20
 #: IN/STDIN EOF is the end of input unless the host is gone: STH-Node waits 500 ms for CONTROL to
 #: end too. Here CONTROL and the outbound connections (which a host never ends while it is there)
 #: are asked at once (POLLRDHUP: the peer's FIN has arrived, even behind unread data) and for at
@@ -57,7 +63,6 @@ INPUT_WINDOW = 1 << 20
 #: so their FINs follow IN's by microseconds, while a real end of input no longer waits half a
 #: second before run() can finish (issue 13 part 3).
 EOF_SETTLE = 0.002
-_HANGUP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 
 INBOUND = (STHChannel.STDIN, STHChannel.CONTROL, STHChannel.IN, STHChannel.PACKAGE)
 OUTBOUND = (STHChannel.STDOUT, STHChannel.STDERR, STHChannel.MONITORING, STHChannel.OUT, STHChannel.LOG)
@@ -104,8 +109,7 @@ class STHTransport(Transport):
         self._watchdog_wake = threading.Event()
         self._control_ended = threading.Event()  # of the current generation
         self._ended: set[int] = set()  # inbound channels whose end was delivered
-        self._window_cond = threading.Condition(threading.Lock())
-        self._outstanding = {int(STHChannel.STDIN): 0, int(STHChannel.IN): 0}
+        self._windows = InputWindows((int(STHChannel.STDIN), int(STHChannel.IN)))
         self.reconnects = 0
 
     # -- connecting and the handshake (main thread, before the loop exists) -------------------
@@ -186,7 +190,7 @@ class STHTransport(Transport):
             writer.never_block.add(ident)
         error: OSError | None = None
         while True:
-            if channel in self._outstanding and not self._wait_window(generation, channel):
+            if channel in self._windows and not self._windows.wait(channel, lambda: self._reading(generation)):
                 return
             try:
                 data = sock.recv(RECV_SIZE)
@@ -204,13 +208,9 @@ class STHTransport(Transport):
         if generation == self._generation:
             self._on_eof(generation, channel, error)
 
-    def _wait_window(self, generation: int, channel: int) -> bool:
-        with self._window_cond:
-            while self._outstanding[channel] >= INPUT_WINDOW:
-                if generation != self._generation or self._exiting:
-                    return False
-                self._window_cond.wait(0.5)
-        return generation == self._generation
+    def _reading(self, generation: int) -> bool:
+        """Readers of ``generation`` go on (not after a reconnect replaced them, nor while exiting)."""
+        return generation == self._generation and not self._exiting
 
     def _on_bytes(self, channel: int, data: bytes) -> None:
         if channel == STHChannel.CONTROL:
@@ -238,8 +238,7 @@ class STHTransport(Transport):
         # PACKAGE (8): BPMux frames of the hub tunnel, read and dropped
 
     def _input(self, channel: Channel, chunk: bytes) -> None:
-        with self._window_cond:
-            self._outstanding[int(channel)] += len(chunk)
+        self._windows.delivered(int(channel), len(chunk))
         self._core().on_data(channel, [chunk])
 
     def _core(self) -> TransportHandler:
@@ -276,13 +275,7 @@ class STHTransport(Transport):
             return True
         with self._lock:
             others = [s for ch, s in self._socks.items() if ch == STHChannel.CONTROL or ch in OUTBOUND]
-        poller = select.poll()
-        for sock in others:
-            try:
-                poller.register(sock, _HANGUP)
-            except (OSError, ValueError):  # already closed: this session is over
-                return True
-        return bool(poller.poll(EOF_SETTLE * 1000)) or self._control_ended.is_set()
+        return any_hung_up(others, EOF_SETTLE) or self._control_ended.is_set()
 
     def _deliver(self, message: Message) -> None:
         """A CONTROL message to the core; one that fails is logged and skipped."""
@@ -349,8 +342,7 @@ class STHTransport(Transport):
             out.use(None)
         for sock in socks.values():
             destroy(sock)
-        with self._window_cond:
-            self._window_cond.notify_all()
+        self._windows.wake_all()
         threading.Thread(target=self._reconnect, name="sth-reconnect", daemon=True).start()
 
     def _reconnect(self) -> None:
@@ -426,14 +418,7 @@ class STHTransport(Transport):
 
     def consumed(self, channel: int, n: int) -> None:
         """The Sequence took ``n`` input bytes: the reader may read more (TCP flow control)."""
-        channel = int(channel)
-        if channel not in self._outstanding:
-            return
-        with self._window_cond:
-            before = self._outstanding[channel]
-            self._outstanding[channel] = max(0, before - n)
-            if before >= INPUT_WINDOW > self._outstanding[channel]:
-                self._window_cond.notify_all()
+        self._windows.consumed(int(channel), n)
 
     @property
     def exiting(self) -> bool:

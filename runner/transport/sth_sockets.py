@@ -10,10 +10,12 @@ learns the exit code. What the bytes mean is runner/protocol/sth_translator.py's
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..protocol import sth
@@ -24,6 +26,8 @@ OUTBOX_LIMIT = 256 * 1024
 IOV_MAX = 512
 #: A socket write that has not finished for this long is held up by the host (TCP's "no credit").
 WRITE_STALLED = 0.1
+#: Input bytes delivered to the core and not yet taken by the Sequence before the reader pauses.
+INPUT_WINDOW = 1 << 20
 
 
 def connect_all(host: str, port: int, instance_id: str, timeout: float) -> dict[int, socket.socket]:
@@ -76,11 +80,66 @@ def destroy(sock: socket.socket | None) -> None:
         pass
 
 
+_HANGUP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+
+def any_hung_up(socks: list[socket.socket], timeout: float) -> bool:
+    """Whether the peer ended any of ``socks`` (POLLRDHUP: its FIN has arrived, even behind unread
+    data), waiting at most ``timeout`` seconds. A socket closed here counts as hung up."""
+    poller = select.poll()
+    for sock in socks:
+        try:
+            poller.register(sock, _HANGUP)
+        except (OSError, ValueError):  # already closed: this session is over
+            return True
+    return bool(poller.poll(timeout * 1000))
+
+
 def half_close(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+class InputWindows:
+    """TCP as the flow control of what the runner reads (IN, STDIN): a channel's reader pauses
+    while ``INPUT_WINDOW`` bytes it delivered wait for the Sequence, so input memory is bounded."""
+
+    def __init__(self, channels: tuple[int, ...]) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._outstanding = dict.fromkeys(channels, 0)
+
+    def __contains__(self, channel: int) -> bool:
+        return channel in self._outstanding
+
+    def delivered(self, channel: int, n: int) -> None:
+        with self._cond:
+            self._outstanding[channel] += n
+
+    def consumed(self, channel: int, n: int) -> None:
+        """The Sequence took ``n`` bytes: a paused reader may read again."""
+        if channel not in self._outstanding:
+            return
+        with self._cond:
+            before = self._outstanding[channel]
+            self._outstanding[channel] = max(0, before - n)
+            if before >= INPUT_WINDOW > self._outstanding[channel]:
+                self._cond.notify_all()
+
+    def wait(self, channel: int, reading: Callable[[], bool]) -> bool:
+        """Until the channel has room (True), or ``reading()`` says the reader must stop (False)."""
+        with self._cond:
+            while self._outstanding[channel] >= INPUT_WINDOW:
+                if not reading():
+                    return False
+                self._cond.wait(0.5)
+        return reading()
+
+    def wake_all(self) -> None:
+        """Paused readers look again (their connection is gone)."""
+        with self._cond:
+            self._cond.notify_all()
 
 
 class Heartbeat(bytes):
