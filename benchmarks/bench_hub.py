@@ -40,14 +40,15 @@ ROOT = Path(__file__).resolve().parent.parent
 class HubServer:
     """A hub subprocess on an ephemeral loopback port, with its own store; always stopped."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
         self._store = tempfile.TemporaryDirectory(prefix="bench-hub-")
+        self.args = args  # more hub flags (bench_hub_docker.py: --runtime docker)
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def __enter__(self) -> HubServer:  # noqa: PYI034 - a final class; Self needs typing_extensions on 3.10
         cmd = [sys.executable, "-m", "hub", "--port", "0", "--store", self._store.name, "--min-free-mem", "0",
-               "--min-free-space", "0", "--max-instances", "500", "--log-level", "warning"]
+               "--min-free-space", "0", "--max-instances", "500", "--log-level", "warning", *self.args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()

@@ -200,6 +200,10 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         out.extend(report_start.cli_rows(res["cli"]))
     if "hub" in res:
         out.extend(hub_rows(res["hub"]))
+    if "hub-docker" in res:
+        import bench_hub_docker
+
+        out.extend(bench_hub_docker.report_rows(res["hub-docker"]))
     for r in res.get("framer", []):
         if r["unit"] == "frames/s":
             value, unit, fmt = r["rate"] / 1e6, "M frames/s", "{:.2f}"

@@ -10,7 +10,8 @@ alike, and the table shows the ratio of the medians. What each row means, the
 targets and the machine are in docs/benchmarks.md.
 
 Sections (--only takes a comma-separated subset): bulk, records, events, startup,
-kill, memory, hub (the REST hub beside host_bridge direct: bench_hub.py), framer.
+kill, memory, hub (the REST hub beside host_bridge direct: bench_hub.py), hub-docker (the hub
+with --runtime docker beside --runtime process: bench_hub_docker.py; skipped without an engine), framer.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_baseline
 import bench_e2e
 import bench_hub
+import bench_hub_docker
 import bench_start
 import bench_sth
 import report
@@ -55,7 +57,8 @@ from common import (
 
 from host_bridge import Bridge
 
-SECTIONS = ("bulk", "records", "events", "startup", "completion", "kill", "memory", "cli", "hub", "framer")
+SECTIONS = ("bulk", "records", "events", "startup", "completion", "kill", "memory", "cli", "hub", "hub-docker",
+            "framer")
 RECORD = 100
 RECORDS_PER_BLOCK = CHUNK // RECORD  # 655 records: one 65 500-byte write
 
@@ -310,6 +313,7 @@ async def run_all(cfg: Config, only: set[str], sth_runner: tuple[str, str] | Non
                 ("memory", lambda: bench_memory(cfg, hosts)),
                 ("cli", lambda: start_sections.cli(cfg, hosts, say)),
                 ("hub", lambda: bench_hub.section(cfg, bridge, say)),
+                ("hub-docker", lambda: bench_hub_docker.section(cfg, say)),  # skipped, saying why, without docker
             ]
             for section, step in steps:
                 if section in only:

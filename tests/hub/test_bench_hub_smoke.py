@@ -42,3 +42,20 @@ def test_rest_pipe_start_and_many_account_for_every_byte() -> None:
 def test_payloads_differ_per_instance(size: int) -> None:
     assert len(bench_hub._payload(7, size)) == size
     assert bench_hub._payload(1, 8) != bench_hub._payload(2, 8)
+
+
+@pytest.mark.docker
+def test_the_docker_mode_section_runs_both_hubs_and_reports_ratios() -> None:
+    """benchmarks/bench_hub_docker.py: both hubs, every byte checked (small inputs, one round)."""
+    import argparse
+
+    import bench_hub_docker
+    from docker_engine import IMAGE, require_docker
+
+    require_docker((IMAGE,))
+    cfg = argparse.Namespace(quick=True, runs=1, startup_runs=1)
+    result = anyio.run(bench_hub_docker.section, cfg, lambda *_: None)
+    assert result["start"]["docker_ms"] > 0 and result["start"]["process_ms"] > 0
+    assert result["bulk"]["timed_bytes"] > 0 and result["lines"]["docker_vs_process"] > 0
+    rows = bench_hub_docker.report_rows(result)
+    assert rows[0]["figure"] == "9 hub docker start -> running (container)" and len(rows) == 3

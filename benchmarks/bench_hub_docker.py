@@ -1,0 +1,137 @@
+"""The hub in docker mode beside the hub in process mode, in the same run (issue 15's targets).
+
+Two hubs run side by side, one ``--runtime process`` and one ``--runtime docker`` (defaults: 512 MiB,
+no CPU limit), and every round measures both, alternating:
+
+* start: ``POST /sequence/:id/start`` answered (the runner connected: a process spawned, or a
+  container created and started by the engine, its runner up and authenticated);
+* pass-through: bulk 64 KiB chunks and 100-byte lines through ``identity-*``, every byte checked
+  (bench_hub.rest_pipe), as MB/s.
+
+    python benchmarks/bench_hub_docker.py [--quick] [--runs N]     # or: benchmarks/run.py --only hub-docker
+
+Needs a Docker engine and the runner image (scripts/build-image); without them the section is
+skipped and says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import anyio
+from bench_hub import HubServer, client_for, rest_pipe, rest_start, upload
+from common import MIB, Hasher, Verifier, bulk_chunks, bulk_pool, expected_digest, median, text_records
+
+IMAGE = os.environ.get("SEQUENCE_RUNNER_IMAGE", "sequence-runner:local")
+RUNTIMES = ("process", "docker")
+
+
+def docker_unavailable() -> str | None:
+    if shutil.which("docker") is None:
+        return "no docker client on PATH"
+    found = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, text=True, check=False)
+    return None if found.returncode == 0 else f"no engine or no image {IMAGE}: {found.stderr.strip()[:200]}"
+
+
+async def section(cfg: Any, say: Callable[..., None]) -> dict[str, Any]:
+    why = docker_unavailable()
+    if why:
+        say(f"  hub-docker skipped: {why}")
+        return {"skipped": why}
+    out: dict[str, Any] = {}
+    with HubServer() as process_hub, HubServer("--runtime", "docker", "--runner-image", IMAGE) as docker_hub:
+        async with client_for(process_hub) as pc, client_for(docker_hub) as dc:
+            clients = {"process": pc, "docker": dc}
+            ids = {rt: {n: await upload(c, n) for n in ("hello-now", "identity-bytes", "identity-text")}
+                   for rt, c in clients.items()}
+            starts: dict[str, list[float]] = {rt: [] for rt in RUNTIMES}
+            for rnd in range(cfg.startup_runs + 1):  # round 0 warms both up
+                for rt, c in clients.items():
+                    took = await rest_start(c, ids[rt]["hello-now"])
+                    if rnd:
+                        starts[rt].append(took)
+            out["start"] = {f"{rt}_ms": median(v) * 1e3 for rt, v in starts.items()} | {"runs_s": starts}
+            say(f"  hub-docker start -> running: process {out['start']['process_ms']:.1f} ms, "
+                f"docker {out['start']['docker_ms']:.1f} ms")
+            pool = bulk_pool()
+            bulk_total = (32 if cfg.quick else 256) * MIB
+            line_block = text_records(655, 100)
+            line_blocks = 60 if cfg.quick else 400
+            cases: tuple[tuple[str, str, str, bytes, Callable[[], Iterable[bytes]], int], ...] = (
+                ("bulk", "identity-bytes", "application/octet-stream", b"".join(pool),
+                 lambda: bulk_chunks(pool, bulk_total), bulk_total),
+                ("lines", "identity-text", "text/plain", line_block, lambda: [line_block] * line_blocks,
+                 len(line_block) * line_blocks),
+            )
+            for label, name, ctype, period, blocks, total in cases:
+                digest = expected_digest(iter(blocks()), (hash(period), total))
+                seconds: dict[str, list[float]] = {rt: [] for rt in RUNTIMES}
+                timed = 0
+                for rnd in range(cfg.runs + 1):  # round 0: warm-up, checked by sha256
+                    for rt, c in clients.items():
+                        checker: Hasher | Verifier = Hasher() if rnd == 0 else Verifier(period)
+                        result = await rest_pipe(c, ids[rt][name], ctype, blocks, total, checker)
+                        if rnd == 0 and result["digest"] != digest:
+                            raise AssertionError(f"hub-docker {label} {rt}: sha256 of output != sha256 of input")
+                        if rnd:
+                            seconds[rt].append(result["seconds"])
+                            timed = result["timed_bytes"]
+                    if rnd:
+                        say(f"  hub-docker {label} round {rnd}/{cfg.runs}: "
+                            + ", ".join(f"{rt} {s[-1]:.3f}s" for rt, s in seconds.items()))
+                rates = {rt: timed / median(s) for rt, s in seconds.items()}
+                out[label] = {"bytes_per_s": rates, "docker_vs_process": rates["docker"] / rates["process"],
+                              "runs_s": seconds, "timed_bytes": timed}
+    return out
+
+
+def rows(result: dict[str, Any]) -> list[str]:
+    if "skipped" in result:
+        return [f"hub-docker: skipped ({result['skipped']})"]
+    s = result["start"]
+    lines = ["| figure | process | docker | docker / process |", "|---|--:|--:|--:|",
+             (f"| start → running (POST start answered) | {s['process_ms']:.1f} ms | {s['docker_ms']:.1f} ms | "
+             f"{s['docker_ms'] / s['process_ms']:.2f}x |")]
+    for key, label in (("bulk", "input → output, bulk 64 KiB chunks"), ("lines", "input → output, 100-byte lines")):
+        r = result[key]["bytes_per_s"]
+        lines.append(f"| {label} | {r['process'] / 1e6:.0f} MB/s | {r['docker'] / 1e6:.0f} MB/s | "
+                     f"{result[key]['docker_vs_process']:.2f}x |")
+    return lines
+
+
+def report_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of benchmarks/run.py's table (report.py); ratios are docker / process."""
+    from report_start import row
+
+    if "skipped" in result:
+        return [row(f"9 hub docker mode: skipped ({result['skipped']})", None, "")]
+    s = result["start"]
+    out = [row("9 hub docker start -> running (container)", s["docker_ms"], "ms",
+               f"process {s['process_ms']:.1f} ms", s["docker_ms"] / s["process_ms"], "", None, "{:.1f}")]
+    for key, label in (("bulk", "9 hub docker input->output, bulk"), ("lines", "9 hub docker input->output, 100 B lines")):
+        rate, ratio = result[key]["bytes_per_s"], result[key]["docker_vs_process"]
+        out.append(row(label, rate["docker"] / 1e6, "MB/s", f"process {rate['process'] / 1e6:,.0f} MB/s", ratio,
+                       ">= 0.9x process", ratio >= 0.9))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="32 MiB bulk, 3 rounds")
+    parser.add_argument("--runs", type=int, default=None, help="timed rounds (default 5, --quick 3)")
+    args = parser.parse_args(argv)
+    runs = args.runs or (3 if args.quick else 5)
+    cfg = argparse.Namespace(quick=args.quick, runs=runs, startup_runs=runs * 3)
+    result = anyio.run(section, cfg, lambda text: print(text, file=sys.stderr, flush=True))
+    print("\n".join(rows(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
