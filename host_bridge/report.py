@@ -85,7 +85,7 @@ def _killed_by(ending: Ending, sig: int | None) -> str | None:
 def _exit_code(ending: Ending, info: InstanceInfo) -> tuple[int | None, int | None]:
     """(exit code, signal) of the runner."""
     if ending.external is not None and ending.external.exit_code is not None:
-        return _external_exit_code(ending, ending.external.exit_code)
+        return _external_exit_code(ending, ending.external.exit_code, info.exit_announced)
     if not ending.spawned:
         code = info.reported_exit_code if info.reported_exit_code is not None else ending.lifecycle_exit_code
         return code, None
@@ -98,16 +98,18 @@ def _exit_code(ending: Ending, info: InstanceInfo) -> tuple[int | None, int | No
     return rc, None
 
 
-def _external_exit_code(ending: Ending, code: int) -> tuple[int | None, int | None]:
+def _external_exit_code(ending: Ending, code: int, announced: bool) -> tuple[int | None, int | None]:
     """A launched runner's code, as its runtime reports it (128 + signal for a signal death, as Docker
-    does). A signal shows only when the host sent it (or the runtime says OOM): the runner itself
-    exits 137/138 after KILL/STOP, which is no signal death."""
-    sig = code - 128 if code > 128 and (code - 128) in ending.host_signals else None
-    if sig is not None:
-        return exit_code_for_signal(sig, requested=True, stop_requested=ending.stop_requested), sig
+    does). The runner itself exits 137/138 after KILL/STOP, but then it said EXITING first: a code
+    past 128 without EXITING is a death by that signal, the host's when it sent that signal."""
     if ending.external is not None and ending.external.oom_killed:
         return code, int(signal.SIGKILL)
-    return code, None
+    if code <= 128 or (announced and (code - 128) not in ending.host_signals):
+        return code, None
+    sig = code - 128
+    if sig in ending.host_signals:
+        return exit_code_for_signal(sig, requested=True, stop_requested=ending.stop_requested), sig
+    return code, sig
 
 
 def _unannounced_end(ending: Ending, info: InstanceInfo, code: int | None) -> str | None:

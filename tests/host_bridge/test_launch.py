@@ -122,6 +122,20 @@ async def test_an_oom_kill_reported_by_the_runtime_is_the_instance_s(bridge: Bri
     assert handles[0].signals == []
 
 
+async def test_a_signal_from_outside_is_told_apart_from_the_runner_s_own_137(bridge: Bridge) -> None:
+    """No EXITING and 137 from the runtime: SIGKILL from outside (`docker kill`), as for a process."""
+    listener = await bridge.listen_tcp()
+    handles: list[ProcessRunner] = []
+    inst = await bridge.launch(starter(listener.address, [sys.executable, FAKE_RUNNER], handles))
+    with anyio.fail_after(20):
+        assert await inst.wait_started()
+        handles[0].process.send_signal(signal.SIGKILL)
+        assert await inst.wait() == 137
+    info = inst.info
+    assert (info.exit_signal, info.killed_by) == (signal.SIGKILL, "outside")
+    assert "not sent by the host" in (info.error or "")
+
+
 async def test_a_clean_exit_code_wins_over_the_lifecycle_s(bridge: Bridge, tmp_path: Path) -> None:
     """The runtime's exit code is the process's own: 0 without EXITING is still no clean end."""
     listener = await bridge.listen_tcp()
