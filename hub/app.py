@@ -56,8 +56,8 @@ def create_app(config: HubConfig) -> Starlette:
         psutil.cpu_percent(interval=None)  # the first call only starts the measurement
         store = await Store.open(config.store)
         topics = TopicRouter()
-        runtime = make_runtime(config)
         try:
+            runtime = make_runtime(config)
             # the runtime outlives the bridge: containers are removed after every Instance ended
             async with runtime, Bridge(python=config.python, stop_timeout_ms=config.stop_timeout_ms,
                                        handshake_timeout=config.handshake_timeout) as bridge, \

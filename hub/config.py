@@ -114,6 +114,12 @@ def _runtime(value: str) -> str:
     return value
 
 
+def _docker_host(value: str) -> str:
+    if not value.startswith("unix:///"):
+        raise argparse.ArgumentTypeError(f"{value!r}: only a unix socket is supported, as unix:///path/to/docker.sock")
+    return value
+
+
 def _positive(kind: type[int | float]) -> Any:
     def parse(text: str) -> int | float:
         try:
@@ -150,7 +156,7 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--cors-origin", "cors_origins", str, "allow CORS from these origins (comma-separated; default: no CORS)"),
     ("--runtime", "runtime", _runtime, "where Instances run: process (default) or docker (a container each)"),
     ("--runner-image", "runner_image", str, "docker: the runner image (default sequence-runner:local)"),
-    ("--docker-host", "docker_host", str, ("docker: the engine's socket (default $DOCKER_HOST or "
+    ("--docker-host", "docker_host", _docker_host, ("docker: the engine's socket (default $DOCKER_HOST or "
                                            "unix:///var/run/docker.sock)")),
     ("--memory-limit", "memory_limit_mib", _positive(float), ("docker: MiB per Instance (512; 0: none); "
                                                               "a start's limits.memory overrides it")),

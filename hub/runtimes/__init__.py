@@ -88,8 +88,11 @@ class Runtime(Protocol):
 
 def make_runtime(config: HubConfig) -> Runtime:
     if config.runtime == "docker":
-        from .docker import DockerRuntime  # only docker mode needs httpx (the [docker] extra)
-
+        try:
+            from .docker import DockerRuntime  # only docker mode needs httpx (the [docker] extra)
+        except ImportError as exc:
+            raise RuntimeUnavailable(f"--runtime docker needs httpx: pip install 'sequence-runner[docker]' ({exc})") \
+                from None
         return DockerRuntime(config)
     from .process import ProcessRuntime
 

@@ -117,3 +117,26 @@ def test_limits_need_a_runtime_that_enforces_them(client: httpx.Client, upload: 
     assert client.get(f"/instance/{inst}").json()["limits"] == {"memory": 64, "cpu": None}
     assert client.post(f"/instance/{inst}/input", content=b"x\n", headers={"content-type": "text/plain"}).status_code == 200
     assert wait_ended(client, inst)["status"] == "completed"
+
+
+def test_without_an_engine_the_hub_says_so_and_does_not_start(tmp_path: Path) -> None:
+    """Needs no engine: a socket path where none listens."""
+    hub = HubProcess(tmp_path / "store", "--runtime", "docker", "--docker-host", f"unix://{tmp_path}/none.sock")
+    with pytest.raises(RuntimeError) as failed:
+        hub.start()
+    assert f"hub: --runtime docker: no Docker engine answers at unix://{tmp_path}/none.sock" in str(failed.value)
+    assert hub.proc is not None and hub.proc.returncode not in (None, 0)
+
+
+def test_docker_settings_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from hub.config import parse_config
+
+    config = parse_config([], {"SEQUENCE_HUB_RUNTIME": "docker", "SEQUENCE_HUB_MEMORY_LIMIT": "64",
+                               "SEQUENCE_HUB_CPU_LIMIT": "0.5", "SEQUENCE_HUB_RUNNER_IMAGE": "mine:1"})
+    assert (config.runtime, config.memory_limit_mib, config.cpu_limit, config.runner_image) == ("docker", 64, 0.5, "mine:1")
+    assert config.public()["runtimeAdapter"] == "docker"
+    for argv, message in ((["--runtime", "kubernetes"], "'kubernetes' is not a runtime: choose process or docker"),
+                          (["--docker-host", "tcp://10.0.0.1:2375"], "only a unix socket is supported")):
+        with pytest.raises(SystemExit):
+            parse_config(argv, {})
+        assert message in capsys.readouterr().err
