@@ -154,6 +154,7 @@ class DockerRuntime:
         """The unix socket the runners connect to, in a directory of its own that containers mount."""
         self._bridge = bridge
         self.socket_dir = Path(tempfile.mkdtemp(prefix="sequence-hub-"))  # short: sun_path has 108 bytes
+        await anyio.to_thread.run_sync(self._replace_socket_dir_record, self.socket_dir)
         self.socket_dir.chmod(0o711)  # the runner's user may pass through, not list
         sock = self.socket_dir / "hub.sock"
         await bridge.listen_unix(sock)
@@ -161,6 +162,15 @@ class DockerRuntime:
             os.chown(sock, RUNNER_UID, RUNNER_UID)  # 0600, the runner's user's alone
         else:
             sock.chmod(0o666)  # a hub that is not root cannot give it away; the per-Instance token guards it
+
+    def _replace_socket_dir_record(self, new: Path) -> None:
+        """A hub that was killed left its socket directory: the next one with the store removes it."""
+        record = self.config.store / "socket-dir"
+        if record.is_file():
+            old = Path(record.read_text("utf-8").strip())
+            if old.parent == Path(tempfile.gettempdir()) and old.name.startswith("sequence-hub-") and old != new:
+                shutil.rmtree(old, ignore_errors=True)
+        record.write_text(f"{new}\n", "utf-8")
 
     # -- leftovers -----------------------------------------------------------------------------
     async def recover(self) -> list[Leftover]:

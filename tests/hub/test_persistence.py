@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -39,6 +40,8 @@ def test_sequences_and_ended_instances_survive_a_restart(hub_factory: Any, runti
                  what="the orphaned runner to exit")
     else:  # its container stays (the hub died before removing it), for the next hub to find
         assert container == f"sequence-{running}" and containers_named(container)
+        socket_dir = Path((first.store / "socket-dir").read_text().strip())
+        assert (socket_dir / "hub.sock").exists()
     second = hub_factory(store=first.store)
     with second.client() as c:
         assert {s["id"]: s["name"] for s in c.get("/sequences").json()} == {seq: "greeter", running_seq: "events"}
@@ -49,6 +52,7 @@ def test_sequences_and_ended_instances_survive_a_restart(hub_factory: Any, runti
         if runtime == "docker":
             assert f"container {container} (" in lost["reason"] and "now removed" in lost["reason"]
             assert containers_named(container) == []
+            assert not socket_dir.exists(), "the dead hub's socket directory is removed too"
             assert c.get(f"/instance/{done}").json()["container"] == f"sequence-{done}"
         assert {i["id"] for i in c.get("/instances").json()} >= {done, running}
         assert c.get(f"/sequence/{seq}/instances").json() == [done]
