@@ -46,6 +46,7 @@ from .listeners import (
 from .options import InstanceOptions, OptionOverrides
 from .process import SpawnOptions, start_process
 from .supervisor import Supervisor, reject_and_close, verify_ping
+from .zygote import WarmStarts
 
 #: SO_SNDBUF of both ends of a spawned runner's socketpair (the system default is ~208 KiB):
 #: each side can write ahead further, so both wake less often per byte (bulk +15% here).
@@ -80,9 +81,14 @@ class Bridge:
         shutdown_timeout: float = 10.0,
         max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
         cgroups: bool = True,
+        warm: bool | None = None,
         **defaults: Unpack[OptionOverrides],
     ) -> None:
         self.python = python
+        if warm is None:  # the test suites run warm with HOST_BRIDGE_WARM=1 (docs/host_bridge.md)
+            warm = os.environ.get("HOST_BRIDGE_WARM", "").strip() == "1"
+        #: Warm starts (host_bridge.zygote): runners forked from a template, or None (cold only).
+        self.warm: WarmStarts | None = WarmStarts(python) if warm else None
         self._cgroups = CgroupTree(cgroups)
         self.shutdown_timeout = shutdown_timeout
         self.defaults = InstanceOptions(**defaults)
@@ -99,6 +105,8 @@ class Bridge:
     async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        if self.warm is not None:
+            self._tg.start_soon(self.warm.ready)  # the template's start-up is not the first spawn's
         return self
 
     async def __aexit__(
@@ -192,7 +200,11 @@ class Bridge:
             scope = secrets.token_hex(8)
             spec.extra_env[SCOPE_ENV] = scope
             env_vars = spec.environment(instance.id, instance.token)
-            process = await start_process(spec, env_vars, [theirs.fileno()] if theirs else [])
+            process: anyio.abc.Process | None = None
+            if self.warm is not None:
+                process = await self.warm.start(spec, env_vars, theirs.fileno() if theirs else None)
+            if process is None:
+                process = await start_process(spec, env_vars, [theirs.fileno()] if theirs else [])
         except (OSError, ValueError, TypeError) as exc:
             del self.instances[instance.id]
             if ours is not None:
@@ -374,3 +386,5 @@ class Bridge:
             for inst in running:
                 await inst.done.wait()
         self._cgroups.close()
+        if self.warm is not None:
+            await self.warm.aclose()

@@ -242,3 +242,14 @@ def test_run_and_pack_are_handed_to_runner_cli() -> None:
     done = run_cli("run", "--help")
     assert done.returncode == 0
     assert "usage: python -m runner run" in done.stdout
+
+
+def test_the_runner_is_started_the_way_this_pass_says() -> None:
+    """Under HOST_BRIDGE_WARM=1 (.ci/run's warm pass) TestHost's runners are forked from a
+    warm-start template, so every test of this suite checks warm starts too; else cold."""
+    from warm_popen import WarmPopen, warm_enabled
+
+    with TestHost(SAMPLES / "hello") as host:
+        host.send_end(Channel.IN)
+        assert host.wait_exit() == 0
+        assert isinstance(host.proc, WarmPopen) == warm_enabled()

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from warm_popen import start_runner
+
 from runner.config import OPTIONS
 from runner.protocol import (
     NEED_DATA,
@@ -83,16 +85,9 @@ class TestHost:
         self.pong = Pong(app_config=app_config, args=args)
         parent, child = socket.socketpair()
         self.sock = parent
-        self.proc = subprocess.Popen(
-            runner_cmd("--fd", str(child.fileno()), "--instance-id", "test-instance",
-                       "--sequence", str(sequence), *argv),
-            pass_fds=[child.fileno()],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=runner_env(env),
-            cwd=str(REPO),
-        )
+        self.proc = start_runner(("--fd", str(child.fileno()), "--instance-id", "test-instance",
+                                  "--sequence", str(sequence), *argv), runner_env(env), str(REPO),
+                                  child.fileno(), runner_env())
         child.close()
         self.started = time.monotonic()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -244,6 +239,10 @@ class TestHost:
     def finish(self, timeout: float = TIMEOUT) -> tuple[int, str]:
         """Wait for exit; return (code, the runner's real stderr)."""
         code = self.wait_exit(timeout)
+        # What the runner wrote before it exited is still to be read: read to the end of the
+        # connection before closing it (bounded: a child of the Sequence may hold its end open).
+        with self.lock:
+            self.changed.wait_for(lambda: self.closed, 5)
         err = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.stderr else ""
         self.close()
         return code, err

@@ -1,0 +1,194 @@
+"""The warm-start template process: ``python -m host_bridge.zygote_template FD``.
+
+It imports what a runner needs (``runner.warm.preload``), freezes those objects out of
+the garbage collector's reach (so a child's collections do not copy the template's
+pages), says "ready" on its control socket (FD, a SOCK_SEQPACKET socketpair end held by
+host_bridge.zygote) and then only waits. Each request is one message: JSON (argv for
+``python -m runner``, environment, cwd, RLIMIT_AS) and, as SCM_RIGHTS, the fds the
+runner gets (its connection, its fd 1 and fd 2) plus a status socket. The template forks;
+the child becomes the runner (``_become_runner``), the template answers ``{"pid": N}``,
+and when it reaps the child it writes the raw wait status on that child's status socket
+and closes it: host_bridge awaits that socket instead of the pid (the runner is the
+template's child, not the hub's).
+
+The template stays single-threaded (a fork copies only the calling thread: any other
+thread's locks would stay held in the child) and never runs Sequence code. It ends when
+the host closes the control socket; runners it forked live on (their own sessions).
+"""
+
+from __future__ import annotations
+
+import array
+import gc
+import json
+import os
+import resource
+import runpy
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+from typing import Any
+
+#: The fd numbers a forked runner gets: 0 /dev/null, 1 and 2 as sent, its connection here.
+CONNECTION_FD = 3
+MAX_REQUEST = 1 << 20
+MAX_FDS = 4
+STATUS = struct.Struct("=i")
+
+
+def _python_path_entries(env: dict[str, str]) -> list[str]:
+    return [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
+class Template:
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.children: dict[int, socket.socket] = {}  # pid -> its status socket
+        own = _python_path_entries(dict(os.environ))
+        # the interpreter's own part of sys.path (stdlib, site-packages): a runner puts its cwd
+        # and its PYTHONPATH in front of it, as `python -m runner` would
+        self.base_path = [p for p in sys.path[1:] if p not in own]
+
+    # -- the loop -------------------------------------------------------------------------
+    def serve(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wakeup fd needs a handler
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        self.wake = (wake_r, wake_w)
+        poller = select.poll()
+        poller.register(self.control, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        while True:
+            for fd, _ in poller.poll():
+                if fd == wake_r:
+                    os.read(wake_r, 512)
+                    self.reap()
+                elif not self.handle_request():
+                    return
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            sock = self.children.pop(pid, None)
+            if sock is not None:
+                try:
+                    sock.send(STATUS.pack(status))
+                except OSError:
+                    pass  # the host stopped waiting for it
+                sock.close()
+
+    def handle_request(self) -> bool:
+        """One fork request; False when the host is gone."""
+        fds: list[int] = []
+        try:
+            data, ancdata, _, _ = self.control.recvmsg(MAX_REQUEST, socket.CMSG_LEN(MAX_FDS * 4))
+        except OSError:
+            return False
+        if not data:
+            return False
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                received = array.array("i")
+                received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
+                fds.extend(received)
+        try:
+            reply = self.fork(json.loads(data), fds)
+        except Exception as exc:  # noqa: BLE001 - a bad request is answered, never fatal
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            for fd in fds[:-1]:  # the status socket (last) stays: it reports the exit
+                os.close(fd)
+        if "error" in reply and fds:
+            os.close(fds[-1])
+        self.control.send(json.dumps(reply).encode())
+        return True
+
+    def fork(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        if len(fds) != 4:
+            raise ValueError(f"expected 4 fds (connection, stdout, stderr, status), got {len(fds)}")
+        if threading.active_count() != 1:
+            raise RuntimeError("the template has started a thread: it can no longer fork safely")
+        pid = os.fork()
+        if pid == 0:
+            self._child(request, fds)
+        self.children[pid] = socket.socket(fileno=fds[3])
+        return {"pid": pid}
+
+    # -- in the child ---------------------------------------------------------------------
+    def _child(self, request: dict[str, Any], fds: list[int]) -> None:
+        code = 70
+        try:
+            code = self._become_runner(request, fds)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - reported on the process's stderr, like a cold start
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(code)
+
+    def _become_runner(self, request: dict[str, Any], fds: list[int]) -> int:
+        """Make this fork look like ``python -m runner ARGS`` started fresh, then run it."""
+        os.setsid()  # its own session and process group, as start_new_session does
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        conn, out, err, _ = fds
+        # fds: 0 /dev/null, 1 and 2 as given, the connection at CONNECTION_FD (inheritable, as
+        # pass_fds leaves it), nothing else
+        null = os.open(os.devnull, os.O_RDONLY)
+        high = fcntl_dup(conn, 64)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.dup2(high, CONNECTION_FD)
+        for sock in (self.control, *self.children.values()):
+            sock.detach()  # closed below by number; the objects must never close a reused fd
+        self.children.clear()
+        os.closerange(CONNECTION_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        env = {str(k): str(v) for k, v in request["env"].items()}
+        os.environ.clear()
+        os.environ.update(env)
+        if request.get("cwd"):
+            os.chdir(request["cwd"])
+        if request.get("memory_limit") is not None:
+            limit = int(request["memory_limit"])
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        sys.path[:] = [os.getcwd(), *_python_path_entries(env), *self.base_path]
+        sys.argv = ["-m", *request["args"]]
+        runpy._run_module_as_main("runner")  # type: ignore[attr-defined]  # what `python -m` calls
+        return 0
+
+
+def fcntl_dup(fd: int, lowest: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    from runner.warm import preload
+
+    missing = preload()
+    gc.collect()
+    gc.freeze()  # what the template made stays out of the children's collections (no copied pages)
+    control.send(json.dumps({"ready": True, "pid": os.getpid(), "missing": missing}).encode())
+    Template(control).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The runner's part of a warm start (host_bridge.zygote): what a template imports before it forks.
+
+A template is a runner process that has imported everything a runner needs up to the
+Sequence's first output, and nothing else: no connection, no threads, no event loop,
+no Sequence. Each Instance forked from it then starts at the handshake instead of at
+the interpreter's start-up. The list is the modules a cold runner has imported by the
+time run() is called (measured with ``sys.modules``), minus the STH transport.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+PRELOAD = (
+    "runner.config",
+    "runner.signals",
+    "runner.app",
+    "runner.control",
+    "runner.monitor",
+    "runner.stdio",
+    "runner.stdin",
+    "runner.logs",
+    "runner.reaper",
+    "runner.announce",
+    "runner.bridge",
+    "runner.instream",
+    "runner.transport.native",
+    "runner.protocol.content_types",
+    "runner.sequence.loader",
+    "runner.sequence.archive",
+    "runner.sequence.failure",
+    "runner.sequence.content",
+    "runner.sequence.context",
+    "runner.sequence.inputs",
+    "runner.sequence.shapes",
+    "runner.sequence.topics",
+    "runner.sequence.compat",
+    "asyncio",
+    "queue",
+    "anyio",
+    "anyio.abc",
+    "anyio.lowlevel",
+    "anyio.to_thread",
+    "anyio.streams.memory",
+    "anyio._backends._asyncio",
+)
+
+
+def preload() -> list[str]:
+    """Import what a runner will need; returns the modules that could not be imported (the
+    runner imports them itself when it needs them, as a cold one does)."""
+    missing = []
+    names = list(PRELOAD)
+    if os.environ.get("SEQUENCE_RUNNER_UVLOOP", "1").strip() not in ("0", "false", "no"):
+        names.append("uvloop")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
