@@ -234,3 +234,36 @@ def check_sth_runner(runner_dir: str, python: str) -> None:
     if done.returncode:
         raise SystemExit(f"--sth-python {python}: cannot import pyee and scramjet (STH's runner needs them): "
                          f"{done.stderr.strip()[-300:]}")
+
+
+async def many_idle(bridge: Bridge, count: int, settle: float = 2.0) -> dict[str, Any]:
+    """``count`` Instances of echo-events at once: spawn -> all ready, then their memory while idle
+    and whether every one still answers an event."""
+    start = time.perf_counter()
+    insts, readies = [], []
+    for _ in range(count):
+        inst = await bridge.spawn(seq("echo-events"))
+        readies.append(inst.events("ready"))  # subscribed before the runner can have said it
+        inst.discard("stdout", "stderr", "log")
+        insts.append(inst)
+    with anyio.fail_after(120):
+        for ready in readies:
+            await ready.receive()
+    all_ready = time.perf_counter() - start
+    await anyio.sleep(settle)
+    memory = [_memory(inst.pid) for inst in insts]
+    answered = 0
+    with anyio.fail_after(60):
+        for inst in insts:
+            with inst.events("pong") as pongs:
+                await inst.send_event("ping", inst.id)
+                event = await pongs.receive()
+                answered += event is not None and event.message == inst.id
+    for inst in insts:
+        await inst.kill()
+    with anyio.fail_after(120):
+        for inst in insts:
+            await inst.wait()
+    return {"count": count, "all_ready_s": all_ready, "answered": answered,
+            "rss_sum": sum(m["rss"] for m in memory), "uss_sum": sum(m["uss"] for m in memory),
+            "uss_median": sorted(m["uss"] for m in memory)[count // 2]}

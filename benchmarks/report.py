@@ -196,6 +196,8 @@ def rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 fmt="{:.1f}",
             )
         )
+    if "many" in res:
+        out.extend(report_start.many_rows(res["many"]))
     if "cli" in res:
         out.extend(report_start.cli_rows(res["cli"]))
     if "hub" in res:

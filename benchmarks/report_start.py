@@ -110,3 +110,21 @@ def cli_rows(c: dict[str, Any]) -> list[dict[str, Any]]:
         row("9 python -m runner run --input FILE, stdout a pipe", cli, "MB/s", f"vs raw copy {raw:,.0f}", cli / raw,
             ">= 50% raw", cli >= 0.5 * raw),
     ]
+
+
+def many_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
+    n = m["count"]
+    out = []
+    for name in ("warm", "cold"):
+        if name not in m:
+            continue
+        r = m[name]
+        out.append(row(f"6 {n} idle Instances at once, {name}: spawn -> all ready", r["all_ready_s"], "s",
+                       f"{r['answered']}/{n} answered an event", None,
+                       f"{n} on 2 cores" if name == "warm" else "", r["answered"] == n if name == "warm" else None,
+                       "{:.2f}"))
+        out.append(row(f"6 {n} idle Instances, {name}: USS per Instance (median)", r["uss_median"] / 2**20, "MiB",
+                       f"sum {r['uss_sum'] / 2**20:,.0f} MiB, RSS sum {r['rss_sum'] / 2**20:,.0f}", None,
+                       "<= 4" if name == "warm" else "", r["uss_median"] <= 4 * 2**20 if name == "warm" else None,
+                       F1))
+    return out

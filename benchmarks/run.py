@@ -57,8 +57,8 @@ from common import (
 
 from host_bridge import Bridge
 
-SECTIONS = ("bulk", "records", "events", "startup", "completion", "kill", "memory", "cli", "hub", "hub-docker",
-            "framer")
+SECTIONS = ("bulk", "records", "events", "startup", "completion", "kill", "memory", "many", "cli", "hub",
+            "hub-docker", "framer")
 RECORD = 100
 RECORDS_PER_BLOCK = CHUNK // RECORD  # 655 records: one 65 500-byte write
 
@@ -302,7 +302,11 @@ async def run_all(cfg: Config, only: set[str], sth_runner: tuple[str, str] | Non
             theirs = None
             if sth_runner is not None:
                 theirs = await stack.enter_async_context(bench_start.sth_runner_host(*sth_runner, sth_cwd))
-            hosts = start_sections.Contenders(bridge, sth_host, theirs, None)
+            warm = await stack.enter_async_context(Bridge(warm=True))
+            assert warm.warm is not None
+            if await warm.warm.ready() is None:
+                raise SystemExit(f"warm starts unavailable: {warm.warm.error}")
+            hosts = start_sections.Contenders(bridge, sth_host, theirs, warm)
             steps: list[tuple[str, Callable[[], Any]]] = [
                 ("bulk", lambda: bench_bulk(cfg, bridge, sth_host)),
                 ("records", lambda: bench_records(cfg, bridge, sth_host)),
@@ -311,6 +315,7 @@ async def run_all(cfg: Config, only: set[str], sth_runner: tuple[str, str] | Non
                 ("completion", lambda: start_sections.completion(cfg, hosts, say)),
                 ("kill", lambda: bench_kill(cfg, bridge)),
                 ("memory", lambda: bench_memory(cfg, hosts)),
+                ("many", lambda: start_sections.many(cfg, hosts, say)),
                 ("cli", lambda: start_sections.cli(cfg, hosts, say)),
                 ("hub", lambda: bench_hub.section(cfg, bridge, say)),
                 ("hub-docker", lambda: bench_hub_docker.section(cfg, say)),  # skipped, saying why, without docker

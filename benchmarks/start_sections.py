@@ -121,3 +121,18 @@ async def cli(cfg: Any, hosts: Contenders, say: Say) -> dict[str, Any]:
         path.unlink()
     return {"bytes": total, "raw_copy_mb_s": median(rates["raw_copy"]) / 1e6,
             "cli_mb_s": median(rates["cli"]) / 1e6, "runs_bytes_per_s": rates}
+
+
+async def many(cfg: Any, hosts: Contenders, say: Say) -> dict[str, Any]:
+    """100 idle Instances at once (quick: 25), warm and cold, one after the other."""
+    count = 25 if cfg.quick else 100
+    out: dict[str, Any] = {"count": count}
+    for name, bridge in (("warm", hosts.warm), ("cold", hosts.bridge)):
+        if bridge is None:
+            continue
+        r = await bench_start.many_idle(bridge, count)
+        out[name] = r
+        say(f"  {count} idle, {name}: all ready in {r['all_ready_s']:.2f} s, USS sum {r['uss_sum'] / MIB:.0f} MiB "
+            f"(median {r['uss_median'] / MIB:.1f}), RSS sum {r['rss_sum'] / MIB:.0f} MiB, "
+            f"{r['answered']}/{count} answered an event")
+    return out
