@@ -59,4 +59,28 @@ def preload() -> list[str]:
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
+    exercise("uvloop" in names and "uvloop" not in missing)
     return missing
+
+
+def exercise(use_uvloop: bool) -> None:
+    """Run, once, the machinery every runner runs (an event loop under anyio, JSON, a log record
+    formatted), so the caches it fills on first use (ABC and typing caches, uvloop's and anyio's
+    lazily built state, the logging and json modules' compiled patterns) are filled in the
+    template: a fork reads them instead of writing (and so copying) their pages."""
+    import io
+    import json
+    import logging
+
+    import anyio
+
+    async def tick() -> None:
+        await anyio.lowlevel.checkpoint()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.sleep, 0)
+
+    anyio.run(tick, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    json.loads(json.dumps({"warm": [1, 2.5, "x", None, True]}))
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.emit(logging.LogRecord("runner", logging.INFO, __file__, 0, "warm %s", ("up",), None))
