@@ -52,6 +52,10 @@ class Template:
         # the interpreter's own part of sys.path (stdlib, site-packages): a runner puts its cwd
         # and its PYTHONPATH in front of it, as `python -m runner` would
         self.base_path = [p for p in sys.path[1:] if p not in own]
+        # fds the imports opened (a library's own, e.g. a loop's global signal pipe, which the
+        # library itself renews at fork): a cold runner has them too, so a fork keeps them; every
+        # other fd of the template is its job's (control, wakeup pipe, status and received fds)
+        self.library_fds = _open_fds() - {0, 1, 2, control.fileno()}
 
     # -- the loop -------------------------------------------------------------------------
     def serve(self) -> None:
@@ -118,17 +122,18 @@ class Template:
             raise ValueError(f"expected 4 fds (connection, stdout, stderr, status), got {len(fds)}")
         if threading.active_count() != 1:
             raise RuntimeError("the template has started a thread: it can no longer fork safely")
+        job_fds = _open_fds() - self.library_fds - {0, 1, 2}
         pid = os.fork()
         if pid == 0:
-            self._child(request, fds)
+            self._child(request, fds, job_fds)
         self.children[pid] = socket.socket(fileno=fds[3])
         return {"pid": pid}
 
     # -- in the child ---------------------------------------------------------------------
-    def _child(self, request: dict[str, Any], fds: list[int]) -> None:
+    def _child(self, request: dict[str, Any], fds: list[int], job_fds: set[int]) -> None:
         code = 70
         try:
-            code = self._become_runner(request, fds)
+            code = self._become_runner(request, fds, job_fds)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:  # noqa: BLE001 - reported on the process's stderr, like a cold start
@@ -141,7 +146,7 @@ class Template:
                     pass
             os._exit(code)
 
-    def _become_runner(self, request: dict[str, Any], fds: list[int]) -> int:
+    def _become_runner(self, request: dict[str, Any], fds: list[int], job_fds: set[int]) -> int:
         """Make this fork look like ``python -m runner ARGS`` started fresh, then run it."""
         os.setsid()  # its own session and process group, as start_new_session does
         signal.set_wakeup_fd(-1)
@@ -158,7 +163,11 @@ class Template:
         for sock in (self.control, *self.children.values()):
             sock.detach()  # closed below by number; the objects must never close a reused fd
         self.children.clear()
-        os.closerange(CONNECTION_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+        for fd in (job_fds | {null, high}) - {0, 1, 2, CONNECTION_FD}:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         env = {str(k): str(v) for k, v in request["env"].items()}
         os.environ.clear()
         os.environ.update(env)
@@ -171,6 +180,10 @@ class Template:
         sys.argv = ["-m", *request["args"]]
         runpy._run_module_as_main("runner")  # type: ignore[attr-defined]  # what `python -m` calls
         return 0
+
+
+def _open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
 
 
 def fcntl_dup(fd: int, lowest: int) -> int:
