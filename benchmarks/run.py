@@ -9,8 +9,8 @@ and the contenders one after the other, so noise on this shared machine hits the
 alike, and the table shows the ratio of the medians. What each row means, the
 targets and the machine are in docs/benchmarks.md.
 
-Sections (--only takes a comma-separated subset): bulk, records, events, startup,
-kill, memory, hub (the REST hub beside host_bridge direct: bench_hub.py), hub-docker (the hub
+Sections (--only takes a comma-separated subset): bulk, records, events, startup, completion,
+kill, memory, many (100 idle Instances warm and cold), cli, hub (the REST hub beside host_bridge direct: bench_hub.py), hub-docker (the hub
 with --runtime docker beside --runtime process: bench_hub_docker.py; skipped without an engine), framer.
 """
 
