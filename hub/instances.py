@@ -183,7 +183,10 @@ class InstanceRegistry:
         hub_inst.input_topic = input_topic or _topic_name(record.package.get("requires"), "requires")
         hub_inst.output_topic = output_topic or _topic_name(record.package.get("provides"), "provides")
         self._wire_topics(hub_inst)
-        self.tg.start_soon(self._watch, hub_inst)  # records it at once, beside the start's wait for the runner
+        # recorded before the start is answered: a hub that dies right after the answer (a warm
+        # start answers within ~15 ms) must still know the Instance when it restarts
+        await self.store.save_instance(hub_inst.refresh())
+        self.tg.start_soon(self._watch, hub_inst)
         logger.info("Instance %s of Sequence %s (%s) starting (%s), pid %s", instance.id, record.id, record.name,
                     started.details.get("container", self.runtime.name), instance.pid)
         return hub_inst
@@ -191,7 +194,6 @@ class InstanceRegistry:
     async def _watch(self, hub_inst: HubInstance) -> None:
         instance = hub_inst.instance
         try:
-            await self.store.save_instance(hub_inst.refresh())
             if await instance.wait_started():
                 await self.store.save_instance(hub_inst.refresh())
                 await self._learn_topics(hub_inst)
