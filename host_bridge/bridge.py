@@ -7,6 +7,7 @@ runs in the bridge's task group; leaving the block kills what still runs
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -191,6 +192,7 @@ class Bridge:
         )
         ours: socket.socket | None = None
         theirs: socket.socket | None = None
+        group = self._cgroups.new_group()  # made first: a warm start is forked straight into it
         try:
             if listener is None:
                 ours, theirs = _socketpair()
@@ -202,20 +204,24 @@ class Bridge:
             env_vars = spec.environment(instance.id, instance.token)
             process: anyio.abc.Process | None = None
             if self.warm is not None:
-                process = await self.warm.start(spec, env_vars, theirs.fileno() if theirs else None)
+                process = await self.warm.start(spec, env_vars, theirs.fileno() if theirs else None, group)
             if process is None:
                 process = await start_process(spec, env_vars, [theirs.fileno()] if theirs else [])
         except (OSError, ValueError, TypeError) as exc:
             del self.instances[instance.id]
             if ours is not None:
                 ours.close()
+            if group is not None:
+                with contextlib.suppress(OSError):
+                    os.rmdir(group)
             raise SpawnError(f"cannot start the runner for {sequence}: {exc}") from exc
         finally:
             if theirs is not None:
                 theirs.close()  # the child has its own copy; ours would hide its end of file
         stream = SocketStream(ours) if ours is not None else None
-        containment = Containment(process.pid, self._cgroups.new_group(), scope)
-        containment.adopt()  # before the handshake: before any Sequence code runs
+        containment = Containment(process.pid, group, scope)
+        if not getattr(process, "in_cgroup", False):  # a warm start may have been born in it
+            containment.adopt()  # before the handshake: before any Sequence code runs
         supervisor = Supervisor(instance, process, stream, containment)
         self._supervisors[instance.id] = supervisor
         tg.start_soon(supervisor.run)

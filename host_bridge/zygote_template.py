@@ -19,6 +19,7 @@ the host closes the control socket; runners it forked live on (their own session
 from __future__ import annotations
 
 import array
+import ctypes
 import gc
 import json
 import os
@@ -123,11 +124,11 @@ class Template:
         if threading.active_count() != 1:
             raise RuntimeError("the template has started a thread: it can no longer fork safely")
         job_fds = _open_fds() - self.library_fds - {0, 1, 2}
-        pid = os.fork()
+        pid, in_cgroup = fork_into(request.get("cgroup"))
         if pid == 0:
             self._child(request, fds, job_fds)
         self.children[pid] = socket.socket(fileno=fds[3])
-        return {"pid": pid}
+        return {"pid": pid, "in_cgroup": in_cgroup}
 
     # -- in the child ---------------------------------------------------------------------
     def _child(self, request: dict[str, Any], fds: list[int], job_fds: set[int]) -> None:
@@ -180,6 +181,51 @@ class Template:
         sys.argv = ["-m", *request["args"]]
         runpy._run_module_as_main("runner")  # type: ignore[attr-defined]  # what `python -m` calls
         return 0
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+        "set_tid", "set_tid_size", "cgroup")]
+
+
+_SYS_CLONE3 = {"x86_64": 435, "aarch64": 435}.get(os.uname().machine)
+_CLONE_INTO_CGROUP = 0x200000000
+_clone3_works = _SYS_CLONE3 is not None
+
+
+def fork_into(cgroup: str | None) -> tuple[int, bool]:
+    """``os.fork()``, with the child born in the cgroup directory ``cgroup`` when given and the
+    kernel allows it (clone3 CLONE_INTO_CGROUP, Linux 5.7, cgroup v2): moving a process into a
+    cgroup later waits for an RCU grace period (1-10 ms here), being born in it does not. The
+    Python side of the fork is os.fork's own (PyOS_BeforeFork / PyOS_AfterFork_*: at-fork hooks,
+    locks, the random reseed), called with the GIL held. Falls back to os.fork (the host then
+    moves the runner) when the cgroup cannot be opened or clone3 is refused."""
+    global _clone3_works
+    if cgroup is None or not _clone3_works:
+        return os.fork(), False
+    try:
+        dirfd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return os.fork(), False
+    number = _SYS_CLONE3
+    assert number is not None
+    libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
+    args = _CloneArgs(flags=_CLONE_INTO_CGROUP, exit_signal=signal.SIGCHLD, cgroup=dirfd)
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = int(libc.syscall(ctypes.c_long(number), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+    else:
+        api.PyOS_AfterFork_Parent()
+    os.close(dirfd)  # in both: the child must not keep it
+    if pid == 0:
+        return 0, True
+    if pid > 0:
+        return pid, True
+    _clone3_works = False  # ENOSYS, EPERM, a v1-only cgroup: fork, and the host moves it
+    return os.fork(), False
 
 
 def _open_fds() -> set[int]:

@@ -52,6 +52,7 @@ async def run(context, input):
         "cwd": os.getcwd(), "argv0": os.path.basename(sys.argv[0]), "argv": sys.argv[1:],
         "path": sys.path, "main": getattr(sys.modules["__main__"], "__spec__").name,
         "name": __name__,
+        "cgroup_v2": [line[3:] for line in open("/proc/self/cgroup").read().splitlines() if line.startswith("0::")],
     }
     yield json.dumps(facts) + "\\n"
 '''
@@ -74,6 +75,7 @@ async def _facts(bridge: Bridge, probe: str, **spawn: Any) -> dict[str, Any]:
     assert inst.status is Status.COMPLETED
     facts: dict[str, Any] = json.loads(out)
     facts["instance_pid"] = inst.pid
+    facts["info_cgroup"] = inst.info.cgroup
     return facts
 
 
@@ -102,6 +104,9 @@ async def test_a_forked_runner_is_a_fresh_process_like_a_cold_one(probe: str, tm
         assert warm["path"] == cold["path"]  # the Sequence's root, cwd, PYTHONPATH, then the interpreter's
         assert str(workdir) in warm["path"]
     assert cold["ppid"] == os.getpid() and cold["pid"] == cold["sid"]
+    for facts in (cold, first, second):  # in its own cgroup when the system lets host_bridge make one
+        if facts["info_cgroup"]:  # (a warm one is born there: clone3 CLONE_INTO_CGROUP)
+            assert facts["cgroup_v2"] and facts["info_cgroup"].endswith(facts["cgroup_v2"][0])
     assert first["pid"] != second["pid"]
     assert first["random"] != second["random"] and first["urandom"] != second["urandom"]  # reseeded
 
