@@ -147,20 +147,20 @@ class InstanceRegistry:
         """Refused (507) when the limits or STH's instanceRequirements say no."""
         if len(self.running()) >= self.config.max_instances:
             raise Refused(f"Insufficient Space on Resource: {self.config.max_instances} Instances already run")
-        req = self.config.requirements
-        free_mem = psutil.virtual_memory().available / MiB
-        if req.free_mem_mib and free_mem < req.free_mem_mib:
+        req = self.config.requirements  # each figure is read only when its threshold is on: starts stay cheap
+        if req.free_mem_mib and (free_mem := psutil.virtual_memory().available / MiB) < req.free_mem_mib:
             raise Refused(f"Insufficient Space on Resource: {free_mem:.0f} MiB free memory < {req.free_mem_mib}")
-        load = psutil.cpu_percent(interval=None)
-        if req.cpu_load_percent and load > req.cpu_load_percent:
+        if req.cpu_load_percent and (load := psutil.cpu_percent(interval=None)) > req.cpu_load_percent:
             raise Refused(f"Insufficient Space on Resource: CPU load {load:.0f}% > {req.cpu_load_percent}%")
-        free_disk = psutil.disk_usage(str(self.store.directory)).free / MiB
-        if req.free_space_mib and free_disk < req.free_space_mib:
+        if req.free_space_mib and (free_disk := psutil.disk_usage(str(self.store.directory)).free / MiB) \
+                < req.free_space_mib:
             raise Refused(f"Insufficient Space on Resource: {free_disk:.0f} MiB free disk < {req.free_space_mib}")
 
     async def start(self, record: SequenceRecord, app_config: dict[str, Any], args: list[Any] | None,
                     input_topic: str | None = None, output_topic: str | None = None,
                     limits: Limits | None = None) -> HubInstance:
+        """Start an Instance; returns once it is recorded in the store and its runner connected or
+        failed to (``instance.wait_started()`` then says which)."""
         self.check_capacity()
         started = await self.runtime.start(StartRequest(record.id, self.store.package_dir(record), app_config, args,
                                                         limits or Limits()))
@@ -183,12 +183,14 @@ class InstanceRegistry:
         hub_inst.input_topic = input_topic or _topic_name(record.package.get("requires"), "requires")
         hub_inst.output_topic = output_topic or _topic_name(record.package.get("provides"), "provides")
         self._wire_topics(hub_inst)
-        # recorded before the start is answered: a hub that dies right after the answer (a warm
-        # start answers within ~15 ms) must still know the Instance when it restarts
-        await self.store.save_instance(hub_inst.refresh())
-        self.tg.start_soon(self._watch, hub_inst)
         logger.info("Instance %s of Sequence %s (%s) starting (%s), pid %s", instance.id, record.id, record.name,
                     started.details.get("container", self.runtime.name), instance.pid)
+        # Recorded before the start is answered (a hub that dies right after the answer must still
+        # know the Instance when it restarts), while the runner connects: the write overlaps the handshake.
+        async with anyio.create_task_group() as recording:
+            recording.start_soon(self.store.save_instance, hub_inst.refresh())
+            await instance.wait_started()
+        self.tg.start_soon(self._watch, hub_inst)
         return hub_inst
 
     async def _watch(self, hub_inst: HubInstance) -> None:

@@ -7,7 +7,9 @@ Layout under the store directory::
     tmp/                 uploads in progress (wiped at start: an interrupted upload leaves nothing)
 
 Every SQLite call and every file operation runs in one worker thread
-(``anyio.to_thread`` with a limiter of 1), never on the event loop. An upload is
+(``anyio.to_thread`` with a limiter of 1), never on the event loop. The Sequence records are
+also kept in memory (this process is the index's only writer), so looking one up, as every
+start does, costs no thread hop. An upload is
 streamed to ``tmp/``, unpacked and checked there by the runner's own package rules
 (``runner.sequence.loader``), and only then renamed into ``sequences/`` and indexed.
 """
@@ -62,6 +64,9 @@ class Store:
         self._db = db
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
+        # Copy-on-write snapshot of the sequences table: the worker thread replaces it after each
+        # change, the event loop reads whichever snapshot is current (never one being mutated).
+        self._records: dict[str, SequenceRecord] = {}
 
     @classmethod
     async def open(cls, directory: Path) -> Store:
@@ -76,6 +81,7 @@ class Store:
             db.executescript(_SCHEMA)
             store = cls(directory, db)
             store._drop_orphans()
+            store._records = {r.id: r for r in store._select_sequences("SELECT * FROM sequences", ())}
             return store
 
         return await anyio.to_thread.run_sync(setup)
@@ -188,21 +194,20 @@ class Store:
                 "INSERT OR REPLACE INTO sequences VALUES (?, ?, ?, ?, ?, ?)",
                 (record.id, record.name, record.root, json.dumps(package), record.created.isoformat(), size),
             )
+            self._records = {**self._records, record.id: record}
             _remove(retired)
             return record
         finally:
             _remove(staging)
 
     async def sequences(self) -> list[SequenceRecord]:
-        return await self._run(self._select_sequences, "SELECT * FROM sequences ORDER BY created", ())
+        return sorted(self._records.values(), key=lambda r: r.created)
 
     async def find_sequence(self, id_or_name: str) -> SequenceRecord | None:
         """By id, else by name."""
-        rows = await self._run(
-            self._select_sequences, "SELECT * FROM sequences WHERE id = ? OR name = ? ORDER BY id = ? DESC",
-            (id_or_name, id_or_name, id_or_name),
-        )
-        return rows[0] if rows else None
+        records = self._records
+        found = records.get(id_or_name)
+        return found or next((r for r in records.values() if r.name == id_or_name), None)
 
     def _select_sequences(self, sql: str, params: tuple[Any, ...]) -> list[SequenceRecord]:
         return [
@@ -219,6 +224,7 @@ class Store:
     async def delete_sequence(self, record: SequenceRecord) -> None:
         def delete() -> None:
             self._db.execute("DELETE FROM sequences WHERE id = ?", (record.id,))
+            self._records = {k: v for k, v in self._records.items() if k != record.id}
             _remove(self.directory / "sequences" / record.id)
 
         await self._run(delete)

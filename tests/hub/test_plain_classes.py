@@ -192,6 +192,29 @@ async def test_store_streams_checks_commits_and_survives_reopening(tmp_path: Pat
     await again.close()
 
 
+async def test_store_lookups_follow_replace_and_delete_and_match_the_index(tmp_path: Path) -> None:
+    """Lookups are served from memory: they must say what the SQLite index says after every change."""
+    def pkg(name: str) -> bytes:
+        return tar_bytes({"package.json": json.dumps({"name": name, "main": "m.py"}), "m.py": "def run(c, i): pass\n"})
+
+    store = await Store.open(tmp_path)
+    first = await store.commit_new(await store.receive_package(chunks_of(pkg("a")), 1 << 20), None)
+    second = await store.commit_new(await store.receive_package(chunks_of(pkg("b")), 1 << 20), "bee")
+    assert (await store.find_sequence("a")) == (await store.find_sequence(first.id)) == first
+    assert (await store.find_sequence("bee")) == second and await store.find_sequence("b") is None
+    renamed = await store.commit_replace(await store.receive_package(chunks_of(pkg("b")), 1 << 20), second, "cee")
+    assert renamed.id == second.id and await store.find_sequence("bee") is None
+    assert await store.find_sequence("cee") == renamed
+    await store.delete_sequence(first)
+    assert await store.find_sequence("a") is None and await store.find_sequence(first.id) is None
+    assert [r.name for r in await store.sequences()] == ["cee"]
+    await store.close()
+    again = await Store.open(tmp_path)
+    assert [(r.id, r.name) for r in await again.sequences()] == [(second.id, "cee")]
+    assert await again.find_sequence("cee") == await again.find_sequence(second.id)
+    await again.close()
+
+
 async def test_closing_a_tap_nobody_reads_ends_its_pump() -> None:
     tap = Tap("output", Source([b"never read"]).__aiter__(), pipe=True)
     with anyio.fail_after(5):
