@@ -9,6 +9,7 @@ feeds the topic's items into the input (and the API's input answers 405).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -171,11 +172,11 @@ class InstanceRegistry:
             details=started.details,
         )
         taps = {
-            "output": Tap("output", instance.output(), pipe=True),
-            "stdout": Tap("stdout", instance.stdout(), pipe=False),
-            "stderr": Tap("stderr", instance.stderr(), pipe=False),
-            "log": Tap("log", _log_source(instance), pipe=False),
+            name: Tap(name, source, pipe=name == "output", ready=functools.partial(instance.buffered, name))
+            for name, source in (("output", instance.output()), ("stdout", instance.stdout()),
+                                 ("stderr", instance.stderr()))
         }
+        taps["log"] = Tap("log", _log_source(instance), pipe=False)
         hub_inst = HubInstance(summary, instance, taps)
         self.live[instance.id] = hub_inst
         for tap in taps.values():

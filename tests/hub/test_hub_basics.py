@@ -129,3 +129,14 @@ def test_sigterm_stops_instances_then_exits_0(hub_factory: Any) -> None:
     assert states[polite]["status"] == "stopped", states[polite]
     assert states[stubborn]["status"] in ("stopped", "killed"), states[stubborn]
     assert states[stubborn]["exitCode"] in (137, 138)
+
+
+def test_uvicorn_reads_request_bodies_past_its_default_high_water() -> None:
+    """hub/server.py raises uvicorn's request-body high-water mark (a module constant); if an upgrade of
+    uvicorn drops the constant, the hub still runs (with a warning) and this test says so."""
+    from uvicorn.protocols.http import httptools_impl
+
+    from hub.server import BODY_HIGH_WATER, raise_body_high_water
+
+    assert raise_body_high_water()
+    assert httptools_impl.HIGH_WATER_LIMIT == BODY_HIGH_WATER > 64 << 10

@@ -13,7 +13,7 @@ import pytest
 
 from hub.records import InstanceSummary
 from hub.store import InvalidPackage, PackageTooLarge, Store
-from hub.taps import Tap
+from hub.taps import MAX_CHUNK, Tap
 from hub.topics import Actor, LineSplitter, TopicRouter
 
 pytestmark = pytest.mark.anyio
@@ -73,6 +73,33 @@ async def test_pipe_tap_keeps_what_a_leaving_last_reader_did_not_take() -> None:
         await anyio.sleep(0.05)  # the tap has queued more for this reader
         await first.aclose()  # it leaves
         assert await collect(tap.stream()) == b"234"
+
+
+async def test_tap_joins_what_its_source_has_ready_up_to_the_chunk_bound() -> None:
+    """Ready chunks reach a reader joined (fewer, larger chunks), never past MAX_CHUNK, in order."""
+    parts = [bytes([i]) * (300 << 10) for i in range(7)] + [b"tail"]
+    source = Source(parts)
+    tap = Tap("output", source.__aiter__(), pipe=True, ready=lambda: sum(map(len, source.chunks)))
+    got: list[bytes] = []
+
+    async def read() -> None:
+        got.extend([c async for c in tap.stream()])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        await anyio.sleep(0.01)
+        tg.start_soon(tap.run)
+    assert b"".join(got) == b"".join(parts)
+    assert all(len(c) <= MAX_CHUNK for c in got)
+    assert [len(c) for c in got] == [900 << 10, 900 << 10, (300 << 10) + 4]  # 3 x 300 KiB fit in 1 MiB, 4 do not
+
+
+async def test_tap_hands_on_a_trickle_as_it_comes() -> None:
+    source = Source([b"a", b"b", b"c"])
+    tap = Tap("output", source.__aiter__(), pipe=True, ready=lambda: 0)  # nothing ever waiting behind
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tap.run)
+        assert [c async for c in tap.stream()] == [b"a", b"b", b"c"]
 
 
 async def test_tail_tap_always_reads_and_replays_its_tail() -> None:
