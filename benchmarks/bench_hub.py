@@ -14,7 +14,9 @@ REST figures.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +24,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +104,49 @@ async def _wait_ended(client: httpx.AsyncClient, inst: str) -> dict[str, Any]:
 # -- start ---------------------------------------------------------------------------------------
 
 
-async def rest_start(client: httpx.AsyncClient, seq_id: str) -> float:
-    """POST start -> its answer (the runner connected); then drain hello-now and wait for its end."""
+class RawClient:
+    """Small requests on one kept-alive HTTP/1.1 connection, answers with a content-length.
+
+    The start figure times one POST; httpx's pure-Python request and response handling
+    costs 2-4 ms of it on this machine, which is the client's, not the hub's (the
+    section also reports the figure through httpx)."""
+
+    def __init__(self, url: str) -> None:
+        self._stream = RawStream(url)
+        self._open = False
+
+    async def post_json(self, path: str, body: bytes) -> tuple[int, bytes]:
+        stream = self._stream
+        if not self._open:
+            stream.sock = await anyio.connect_tcp(stream.host, stream.port)
+            self._open = True
+        assert stream.sock is not None
+        head = (f"POST {stream.base}{path} HTTP/1.1\r\nhost: {stream.host}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n\r\n").encode()
+        await stream.sock.send(head + body)
+        lines = (await stream._head()).split(b"\r\n")
+        length = next(int(v) for k, _, v in (line.partition(b":") for line in lines[1:]) if k.lower() == b"content-length")
+        while len(stream._buffer) - stream._pos < length:
+            if not await stream._fill():
+                raise ConnectionError("connection closed inside an answer")
+        answer, stream._pos = stream._buffer[stream._pos:stream._pos + length], stream._pos + length
+        return int(lines[0].split(b" ", 2)[1]), answer
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def rest_start(client: httpx.AsyncClient, seq_id: str, raw: RawClient | None = None) -> float:
+    """POST start -> its answer (the runner connected), through ``raw`` when given, else httpx;
+    then drain hello-now and wait for its end (untimed)."""
     start = time.perf_counter()
-    inst = await _start(client, seq_id)
+    if raw is None:
+        inst = await _start(client, seq_id)
+    else:
+        status, answer = await raw.post_json(f"/sequence/{seq_id}/start", b"{}")
+        if status != 200:
+            raise RuntimeError(f"start answered {status}: {answer!r}")
+        inst = json.loads(answer)["id"]
     ready = time.perf_counter() - start
     await client.get(f"/instance/{inst}/output")
     await _wait_ended(client, inst)
@@ -128,63 +169,80 @@ async def direct_start(bridge: Bridge) -> float:
 
 
 class RawStream:
-    """One HTTP/1.1 request on its own connection, its bodies chunked both ways."""
+    """One HTTP/1.1 request on its own connection, its bodies chunked both ways.
+
+    Cheap on purpose, so that the REST figures measure the hub: each HTTP chunk of the upload
+    is one ``send`` (one join of its pieces), and each byte of the response body is copied at
+    most once (never re-sliced with what is left of its buffer)."""
 
     def __init__(self, url: str) -> None:
         split = httpx.URL(url)
         self.host, self.port, self.base = split.host, split.port or 80, split.path.rstrip("/")
         self.sock: anyio.abc.SocketStream | None = None
         self._buffer = b""
+        self._pos = 0  # where the unread part of _buffer starts
 
     async def open(self, method: str, path: str, headers: dict[str, str]) -> None:
         self.sock = await anyio.connect_tcp(self.host, self.port)
         lines = [f"{method} {self.base}{path} HTTP/1.1", f"host: {self.host}", *(f"{k}: {v}" for k, v in headers.items())]
         await self.sock.send(("\r\n".join(lines) + "\r\n\r\n").encode())
 
-    async def send_chunks(self, chunks: Iterable[bytes]) -> int:
-        """Send the body chunked, then read the answer's status."""
+    async def send_chunks(self, chunks: Iterable[bytes], group: int = 1) -> int:
+        """Send the body chunked, ``group`` source chunks per HTTP chunk, then read the answer's status."""
         assert self.sock is not None
+        pending: list[bytes] = []
         for chunk in chunks:
-            await self.sock.send(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            pending.append(chunk)
+            if len(pending) >= group:
+                await self._send_chunk(pending)
+                pending = []
+        if pending:
+            await self._send_chunk(pending)
         await self.sock.send(b"0\r\n\r\n")
-        status = int((await self._head()).split(b" ", 2)[1])
+        status = int(bytes(await self._head()).split(b" ", 2)[1])
         await self.sock.aclose()
         return status
 
+    async def _send_chunk(self, pieces: list[bytes]) -> None:
+        assert self.sock is not None
+        await self.sock.send(b"".join([b"%x\r\n" % sum(map(len, pieces)), *pieces, b"\r\n"]))
+
     async def _fill(self) -> bool:
+        """Read more; what was not consumed yet (a partial head or size line) is kept in front."""
         assert self.sock is not None
         try:
-            self._buffer += await self.sock.receive(1 << 20)
+            data = await self.sock.receive(1 << 20)
         except anyio.EndOfStream:
             return False
+        rest = self._buffer[self._pos:]
+        self._buffer, self._pos = (rest + data if rest else data), 0
         return True
 
-    async def _head(self) -> bytes:
-        while b"\r\n\r\n" not in self._buffer:
+    async def _line(self, end: bytes) -> bytes:
+        """Up to ``end`` (consumed, not returned)."""
+        while (found := self._buffer.find(end, self._pos)) < 0:
             if not await self._fill():
-                raise ConnectionError("connection closed before the response head")
-        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
-        return head
+                raise ConnectionError("connection closed before the end of a head or chunk size")
+        line, self._pos = self._buffer[self._pos:found], found + len(end)
+        return line
+
+    async def _head(self) -> bytes:
+        return await self._line(b"\r\n\r\n")
 
     async def body(self) -> AsyncIterator[bytes]:
-        """The response body (chunked), piece by piece as it arrives."""
+        """The response body (chunked), piece by piece as it arrives: a received buffer as it is when
+        it holds only body bytes, else one copy of the piece (comparing views would cost more)."""
         await self._head()
-        while True:
-            while b"\r\n" not in self._buffer:
-                await self._fill()
-            size_line, self._buffer = self._buffer.split(b"\r\n", 1)
-            left = int(size_line, 16)
-            if left == 0:
-                return
+        while left := int(await self._line(b"\r\n"), 16):
             while left:
-                if not self._buffer and not await self._fill():
+                if self._pos >= len(self._buffer) and not await self._fill():
                     raise ConnectionError("connection closed inside a chunk")
-                piece, self._buffer = self._buffer[:left], self._buffer[left:]
-                left -= len(piece)
-                yield piece
-            while len(self._buffer) < 2:
-                await self._fill()
-            self._buffer = self._buffer[2:]
+                buffer, pos = self._buffer, self._pos
+                take = min(left, len(buffer) - pos)
+                yield buffer if take == len(buffer) else buffer[pos:pos + take]
+                self._pos += take
+                left -= take
+            await self._line(b"\r\n")
 
     async def aclose(self) -> None:
         if self.sock is not None:
@@ -285,6 +343,36 @@ def client_for(hub: HubServer) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=hub.url, timeout=120, limits=limits)
 
 
+async def _start_rounds(runs: int, bridge: Bridge, client: httpx.AsyncClient, hello: str,
+                        say: Callable[..., None]) -> dict[str, Any]:
+    """Start -> running three ways in each round, in alternating order (so none always goes first
+    after another's Instance ended): direct spawn -> ready, POST start through a raw client and
+    through httpx. Each clock runs from the call to its return in this process."""
+    from common import median
+
+    raw = RawClient(str(client.base_url))
+    kinds: dict[str, Callable[[], Awaitable[float]]] = {
+        "direct": lambda: direct_start(bridge),
+        "rest": lambda: rest_start(client, hello, raw),
+        "rest_httpx": lambda: rest_start(client, hello),
+    }
+    runs_s: dict[str, list[float]] = {k: [] for k in kinds}
+    try:
+        for rnd in range(runs + 1):  # round 0 warms all three up
+            order = list(kinds) if rnd % 2 else list(reversed(kinds))
+            for kind in order:
+                took = await kinds[kind]()
+                if rnd:
+                    runs_s[kind].append(took)
+    finally:
+        await raw.aclose()
+    result: dict[str, Any] = {f"{k}_ms": median(v) * 1e3 for k, v in runs_s.items()}
+    result["runs_s"] = runs_s
+    say(f"  hub start -> running {result['rest_ms']:.1f} ms (through httpx {result['rest_httpx_ms']:.1f} ms), "
+        f"spawn -> ready {result['direct_ms']:.1f} ms")
+    return result
+
+
 # -- the section, side by side -------------------------------------------------------------------
 
 
@@ -315,43 +403,39 @@ async def section(cfg: Any, bridge: Bridge, say: Callable[..., None]) -> dict[st
     from common import MIB, bulk_chunks, bulk_pool, expected_digest, median, text_records
 
     out: dict[str, Any] = {}
-    with HubServer() as server:
-        async with client_for(server) as client:
-            ids = {n: await upload(client, n) for n in ("hello-now", "identity-bytes", "identity-text")}
-            await rest_start(client, ids["hello-now"])
-            await direct_start(bridge)  # warm both
-            rest, direct = [], []
-            for _ in range(cfg.startup_runs):
-                direct.append(await direct_start(bridge))
-                rest.append(await rest_start(client, ids["hello-now"]))
-            out["start"] = {"rest_ms": median(rest) * 1e3, "direct_ms": median(direct) * 1e3,
-                            "runs_s": {"rest": rest, "direct": direct}}
-            say(f"  hub start -> running {out['start']['rest_ms']:.1f} ms, spawn -> ready "
-                f"{out['start']['direct_ms']:.1f} ms")
-            pool = bulk_pool()
-            bulk_total = (32 if cfg.quick else 256) * MIB
-            line_block = text_records(655, 100)
-            line_blocks = 60 if cfg.quick else 400
-            cases = (
-                ("bulk", "identity-bytes", bench_e2e.OCTET, b"".join(pool),
-                 lambda: bulk_chunks(pool, bulk_total), bulk_total),
-                ("lines", "identity-text", bench_e2e.TEXT, line_block,
-                 lambda: [line_block] * line_blocks, len(line_block) * line_blocks),
-            )
-            for label, name, ctype, period, blocks, total in cases:
-                digest = expected_digest(iter(blocks()), (hash(period), total))
-                variants = {
-                    "direct": lambda c, n=name, t=ctype, b=blocks, s=total: bench_e2e.pipe(bridge, n, t, b, s, c),
-                    "rest": lambda c, n=name, t=ctype, b=blocks, s=total: rest_pipe(client, ids[n], t, b, s, c),
-                }
-                out[label] = await _pass_through(cfg.runs, label, variants, digest, period, say)
-            count, size = 50, (256 << 10) if cfg.quick else (1 << 20)
-            many_rest, many_direct = [], []
-            for rnd in range(cfg.runs):
-                many_direct.append(await direct_many(bridge, count, size))
-                many_rest.append(await rest_many(client, ids["identity-bytes"], count, size))
-                say(f"  hub {count} at once round {rnd + 1}/{cfg.runs}: direct {many_direct[-1]:.2f}s, "
-                    f"rest {many_rest[-1]:.2f}s")
-            out["many"] = {"instances": count, "bytes_each": size, "rest_s": median(many_rest),
-                           "direct_s": median(many_direct), "runs_s": {"rest": many_rest, "direct": many_direct}}
+    # The hub starts its runners warm (hub/app.py: Bridge(warm=True)), so direct ones start warm too;
+    # ``bridge`` (run.py's cold one) is used only when it is warm itself.
+    async with contextlib.AsyncExitStack() as stack:
+        if bridge.warm is None:
+            bridge = await stack.enter_async_context(Bridge(warm=True))
+        server = stack.enter_context(HubServer())
+        client = await stack.enter_async_context(client_for(server))
+        ids = {n: await upload(client, n) for n in ("hello-now", "identity-bytes", "identity-text")}
+        out["start"] = await _start_rounds(cfg.startup_runs, bridge, client, ids["hello-now"], say)
+        pool = bulk_pool()
+        bulk_total = (32 if cfg.quick else 256) * MIB
+        line_block = text_records(655, 100)
+        line_blocks = 60 if cfg.quick else 400
+        cases = (
+            ("bulk", "identity-bytes", bench_e2e.OCTET, b"".join(pool),
+             lambda: bulk_chunks(pool, bulk_total), bulk_total),
+            ("lines", "identity-text", bench_e2e.TEXT, line_block,
+             lambda: [line_block] * line_blocks, len(line_block) * line_blocks),
+        )
+        for label, name, ctype, period, blocks, total in cases:
+            digest = expected_digest(iter(blocks()), (hash(period), total))
+            variants = {
+                "direct": lambda c, n=name, t=ctype, b=blocks, s=total: bench_e2e.pipe(bridge, n, t, b, s, c),
+                "rest": lambda c, n=name, t=ctype, b=blocks, s=total: rest_pipe(client, ids[n], t, b, s, c),
+            }
+            out[label] = await _pass_through(cfg.runs, label, variants, digest, period, say)
+        count, size = 50, (256 << 10) if cfg.quick else (1 << 20)
+        many_rest, many_direct = [], []
+        for rnd in range(cfg.runs):
+            many_direct.append(await direct_many(bridge, count, size))
+            many_rest.append(await rest_many(client, ids["identity-bytes"], count, size))
+            say(f"  hub {count} at once round {rnd + 1}/{cfg.runs}: direct {many_direct[-1]:.2f}s, "
+                f"rest {many_rest[-1]:.2f}s")
+        out["many"] = {"instances": count, "bytes_each": size, "rest_s": median(many_rest),
+                       "direct_s": median(many_direct), "runs_s": {"rest": many_rest, "direct": many_direct}}
     return out
