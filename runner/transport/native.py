@@ -41,8 +41,11 @@ from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
 RECV_SIZE = 256 * 1024
 IOV_MAX = 512
 #: In ``flush``, past its timeout: the host still counts as taking output (reading) if credit
-#: came within this many seconds.
-PROGRESS_STALL = 0.1
+#: came within this many seconds. A steadily reading host on a loaded machine grants credit in
+#: gaps of a few hundred ms (its threads wait for a core), and at 0.1 s it lost the rest of the
+#: output on KILL. Credit that came before the exit began never extends it (no longer than the
+#: exit budget), and SENDABLE_GRACE still caps the whole wait.
+PROGRESS_STALL = 0.5
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 #: ``send`` writes a message from the calling thread when at most this much is queued (else the
 #: writer thread does: a Sequence's thread should not spend its time copying bulk output).
