@@ -183,6 +183,14 @@ class TestHost:
     def wait_closed(self, timeout: float = TIMEOUT) -> None:
         self.wait_until(lambda: self.closed, timeout, "end of file")
 
+    def wait_running(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """Until run() has started: the first heartbeat from the Sequence's running loop (it carries
+        ``stats.loopLagMs``; the loop answers the probe only after run() reached its first await,
+        so handlers run() registers before that exist). Heartbeats before it may say "starting"."""
+        self.wait_until(lambda: any("loopLagMs" in (m.get("stats") or {}) for m in self.messages(Code.MONITORING)),
+                        timeout, "a heartbeat from the running loop")
+        return next(m for m in self.messages(Code.MONITORING) if "loopLagMs" in (m.get("stats") or {}))
+
     # -- sending ---------------------------------------------------------------------
     def send(self, code: int, body: dict[str, Any] | None = None) -> None:
         with self.lock:
