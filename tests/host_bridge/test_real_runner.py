@@ -11,7 +11,7 @@ import anyio
 import pytest
 from hb_helpers import SAMPLES, collect, real_runner_available
 
-from host_bridge import Bridge, Instance, Status
+from host_bridge import Bridge, Instance, State, Status
 
 pytestmark = [
     pytest.mark.anyio,
@@ -100,14 +100,20 @@ async def test_stop_keepalive_then_stop(bridge: Bridge) -> None:
     inst = await bridge.spawn(sample("stop-keepalive"), args=["SEND_KEEPALIVE"])
     with anyio.fail_after(15):
         await inst.wait_running()  # run() has installed its stop handler
-    await inst.stop(timeout_ms=1000, can_call_keepalive=True)
+    # 2 s for the handler to reach keep_alive(), also on a loaded machine.
+    stop_timeout_s = 2.0
+    sent = anyio.current_time()
+    await inst.stop(timeout_ms=int(stop_timeout_s * 1000), can_call_keepalive=True)
     with anyio.fail_after(15):
         state = await inst.wait_until(lambda s: s.keepalive_ms is not None)
     assert state.status is Status.STOPPING and inst.info.keepalive_ms == state.keepalive_ms
-    await anyio.sleep(1.2)  # past the stop timeout: no KILL after ALIVE
+    await anyio.sleep(max(0.0, sent + stop_timeout_s + 0.5 - anyio.current_time()))  # past the stop timeout
     assert not inst.done.is_set() and inst.status is Status.STOPPING
-    await inst.stop(timeout_ms=1000)
+    await inst.stop(timeout_ms=20000)  # the handler's answer ends this stop, not the deadline
     with anyio.fail_after(20):
+        await inst.wait_until(lambda s: s.lifecycle is State.STOPPED)  # SEQUENCE_STOPPED
+        assert inst.info.sequence_error is None
+        await inst.kill()
         assert await inst.wait() == 138
     out = await _lines(inst, "stdout")
     assert "Keeping alive for 3000 ms" in out and "Cleanup done." in out
