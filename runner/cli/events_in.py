@@ -7,9 +7,11 @@ skipped, and a line without a name is reported and skipped (the run goes on).
 
 ``--events-from`` reads its source on a thread while the Sequence runs: a
 regular file to its end; ``-`` this process's stdin (a terminal, when the input
-comes from ``--input FILE``) until Ctrl-D; a FIFO across writers (at the end of
-one writer it is opened again, so ``echo 'ping="hi"' > fifo`` works any number
-of times) until the run ends.
+comes from ``--input FILE``) until Ctrl-D; a FIFO across writers (``echo
+'ping="hi"' > fifo`` works any number of times) until the run ends. For a FIFO
+this process holds a write end of its own, so reading never sees the end of one
+writer: closing and opening it again after each writer lost the lines of a writer
+that opened it in between (the pipe is discarded when its last reader closes).
 """
 
 from __future__ import annotations
@@ -61,23 +63,40 @@ def check_source(source: str) -> str | None:
 async def source_lines(source: str) -> AsyncIterator[bytes]:
     """Lines of ``source`` (see the module docstring for when it ends), read on a daemon thread.
     The lines of a FIFO's writers run on as one stream (writers that overlap are not told apart)."""
-    follow = source != "-" and is_fifo(source)
-
     def work(put: Callable[[bytes], bool]) -> None:
-        while True:
-            try:
+        held = -1  # a FIFO's write end of our own (see the module docstring)
+        try:
+            if source != "-" and is_fifo(source):
+                fd, held = _open_fifo(source)
+                f = open(fd, "rb")  # noqa: SIM115
+            else:
                 f = open(0 if source == "-" else source, "rb", closefd=source != "-")  # noqa: SIM115
-            except OSError:
-                return
+        except OSError:
+            return
+        try:
             with f:
                 for line in f:
                     if not put(line):
                         return
-            if not follow:
-                return
+        finally:
+            if held >= 0:
+                os.close(held)
 
     async for line in from_thread(work, "runner-cli-events"):
         yield line
+
+
+def _open_fifo(path: str) -> tuple[int, int]:
+    """(read end, write end) of a FIFO, both opened without waiting for a writer (the read end
+    first, so the write end finds a reader); reads on the read end block as usual."""
+    read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        os.close(read_fd)
+        raise
+    os.set_blocking(read_fd, True)
+    return read_fd, write_fd
 
 
 async def events_from(source: str, bad_line: Callable[[str], None]) -> AsyncIterator[tuple[str, Any]]:

@@ -41,9 +41,11 @@ async def from_thread(work: Callable[[Callable[[T], bool]], None], name: str) ->
     queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue(4)
 
     def hand_over(item: tuple[T] | None) -> bool:
+        put = queue.put(item)
         try:
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+            asyncio.run_coroutine_threadsafe(put, loop).result()
         except (RuntimeError, asyncio.CancelledError):  # the loop is gone: nobody reads any more
+            put.close()  # never scheduled: no "never awaited" warning
             return False
         except Exception:  # noqa: BLE001 - e.g. concurrent.futures.CancelledError at shutdown
             return False

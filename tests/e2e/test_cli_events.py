@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -85,6 +86,57 @@ def test_events_from_a_file_and_from_stdin_while_the_input_comes_from_a_file(mod
     seen = [line for line in proc.stderr.decode().splitlines() if line.startswith("[event seen]")]
     assert len(seen) == 3, proc.stderr
     assert seen.index('[event seen] 1') < seen.index('[event seen] {"last": true}')  # in the order sent
+
+
+def test_a_fifo_writer_right_after_another_loses_nothing(tmp_path, monkeypatch):
+    """The reader never closes the FIFO between writers: a writer that opened it while the reader
+    was closing it after the previous one (here a reader thread slow to close, as on a busy machine)
+    wrote into a pipe that was then discarded, and its lines were lost."""
+    import asyncio
+    import builtins
+
+    from runner.cli import events_in
+
+    class SlowToClose:
+        def __init__(self, f):
+            self.f = f
+
+        def __iter__(self):
+            return iter(self.f)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            time.sleep(0.3)  # the reader thread waits for a core between a writer's end and close()
+            self.f.close()
+
+    def slow_open(*args, **kwargs):
+        return SlowToClose(builtins.open(*args, **kwargs))
+
+    monkeypatch.setattr(events_in, "open", slow_open, raising=False)
+    fifo = tmp_path / "events"
+    os.mkfifo(fifo)
+
+    async def two_writers() -> list[bytes]:
+        lines: list[bytes] = []
+        source = events_in.source_lines(str(fifo))
+        first = asyncio.ensure_future(source.__anext__())  # the reader starts with the iteration
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, write_fifo, fifo, "one\n")
+        lines.append(await asyncio.wait_for(first, 30))
+        await asyncio.sleep(0.1)  # the first writer has closed: a reader that follows writers closes now
+        await loop.run_in_executor(None, write_fifo, fifo, "two\n")
+        lines.append(await asyncio.wait_for(source.__anext__(), 10))
+        return lines
+
+    assert asyncio.run(two_writers()) == [b"one\n", b"two\n"]
+    # The reader thread still waits for lines: one more, with the loop gone, ends it (and its FIFO ends).
+    readers = [t for t in threading.enumerate() if t.name == "runner-cli-events"]
+    write_fifo(fifo, "bye\n")
+    for reader in readers:
+        reader.join(10)
+        assert not reader.is_alive()
 
 
 def test_events_from_stdin_needs_the_input_elsewhere(tmp_path):
