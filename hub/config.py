@@ -26,6 +26,7 @@ examples:
   curl -s http://127.0.0.1:8000/api/v1/version
 
 Each flag is also an environment variable: --max-instances is SEQUENCE_HUB_MAX_INSTANCES.
+The hub needs its extra (Starlette, uvicorn): pip install -e '.[hub]'.
 """
 
 

@@ -102,6 +102,27 @@ def test_help_shows_examples_and_environment_variables() -> None:
     assert "examples:" in out and "SEQUENCE_HUB_TOKEN" in out and "--max-upload-size" in out
 
 
+# `python -m hub` where the [hub] extra is missing: uvicorn and starlette cannot be imported.
+WITHOUT_EXTRA = """
+import runpy, sys
+for name in ("uvicorn", "starlette"):
+    sys.modules[name] = None  # import raises ModuleNotFoundError, as when they are not installed
+runpy.run_module("hub", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_without_the_hub_extra_help_works_and_starting_names_the_install() -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", WITHOUT_EXTRA, *args], cwd=ROOT, capture_output=True, check=False,
+                              text=True, timeout=60)
+
+    shown = run("--help")
+    assert shown.returncode == 0 and "examples:" in shown.stdout and "'.[hub]'" in shown.stdout
+    started = run("--port", "0")
+    assert started.returncode == 1 and started.stdout == ""
+    assert started.stderr == ("hub: uvicorn is not installed; the hub needs its extra: pip install -e '.[hub]'\n")
+
+
 def test_sigint_exits_0_even_with_a_live_stream_open(hub_factory: Any) -> None:
     hub = hub_factory()
     with hub.client() as c, c.stream("GET", "/log") as log:
