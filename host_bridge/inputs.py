@@ -18,7 +18,7 @@ import anyio.lowlevel
 from runner.protocol import Channel, InputContentType, LocalProtocolError
 from runner.protocol.connection import Connection
 
-from .content import TEXT, encode_item
+from .content import TEXT, encode_item, encode_text
 from .errors import ChannelClosed
 from .link import Link
 
@@ -64,8 +64,8 @@ class InputSide:
         if self._link_now is not None and self._link_now() is not None:
             await anyio.lowlevel.checkpoint()  # then _open_link does not wait (it re-checks the state)
         conn, link = await self._open_link()
-        if isinstance(data, str):
-            data = data.encode()
+        if isinstance(data, str):  # IN: in the charset of its content type (text/plain; charset=...)
+            data = encode_text(data, self._text_type(content_type)) if channel == Channel.IN else data.encode()
         elif type(data) is not bytes and not owned:
             view_of_bytes = (
                 isinstance(data, memoryview) and data.readonly and type(data.obj) is bytes and data.format == "B"
@@ -124,7 +124,9 @@ class InputSide:
         """Write a whole input; items are encoded for the content type (named, sent, declared, text)."""
         named = content_type or self._default_type
         encoding = named or self.content_type_sent or declared or TEXT
-        if isinstance(source, (bytes, bytearray, memoryview, str)):
+        if isinstance(source, str):
+            await self.write(Channel.IN, encode_text(source, encoding), named)
+        elif isinstance(source, (bytes, bytearray, memoryview)):
             await self.write(Channel.IN, source, named)
         else:
             await self.write(Channel.IN, b"", named)
@@ -145,6 +147,10 @@ class InputSide:
                 await self.write(Channel.IN, batch, owned=True)
         if end:
             await self.end(Channel.IN)
+
+    def _text_type(self, content_type: str | None) -> str:
+        """The content type a str written to IN is encoded for: named, already sent, the option, text."""
+        return content_type or self.content_type_sent or self._default_type or TEXT
 
     def _send_content_type(self, conn: Connection, content_type: str | None) -> None:
         if self._started:

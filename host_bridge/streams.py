@@ -69,7 +69,8 @@ class InstanceStreams:
         return self._conn, link
 
     async def write_input(self, data: bytes | bytearray | memoryview | str, *, content_type: str | None = None) -> None:
-        """Write bytes (str as UTF-8) to the Sequence's input, waiting for credit.
+        """Write bytes to the Sequence's input, waiting for credit; a str in the charset of the input
+        content type (``text/plain; charset=latin-1``; UTF-8 without one).
 
         ``content_type`` (or the bridge option ``input_content_type``) is sent as
         INPUT_CONTENT_TYPE before the first input byte; it cannot change afterwards.

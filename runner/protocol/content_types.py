@@ -20,7 +20,8 @@ any other ``text/*``                         text        refused
 anything else                                binary      refused
 ==========================================  ==========  =========
 
-ndjson: one JSON value per line. text: UTF-8 lines. binary: bytes as they are.
+ndjson: one JSON value per line (UTF-8). text: lines in the content type's charset
+(``text/plain; charset=latin-1``; UTF-8 without one). binary: bytes as they are.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ NDJSON_ALIASES = frozenset({"application/jsonl", "application/json-lines", "appl
 class Kind(str, enum.Enum):
     """How the bytes of a channel are cut into items."""
 
-    TEXT = "text"  # UTF-8 lines
+    TEXT = "text"  # lines in the charset of the content type (UTF-8 by default)
     NDJSON = "ndjson"  # one JSON value per line
     BINARY = "binary"  # chunks of bytes
 
@@ -49,6 +50,26 @@ def normalize(content_type: str | None) -> str:
         return TEXT
     ct = content_type.split(";", 1)[0].strip().lower()
     return ct or TEXT
+
+
+def charset_of(content_type: str | None) -> str | None:
+    """The ``charset`` parameter of a content type, lower-case and unquoted (None without one)."""
+    if not content_type:
+        return None
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            value = value.strip().strip('"').strip()
+            return value.lower() or None
+    return None
+
+
+def text_charset(content_type: str | None) -> str:
+    """The charset text of ``content_type`` is written in: its ``charset``, else UTF-8 (ndjson is
+    always UTF-8). Whether Python knows it is the caller's check (``codecs.lookup``)."""
+    if is_ndjson(content_type):
+        return "utf-8"
+    return charset_of(content_type) or "utf-8"
 
 
 def is_ndjson(content_type: str | None) -> bool:

@@ -48,7 +48,16 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 # The content-type table both ends share (runner.protocol.content_types).
-from ..protocol.content_types import BINARY, NDJSON, TEXT, Kind, input_kind, is_ndjson, output_kind
+from ..protocol.content_types import (
+    BINARY,
+    NDJSON,
+    TEXT,
+    Kind,
+    charset_of,
+    input_kind,
+    is_ndjson,
+    output_kind,
+)
 from ..protocol.content_types import normalize as normalize_content_type
 from . import jsonlines
 
@@ -84,18 +93,6 @@ class OutputEncodeError(TypeError):
     def __init__(self, message: str, partial: bytes = b"") -> None:
         super().__init__(message)
         self.partial = partial
-
-
-def charset_of(content_type: str | None) -> str | None:
-    """The ``charset`` parameter of a content type, lower-case and unquoted (None without one)."""
-    if not content_type:
-        return None
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset":
-            value = value.strip().strip('"').strip()
-            return value.lower() or None
-    return None
 
 
 def _codec_for(content_type: str, error: type[Exception]) -> codecs.CodecInfo:
