@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -207,6 +205,8 @@ def extraction_root(env: Mapping[str, str] | None = None) -> Path:
     configured = env.get(EXTRACT_ROOT_ENV, "")
     if configured:
         return Path(configured)
+    import tempfile  # here: every runner imports this module, only packages unpack (tempfile, shutil ~1 MiB)
+
     return Path(tempfile.gettempdir()) / f"sequence-runner-{os.getuid()}"
 
 
@@ -232,6 +232,8 @@ def remove_extraction(path: Path) -> None:
 
     if not os.path.isdir(path):
         return
+    import shutil
+
     try:
         shutil.rmtree(path)
     except OSError:  # the Sequence made a directory unwritable: give the owner its rights back

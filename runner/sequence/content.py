@@ -59,7 +59,6 @@ from ..protocol.content_types import (
     output_kind,
 )
 from ..protocol.content_types import normalize as normalize_content_type
-from . import jsonlines
 
 __all__ = [
     "BINARY",
@@ -211,6 +210,8 @@ def _parse_lines(ct: str, complete: bytes, first_line: int) -> tuple[list[Any], 
     Returns the values parsed and, if a line is bad, the error for it (the
     values of the good lines before it are still returned).
     """
+    from . import jsonlines  # here: orjson costs ~3 MiB, and only NDJSON input needs it
+
     fast = jsonlines.parse(complete)  # orjson, when installed and sure to agree
     if fast is not None:
         return fast, None
