@@ -51,3 +51,30 @@ async def test_shim_finds_the_package_through_sequence_runner_home(tmp_path: Pat
         assert await collect(inst.output()) == b"Hello shim!\n"
         assert await inst.wait() == 0
 
+
+
+def test_shim_without_the_package_says_how_to_install_it_and_exits_20(tmp_path: Path) -> None:
+    """`-S`: no site-packages, so no sequence-runner (it is installed there, editable)."""
+    import os
+    import subprocess
+    import sys
+
+    runner_dir = tmp_path / "python-runner"
+    runner_dir.mkdir()
+    shutil.copy(SHIM, runner_dir / "runner.py")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SEQUENCE_RUNNER_HOME")}
+    env["SEQUENCE_RUNNER_HOME"] = str(tmp_path / "no-checkout")
+    proc = subprocess.Popen([sys.executable, "-S", str(runner_dir / "runner.py"), "./startup.log"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=30)
+    exit_file = Path(f"/tmp/runner-{proc.pid}")
+    try:
+        assert proc.returncode == 20 and out == b""
+        assert exit_file.read_text() == "20"
+    finally:
+        exit_file.unlink(missing_ok=True)
+    message = err.decode()
+    assert f"cannot be imported by {sys.executable}" in message
+    assert f"SEQUENCE_RUNNER_HOME={tmp_path / 'no-checkout'} holds no runner/__main__.py" in message
+    assert f"'{sys.executable} -m pip install /path/to/sequence-runner'" in message
+    assert f"--target {runner_dir / '__pypackages__'}" in message
