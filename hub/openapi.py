@@ -10,14 +10,15 @@ from typing import Any
 
 from runner import __version__
 
+from .records import STATUSES
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _ID = {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}
 _INSTANCE = {"type": "object", "properties": {
     "id": {"type": "string"}, "sequence": {"type": "string"}, "appConfig": {"type": "object"},
     "sequenceArgs": {"type": ["array", "null"]}, "created": {"type": "string"},
     "started": {"type": ["string", "null"]}, "ended": {"type": ["string", "null"]},
-    "status": {"type": "string", "enum": ["initializing", "starting", "running", "stopping", "killing",
-                                          "completed", "errored", "stopped", "killed"]},
+    "status": {"type": "string", "enum": list(STATUSES)},
     "exitCode": {"type": ["integer", "null"]}, "reason": {"type": ["string", "null"]}}}
 _STREAM = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 

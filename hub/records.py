@@ -11,8 +11,12 @@ _ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 _EVENT = re.compile(r"^[^\x00-\x1f/]{1,200}$")
 
+#: States while an Instance runs (host_bridge's).
+LIVE = ("initializing", "starting", "running", "stopping", "killing")
 #: Ending states: STH's completed and errored, plus stopped and killed (what the hub asked for).
 ENDED = ("completed", "errored", "stopped", "killed")
+#: Every ``status`` the API shows (hub/instances.py hub_status; the OpenAPI enum).
+STATUSES = (*LIVE, *ENDED)
 
 
 def is_valid_id(value: str) -> bool:

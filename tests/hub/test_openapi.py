@@ -52,3 +52,15 @@ def test_each_described_operation_is_routed(client: httpx.Client) -> None:
             assert r.status_code != 405, (method, path)
             if r.status_code == 404:
                 assert r.json()["error"] != "Not Found", (method, path)  # a handler's 404, not the router's
+
+
+def test_the_status_enum_is_every_status_the_hub_can_show(client: httpx.Client) -> None:
+    """host_bridge's states, plus stopped and killed (hub/instances.py hub_status): a state added
+    to host_bridge must be added to the hub's list (hub/records.py) and so to the description."""
+    from host_bridge import Status
+    from hub.records import ENDED, LIVE
+
+    shown = client.get("/openapi.json").json()["paths"]["/instance/{id}"]["get"]["responses"]["200"]
+    statuses = shown["content"]["application/json"]["schema"]["properties"]["status"]["enum"]
+    assert set(statuses) == {s.value for s in Status} | {"stopped", "killed"}
+    assert not set(LIVE) & set(ENDED) and {"completed", "errored", "stopped", "killed"} == set(ENDED)
