@@ -14,7 +14,7 @@ meaning ``text/plain``; of its parameters only ``charset`` means anything:
   across chunks are handled. The text is UTF-8 unless ``; charset=...`` names
   another encoding Python knows (``latin-1``, ``utf-16``, ...); an encoding it
   does not know is :class:`UnsupportedContentType` at once. Invalid bytes are
-  an error, never replaced: :class:`InputDecodeError` names the byte offset.
+  an error after the lines before them, never replaced: :class:`InputDecodeError` names the byte offset.
 * ``application/octet-stream``: ``bytes`` chunks exactly as received (one per batch).
 * ``application/x-ndjson`` (and any ``*/x-ndjson``, ``application/jsonl``,
   ``application/json-lines``, ``application/jsonlines``): one parsed JSON value per
@@ -124,6 +124,15 @@ def canonical_content_type(content_type: str | None) -> str:
 # --------------------------------------------------------------------------- decoders
 
 
+def _lines_before(pending: list[str], decode: Callable[[bytes], str], valid: bytes) -> list[str]:
+    """The complete lines of ``pending`` and ``valid`` (the bytes before an invalid one)."""
+    try:
+        lines = ("".join(pending) + decode(valid)).split("\n")
+    except UnicodeDecodeError:  # a codec whose error offset is not a character boundary: none
+        return []
+    return [line + "\n" for line in lines[:-1]]  # the last is the incomplete line the bad byte is in
+
+
 async def _decode_text(chunks: AsyncIterator[bytes], info: codecs.CodecInfo) -> AsyncIterator[list[Any]]:
     label = _encoding_label(info)
     decoder = info.incrementaldecoder("strict")
@@ -137,10 +146,11 @@ async def _decode_text(chunks: AsyncIterator[bytes], info: codecs.CodecInfo) -> 
             text = decode(chunk)
         except UnicodeDecodeError as e:
             buffered = len(decoder.getstate()[0])
-            raise InputDecodeError(
-                f"text/plain input is not valid {label} at byte offset {consumed - buffered + e.start}"
-                f" ({e.reason})"
-            ) from None
+            at = consumed - buffered + e.start
+            if lines := _lines_before(pending, decode, chunk[: max(0, e.start - buffered)]):
+                yield lines  # nothing lost: the lines before the bad byte go first, as NDJSON's values do
+            raise InputDecodeError(f"text/plain input is not valid {label} at byte offset {at} ({e.reason})") \
+                from None
         consumed += len(chunk)
         if not text:
             continue

@@ -178,3 +178,46 @@ def test_the_cli_checks_the_charset_before_starting_anything(tmp_path: Path) -> 
                         timeout=60, check=False)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == "é\n".encode()  # decoded from latin-1, written as UTF-8 text
+
+
+# -- nothing lost before an input error ------------------------------------------------------------
+ECHO_REPR = """
+async def run(context, input):
+    async for item in input:
+        yield f"got {item!r}\\n"
+"""
+
+
+@pytest.mark.parametrize(("content_type", "data", "delivered", "message"), [
+    ("text/plain", b"one\ntwo\nbad \xff\nafter\n", b"got 'one\\n'\ngot 'two\\n'\n",
+     "input error: text/plain input is not valid UTF-8 at byte offset 12"),
+    ("text/plain; charset=utf-8", b"one\ntwo\nba", b"got 'one\\n'\ngot 'two\\n'\n",  # + "d \xff" below
+     "input error: text/plain input is not valid UTF-8 at byte offset 12"),
+    ("application/x-ndjson", b'"one"\n"two"\n"bad \xff"\n"after"\n', b"got 'one'\ngot 'two'\n",
+     "input error: application/x-ndjson input line 3: not valid UTF-8"),
+])
+def test_lines_before_an_invalid_byte_in_the_same_read_reach_the_sequence(
+        tmp_path: Path, content_type: str, data: bytes, delivered: bytes, message: str) -> None:
+    path = sequence_file(tmp_path, ECHO_REPR)
+    with TestHost(path) as host:
+        host.wait_message(Code.PANG)
+        host.send(Code.INPUT_CONTENT_TYPE, {"contentType": content_type})
+        host.send_data(Channel.IN, data)
+        if data.endswith(b"ba"):  # the bad byte comes with the rest of an incomplete line
+            host.send_data(Channel.IN, b"d \xff\nafter\n")
+        host.send_end(Channel.IN)
+        code, _ = host.finish()
+    assert code == 23, host.summary()
+    assert bytes(host.data[Channel.OUT]) == delivered
+    assert host.messages(Code.ERROR)[0]["message"].startswith(message), host.summary()
+
+
+def test_the_cli_writes_the_lines_before_an_invalid_byte(tmp_path: Path) -> None:
+    path = sequence_file(tmp_path, ECHO_REPR)
+    for mode in ([], ["--inline"]):
+        done = subprocess.run([sys.executable, "-m", "runner", "run", str(path), *mode],
+                              input=b"one\ntwo\nbad \xff\nafter\n", capture_output=True, env=runner_env(),
+                              cwd=str(REPO), timeout=60, check=False)
+        assert done.returncode == 23, (mode, done.stderr)
+        assert done.stdout == b"got 'one\\n'\ngot 'two\\n'\n", (mode, done.stderr)
+        assert b"not valid UTF-8 at byte offset 12" in done.stderr, (mode, done.stderr)

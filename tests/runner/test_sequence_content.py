@@ -97,6 +97,29 @@ async def test_text_invalid_utf8_split_sequence_offset() -> None:
         await decode("text/plain", [b"ab\n\xc5", b"a\n"])
 
 
+async def _until_error(ct: str, parts: list[bytes]) -> tuple[list[Any], str]:
+    items: list[Any] = []
+    with pytest.raises(InputDecodeError) as failed:
+        async for batch in decode_input(ct, _chunks(parts)):
+            items.extend(batch)
+    return items, str(failed.value)
+
+
+@pytest.mark.parametrize(("ct", "parts", "lines", "offset"), [
+    ("text/plain", [b"a\nb\nc\xffd\ne\n"], ["a\n", "b\n"], 5),  # the good lines of the bad byte's chunk
+    ("text/plain", [b"a\n", b"b\n\xc5", b"a\n"], ["a\n", "b\n"], 4),  # bad after a split character
+    ("text/plain", [b"a\nb", b"c\nd\xff\n"], ["a\n", "bc\n"], 6),  # a line across chunks, then the bad byte
+    ("text/plain", [b"\xff\n"], [], 0),
+    ("text/plain; charset=ascii", [b"a\n\xc5\xbcb\n"], ["a\n"], 2),
+    ("text/plain; charset=utf-16-le", ["x\ny\n".encode("utf-16-le") + b"\x00\xdc"], ["x\n", "y\n"], 8),
+])
+async def test_text_delivers_the_complete_lines_before_an_invalid_byte(
+        ct: str, parts: list[bytes], lines: list[str], offset: int) -> None:
+    items, error = await _until_error(ct, parts)
+    assert items == lines
+    assert f"byte offset {offset} " in error, error
+
+
 async def test_text_truncated_at_end() -> None:
     with pytest.raises(InputDecodeError, match="ends inside a UTF-8 character at byte offset 2"):
         await decode("text/plain", [b"ab\xc5"])
