@@ -50,6 +50,14 @@ _COLORS = {
 _RUNNER_QUIET_LEVELS = ("TRACE", "DEBUG", "INFO")
 
 
+def _also_on_stderr(record: dict[str, Any]) -> bool:
+    """A runner warning it writes to the Sequence's stderr too (for hosts that show only that),
+    which this command shows already: the breakpoint() hint."""
+    from ..stdio import BREAKPOINT_HINT  # here: only a runner warning needs it
+
+    return record.get("msg") == BREAKPOINT_HINT
+
+
 def now_ms() -> int:
     """Wall-clock milliseconds, the ``ts`` of every JSON record (as in the runner's LOG records)."""
     return int(time.time() * 1000)
@@ -163,6 +171,8 @@ class Render:
         runner_own = origin == "runner"
         if runner_own and not self.verbose and (level in _RUNNER_QUIET_LEVELS or record.get("exc")):
             return  # a runner error with a traceback: the traceback is on the Sequence's stderr already
+        if runner_own and level == "WARN" and _also_on_stderr(record):
+            return
         if self.json:
             self._emit_json({"type": "log", **record})
             return

@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 from cli_helpers import run_cli
 
 RUNNING = "[run] the Sequence is running"  # -v: run() has been called
 
 
-def test_breakpoint_without_inline_says_to_use_inline(tmp_path):
-    """Item 5: no BdbQuit and exit 23, but one hint naming --inline, and the Sequence goes on."""
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_breakpoint_without_inline_says_to_use_inline(tmp_path, verbose):
+    """Item 5: no BdbQuit and exit 23, but one hint naming --inline (shown once, though the runner
+    writes it to both the Sequence's stderr and its log), and the Sequence goes on."""
     seq = tmp_path / "debugme.py"
-    seq.write_text("def run(context, input):\n    breakpoint()\n    return 'after\\n'\n")
-    proc = run_cli("run", str(seq))
+    seq.write_text("def run(context, input):\n    breakpoint()\n    breakpoint()\n    return 'after\\n'\n")
+    proc = run_cli("run", *verbose, str(seq))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"after\n"
     err = proc.stderr.decode()
-    assert "breakpoint() ignored" in err and "python -m runner run --inline" in err, err
+    assert err.count("breakpoint() ignored") == 1, err
+    assert "python -m runner run --inline" in err, err
     assert "BdbQuit" not in err and "Traceback" not in err
 
 
