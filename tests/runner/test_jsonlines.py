@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -93,3 +94,19 @@ def test_orjson_takes_plain_records_and_leaves_long_numbers_to_the_stdlib() -> N
     assert jsonlines.parse(b'{"id": 1, "ok": true}\n\n[1.5, "\xc5\xbc"]\n') == [{"id": 1, "ok": True}, [1.5, "ż"]]
     assert jsonlines.parse(b"123456789012345678901234567890\n") is None
     assert jsonlines.parse(b"NaN\n") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"0", b"9", b"5", b" ", b"a", b"\xd9\xa3", b"-", b"."]) | st.binary(max_size=3)
+                | st.integers(15, 22).map(lambda n: b"7" * n), max_size=30))
+def test_the_long_digit_check_finds_what_the_regex_finds(parts: list[bytes]) -> None:
+    data = b"".join(parts)
+    assert jsonlines.has_long_digit_run(data) == (re.search(rb"\d{19}", data) is not None)
+
+
+def test_the_long_digit_check_at_the_edges() -> None:
+    assert jsonlines.has_long_digit_run(b"1" * 19)
+    assert not jsonlines.has_long_digit_run(b"1" * 18)
+    assert jsonlines.has_long_digit_run(b'{"a": 9223372036854775808}\n')
+    assert not jsonlines.has_long_digit_run(b'{"a": 922337203685477580.8}\n')
+    assert not jsonlines.has_long_digit_run("٣".encode() * 19)  # a non-ASCII digit is no \d in bytes
