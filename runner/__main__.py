@@ -22,16 +22,25 @@ CLI_COMMANDS = ("run", "pack")
 #: (and a host that forgot its connection hears "no connection", exit 20).
 HOST_ENVIRONMENT = ("SEQUENCE_RUNNER_FD", "SEQUENCE_RUNNER_CONNECT", "SEQUENCE_RUNNER_INSTANCE_ID",
                     "SEQUENCE_RUNNER_SEQUENCE", "INSTANCES_SERVER_PORT", "INSTANCE_ID")
+#: Words the runner process answers itself besides its options (runner.config.OPTIONS).
+RUNNER_WORDS = ("--help", "-h", "--version", "-V")
 
 
 def for_the_cli(words: Sequence[str], env: Mapping[str, str]) -> bool:
-    """A command (``run``/``pack``); or, when nothing a host would set is set, no words at all or a
-    word that is no option (a mistyped command: the CLI names it and prints the usage)."""
+    """A command (``run``/``pack``); or, when nothing a host would set is set, no words at all, a
+    word that is no option (a mistyped command) or options none of which the runner process knows
+    (``--bogus``: a person's typo, not a host's setting). The CLI names the word, prints the usage
+    and exits 2; a host's bad setting stays the runner's exit 20."""
     if words and words[0] in CLI_COMMANDS:
         return True
     if any(env.get(name) for name in HOST_ENVIRONMENT):
         return False
-    return not words or not words[0].startswith("-")
+    if not words or not words[0].startswith("-"):
+        return True
+    from .config import OPTIONS  # the host path imports it anyway
+
+    known = (*OPTIONS, *RUNNER_WORDS)
+    return not any(word.partition("=")[0] in known for word in words)
 
 
 def _config_error(message: str) -> int:

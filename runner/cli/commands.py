@@ -36,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = prog_name(argv[0] if argv else "")
     if len(argv) < 2 or argv[1] not in ("run", "pack"):
         if len(argv) >= 2:
-            sys.stderr.write(f"{prog}: unknown command {argv[1]!r}\n")
+            what = "option" if argv[1].startswith("-") else "command"
+            sys.stderr.write(f"{prog}: unknown {what} {argv[1]!r}\n")
         sys.stderr.write(USAGE.format(prog=prog))
         return 2
     command, words = argv[1], argv[2:]

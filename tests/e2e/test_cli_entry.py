@@ -55,12 +55,26 @@ def test_a_mistyped_command_is_named_with_the_usage():
     assert "unknown command 'rnu'" in err and "usage: python -m runner run PATH" in err
 
 
-def test_unknown_option_gets_one_hint():
-    proc = run_cli("--bogus")
-    assert proc.returncode == 20
+@pytest.mark.parametrize("argv", [("--bogus",), ("--bogus=1", "-x")])
+def test_an_unknown_option_typed_by_a_person_is_a_usage_error(argv):
+    """Exit 2 with the usage, like every other mistake at the command line; 20 (invalid
+    configuration) is for the settings a host gives the runner process."""
+    proc = run_cli(*argv)
+    assert proc.returncode == 2, proc.stderr
     err = text(proc.stderr)
-    assert "unknown option '--bogus'" in err
-    assert err.count("--help") == 1, err
+    assert err.startswith(f"python -m runner: unknown option {argv[0]!r}\n"), err
+    assert "usage: python -m runner run PATH" in err
+
+
+@pytest.mark.parametrize(("argv", "env"), [
+    (("--fd", "3", "--bogus"), {}),  # beside a runner option: a host's argv
+    (("--bogus",), {"SEQUENCE_RUNNER_FD": "3"}),  # a host's environment
+])
+def test_an_unknown_option_from_a_host_is_invalid_configuration_with_one_hint(argv, env):
+    proc = run_cli(*argv, env=env)
+    assert proc.returncode == 20, proc.stderr
+    err = text(proc.stderr)
+    assert err == "runner: unknown option '--bogus' (see --help)\n", err  # one hint
 
 
 def test_run_without_path_says_path_is_required():

@@ -56,7 +56,7 @@ def test_help_lists_env_vars_and_exit_codes() -> None:
         (("--fd", "3", "--instance-id", "i", "--sequence", "s", "--args", "{"), {}, "--args"),
         (("--fd", "3", "--instance-id", "i", "--sequence", "s"), {"SEQUENCE_RUNNER_CONFIG": "[1]"},
          "SEQUENCE_RUNNER_CONFIG"),
-        (("--bogus",), {}, "--bogus"),
+        (("--fd", "3", "--bogus"), {}, "--bogus"),  # alone, with no host setting, a person's typo: exit 2
     ],
 )
 def test_bad_settings_exit_20_naming_the_setting(argv: tuple[str, ...], env: dict[str, str], named: str) -> None:
