@@ -58,19 +58,36 @@ async def decode_items(chunks: AsyncIterator[bytes], content_type: str) -> Async
         async for chunk in chunks:
             yield chunk
         return
-    ndjson = kind is Kind.NDJSON
-    if not ndjson and (codec := codec_of(content_type)).name != "utf-8":
+    if kind is Kind.NDJSON:
+        async for value in _ndjson_values(chunks):
+            yield value
+        return
+    if (codec := codec_of(content_type)).name != "utf-8":
         async for text_line in _charset_lines(chunks, codec):
             yield text_line
         return
     async for lines, complete in line_batches(chunks):
         for line in lines:
-            if ndjson:
-                if line.strip():
-                    yield json.loads(line)
-            else:
-                text = line.decode("utf-8", "replace")
-                yield text + "\n" if complete else text
+            text = line.decode("utf-8", "replace")
+            yield text + "\n" if complete else text
+
+
+async def _ndjson_values(chunks: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    """One JSON value per non-blank line: ``json.loads`` of each line is the rule; orjson (the
+    ``orjson`` extra) parses a batch of lines when it is sure to give the very same values
+    (runner.sequence.jsonlines), else that batch goes line by line through ``json.loads``, which
+    yields the values before a bad line and then raises its error."""
+    from runner.sequence.jsonlines import parse_lines  # imported on first use: orjson is no import-time cost
+
+    async for lines, _ in line_batches(chunks):
+        values = parse_lines(lines)
+        if values is not None:
+            for value in values:
+                yield value
+            continue
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
 
 
 async def _charset_lines(chunks: AsyncIterator[bytes], codec: codecs.CodecInfo) -> AsyncIterator[str]:

@@ -11,7 +11,11 @@ back. What it would do differently, and how that is kept out:
   ``str.isspace`` knows): one refused line sends the whole chunk to the stdlib, which then
   decides exactly as without orjson (the same values, the same error for a bad line).
 
-``tests/runner/test_jsonlines.py`` checks both paths against each other (Hypothesis, over
+``parse_lines`` is the same for lines already split (host_bridge's NDJSON output, whose
+reference is ``json.loads`` of each line, which also accepts no more than the runner's).
+
+``tests/runner/test_jsonlines.py`` and ``tests/host_bridge/test_content_orjson.py`` check both
+paths against each other (Hypothesis, over
 JSON values with big ints, NaN, non-ASCII and surrogates, written with every separator
 style, and over invalid lines).
 """
@@ -46,11 +50,24 @@ def has_long_digit_run(data: bytes) -> bool:
 def parse(complete: bytes) -> list[Any] | None:
     """The values of the lines of ``complete`` (which ends with b"\\n"; empty lines skipped),
     or None: let the stdlib path parse this chunk."""
-    parse_line = loads
-    if parse_line is None or has_long_digit_run(complete):
+    if loads is None or has_long_digit_run(complete):
         return None
     lines = complete.split(b"\n")
     lines.pop()
+    return _values(lines)
+
+
+def parse_lines(lines: list[bytes]) -> list[Any] | None:
+    """The values of ``lines`` (JSON texts without their "\\n"; empty ones skipped), or None: let
+    the caller's stdlib path parse them (host_bridge's NDJSON output, read line by line)."""
+    if loads is None or has_long_digit_run(b"\n".join(lines)):
+        return None
+    return _values(lines)
+
+
+def _values(lines: list[bytes]) -> list[Any] | None:
+    parse_line = loads
+    assert parse_line is not None
     try:
         return [parse_line(line) for line in lines if line]
     except _Refused:
