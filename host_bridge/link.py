@@ -168,11 +168,6 @@ async def read_ping(stream: SocketStream, conn: Connection) -> Ping:
             raise HandshakeFailed("the runner closed the connection before sending PING")
 
 
-async def send_buffers(stream: SocketStream, buffers: list[Any]) -> None:
-    """Write ``buffers`` in order with as few ``sendmsg`` calls as the socket allows."""
-    await stream.send_all(buffers)
-
-
 class Link:
     """Runs reader, writer and timer for one connection until the reader is done."""
 

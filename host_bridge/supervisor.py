@@ -25,7 +25,7 @@ from .containment import Containment
 from .escalation import Escalation
 from .external import ExternalRunner, RunnerExit
 from .instance import Instance
-from .link import HandshakeFailed, Link, SocketStream, host_connection, read_ping, send_buffers
+from .link import HandshakeFailed, Link, SocketStream, host_connection, read_ping
 from .listeners import peer_text
 from .process import TailBuffer, signal_group
 from .report import Ending, build_report, internal_error_report
@@ -44,7 +44,7 @@ async def reject_and_close(stream: SocketStream, conn: Connection, reason: str |
                 conn.send(Reject(reason=reason), anyio.current_time())
             buffers = conn.data_to_send()
             if buffers:
-                await send_buffers(stream, buffers)
+                await stream.send_all(buffers)  # in order, as few sendmsg calls as the socket allows
         except Exception:  # noqa: BLE001, S110 - the peer may be gone already; closing is all that is left
             pass
         await stream.aclose()
