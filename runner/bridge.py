@@ -12,7 +12,9 @@ both drop the work.
 Users: the ControlHandler (events), StopControl (stop handlers), Heartbeat
 (health probes), InputStream (IN batches) and the output pump (credit came).
 ``sys.stdin`` (runner/stdin.py) wakes whichever loop awaits it, which may be one
-the Sequence runs itself, so it calls that loop directly.
+the Sequence runs itself, so it calls that loop directly. ``run --inline``
+(runner/cli/inline.py) is not the runner process and has no task group: its
+``_call_on_loop`` keeps the same rule for its two hops.
 """
 
 from __future__ import annotations

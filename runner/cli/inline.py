@@ -123,6 +123,21 @@ def _hard_exit(code: int) -> None:
     os._exit(code)
 
 
+def _call_on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """``fn(*args)`` on the loop soon, from the deadline thread, a signal handler or a Sequence's thread.
+
+    Not runner.bridge.LoopBridge (the runner process's one way into its loop): that one serves the
+    runner's anyio task group, which an inline run has not (asyncio.run, no Runtime), and the two
+    hops here are plain callbacks. The rule is the same: ``call_soon_threadsafe`` only (it also
+    wakes the selector, and is safe from a signal handler that interrupted the loop's own thread),
+    never wait for the loop (the Sequence may block it), and nothing once the loop is closed (the
+    run is over: a late signal or ``context.end()`` has nothing left to stop)."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop is closed
+        pass
+
+
 class InlineBackend:
     """ContextBackend of an inline run, and the host's decisions too.
 
@@ -181,7 +196,7 @@ class InlineBackend:
             if not fut.done():
                 fut.set_result(code)
 
-        self.loop.call_soon_threadsafe(set_result)
+        _call_on_loop(self.loop, set_result)
 
     def kill(self, reason: str, *, hard: bool = False) -> None:
         """KILL: kill handlers (bounded), then end with 137, or 138 after a stop."""
@@ -238,7 +253,7 @@ class InlineBackend:
         can_keepalive = not self._policy.stop_requested  # after a keepalive: a final stop
         timeout = self.opts.stop_timeout_ms
         stop_id = self.begin_stop(timeout, can_keepalive)
-        self.loop.call_soon_threadsafe(self.run_stop_handlers, stop_id, timeout, can_keepalive)
+        _call_on_loop(self.loop, self.run_stop_handlers, stop_id, timeout, can_keepalive)
         if can_keepalive:
             self.render.note(f"{name}: stopping the Sequence (stop handlers get {timeout:g} ms; again to kill)")
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 from cli_helpers import run_cli, sample
 
 
@@ -119,3 +120,34 @@ def test_breakpoint_inline_without_terminal_does_not_hang(tmp_path):
     assert proc.stdout == b"after\n"
     assert proc.returncode == 0, proc.stderr
     assert b"breakpoint() ignored: no terminal" in proc.stderr
+
+
+AFTER_THE_RUN = """
+import asyncio, atexit, os, signal, threading, time
+
+async def run(context, input):
+    loop = asyncio.get_running_loop()
+
+    def after_the_run():
+        while not loop.is_closed():
+            time.sleep(0.01)
+        {late}
+        time.sleep(0.2)  # the main thread, joining us, handles a signal meanwhile
+
+    thread = threading.Thread(target=after_the_run, daemon=True)
+    thread.start()
+    atexit.register(thread.join, 10)  # the CLI has returned: its loop is closed
+    return "done\\n"
+"""
+
+
+@pytest.mark.parametrize("late", ["context.end()", "os.kill(os.getpid(), signal.SIGTERM)"])
+def test_inline_end_or_signal_after_the_loop_closed_changes_nothing(tmp_path, late):
+    """The two hops from other threads (or a signal handler) to inline's loop drop the work once
+    the run is over, as the runner's LoopBridge does, instead of raising 'Event loop is closed'."""
+    seq = tmp_path / "late.py"
+    seq.write_text(AFTER_THE_RUN.replace("{late}", late))
+    proc = run_cli("run", "--inline", str(seq))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"done\n"
+    assert b"Event loop is closed" not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
