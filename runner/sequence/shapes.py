@@ -117,52 +117,79 @@ async def _throw_exit(coro: Any) -> None:
         pass
 
 
+#: what _step_ready returns when the iterator ended
+_ENDED = object()
+
+
+def _step_ready(aw: Any, anext_: Callable[[], Any], batch: list[Any], deadline: float) -> tuple[Any, Any]:
+    """Step ``aw`` (a steppable ``__anext__`` awaitable) and the ones after it while they complete
+    without suspending, appending their items to ``batch`` (up to ABATCH_MAX_ITEMS; the clock
+    every CLOCK_STRIDE items).
+
+    Returns (rest, error): rest is what is left to await on the loop (the step that suspended, as
+    a _Resumed, or a plain awaitable such as a Future), _ENDED when the iterator ended (also when
+    ``__anext__`` itself raised StopAsyncIteration, as ``async for`` allows), else None; error is
+    what a step or ``__anext__`` raised. Each ready item is a StopIteration caught at the very
+    start of this short function, on purpose: CPython 3.11 up to 3.11.4 or so (Debian bookworm's
+    3.11.2, the runner image's) computes the line number of the frame an exception is raised in
+    by scanning its code from the start, which deep inside _abatches cost more than the rest of
+    a pass-through item (docs/deploy.md)."""
+    n = len(batch)
+    append = batch.append
+    kind = type(aw)
+    while True:
+        try:
+            yielded = aw.send(None)
+        except StopIteration as e:
+            append(e.value)
+        except StopAsyncIteration:
+            return _ENDED, None
+        except BaseException as e:  # noqa: BLE001 - re-raised after the batch is out
+            return None, e
+        else:
+            return _Resumed(aw, yielded), None
+        n += 1
+        if n >= ABATCH_MAX_ITEMS or (not n % CLOCK_STRIDE and time.monotonic() > deadline):
+            return None, None
+        try:
+            aw = anext_()
+        except StopAsyncIteration:
+            return _ENDED, None
+        except BaseException as e:  # noqa: BLE001 - re-raised after the batch is out
+            return None, e
+        if type(aw) is not kind:
+            if not hasattr(aw, "send"):
+                return aw, None  # awaited on the loop
+            kind = type(aw)
+
+
 async def _abatches(ait: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
-    """Batch an async iterator: one awaited item plus whatever is ready at once."""
+    """Batch an async iterator: one awaited item plus whatever is ready at once (_step_ready)."""
     anext_: Callable[[], Any] = ait.__anext__
     pending: Any = None  # an __anext__ awaitable that still has to run on the loop
-    mono = time.monotonic
-    max_s = BATCH_MAX_SECONDS
-    max_items = ABATCH_MAX_ITEMS
-    stride = CLOCK_STRIDE
-    steppable: type | None = None
     try:
         while True:
             try:
                 item = await (pending if pending is not None else anext_())
             except StopAsyncIteration:
                 return
-            pending = None
             batch = [item]
-            append = batch.append
-            n = 1  # items in the batch
-            deadline = mono() + max_s
-            error: BaseException | None = None
-            while n < max_items:
+            pending, error = None, None
+            try:
                 aw = anext_()
-                if type(aw) is not steppable:
-                    if not hasattr(aw, "send"):
-                        pending = aw  # a plain awaitable (e.g. a Future): await it later
-                        break
-                    steppable = type(aw)  # e.g. an async generator's asend: step it with send()
-                try:
-                    yielded = aw.send(None)
-                except StopIteration as e:
-                    append(e.value)
-                    n += 1
-                    # the clock every CLOCK_STRIDE items, not per item: reading it costs about
-                    # as much as a tenth of the rest of a pass-through item's work here
-                    if not n % stride and mono() > deadline:
-                        break
-                    continue
-                except StopAsyncIteration:
-                    yield batch
-                    return
-                except BaseException as e:  # noqa: BLE001 - re-raised after the batch is out
-                    error = e
-                    break
-                pending = _Resumed(aw, yielded)
-                break
+            except StopAsyncIteration:
+                pending = _ENDED
+            except BaseException as e:  # noqa: BLE001 - re-raised after the batch is out
+                error = e
+            else:
+                if hasattr(aw, "send"):  # e.g. an async generator's asend: step it with send()
+                    pending, error = _step_ready(aw, anext_, batch, time.monotonic() + BATCH_MAX_SECONDS)
+                else:
+                    pending = aw  # a plain awaitable (e.g. a Future): await it later
+            if pending is _ENDED:
+                pending = None
+                yield batch
+                return
             yield batch
             if error is not None:
                 raise error

@@ -188,6 +188,59 @@ async def test_async_generator_batches_ready_items(ctx: AppContext) -> None:
     assert sum(sizes) == 100 and len(sizes) < 10
 
 
+async def test_async_iterator_mixing_coroutines_and_futures_keeps_every_item_in_order(ctx: AppContext) -> None:
+    """__anext__ returns a coroutine (stepped by the batcher) or a Future (awaited on the loop)."""
+
+    class Mixed:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def __aiter__(self) -> Mixed:
+            return self
+
+        def __anext__(self) -> Any:
+            self.n += 1
+            if self.n > 50:
+                raise StopAsyncIteration
+            if self.n % 3:
+                return self._ready(self.n)
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(self.n)
+            return future
+
+        async def _ready(self, n: int) -> int:
+            return n
+
+    assert await collect(await run_entry(ctx, lambda c, i: Mixed())) == list(range(1, 51))
+
+
+async def test_an_error_after_ready_items_comes_after_them(ctx: AppContext) -> None:
+    async def run(context: Any, input: Any) -> AsyncIterator[int]:
+        yield 1
+        yield 2  # ready at once: in the same batch as 1
+        raise ValueError("third")
+
+    r = await run_entry(ctx, run)
+    assert r.output is not None
+    got: list[int] = []
+    with pytest.raises(ValueError, match="third"):
+        async for batch in r.output:
+            got.extend(batch)
+    assert got == [1, 2]
+
+
+async def test_ready_items_are_cut_into_batches_of_at_most_abatch_max_items(ctx: AppContext) -> None:
+    async def run(context: Any, input: Any) -> AsyncIterator[int]:
+        for i in range(3000):
+            yield i  # never suspends
+
+    r = await run_entry(ctx, run)
+    assert r.output is not None
+    batches = [b async for b in r.output]
+    assert [x for b in batches for x in b] == list(range(3000))
+    assert max(map(len, batches)) <= shapes.ABATCH_MAX_ITEMS and len(batches) >= 3
+
+
 async def test_async_generator_that_really_suspends(ctx: AppContext) -> None:
     async def run(context: Any, input: Any) -> AsyncIterator[int]:
         for i in range(5):
