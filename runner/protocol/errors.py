@@ -10,7 +10,9 @@ active.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing is not imported before PING (runner/hello.py): it costs ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ProtocolError(Exception):

@@ -9,7 +9,10 @@ ImportError (CI sets it so a broken build cannot pass silently).
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported before PING (runner/hello.py): it costs ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import _framer_py
 
