@@ -5,17 +5,20 @@ their environment variables, or STH's environment). A person types
 ``run``/``pack``, or nothing at all: those go to the CLI (runner/cli/), which
 prints usage when no command was given.
 
-Imports are lazy: a host waits for PING, so nothing beyond the protocol and
-the socket is imported before the handshake.
+Imports are lazy: a host waits for PING, so nothing beyond the settings, the framer
+and msgpack is imported before it (runner/hello.py writes it).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
 
 from . import prog_name, version_line
+
+TYPE_CHECKING = False  # collections.abc and typing are not imported before PING (runner/hello.py)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 CLI_COMMANDS = ("run", "pack")
 #: Any of these means a host (or STH) started the process, so no words is the runner, not a person
@@ -87,11 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "--help" not in message:  # config.py may name --help itself: one hint is enough
             message += f" (see {prog} --help)"
         return _config_error(message)
+    sent_ping = None
+    if settings.fd is not None:  # PING first: the host counts us as started when it arrives
+        from .hello import EarlyPingError, send_ping
+
+        try:
+            sent_ping = send_ping(settings)
+        except EarlyPingError as exc:
+            return _config_error(str(exc))
     from .app import App, ConfigExit, select_transport
 
     try:
-        transport = select_transport(settings)
-        app = App(settings, transport)
+        transport = select_transport(settings, sent_ping=sent_ping)
+        app = App(settings, transport, sent_ping)
         app.run()
     except ConfigExit as exc:
         return _config_error(str(exc))

@@ -1,15 +1,17 @@
 """Settings of the runner process, from argv and the environment (argv wins).
 
-Only the standard library is imported here: this runs before the handshake and
-start-up time counts (a host waits for PING).
+Only ``os`` is imported here (not typing, dataclasses or json): this runs before PING,
+and start-up time counts until PING (runner/hello.py).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself costs ~5 ms of start-up (it imports re)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 ENV_PREFIX = "SEQUENCE_RUNNER_"
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -53,18 +55,41 @@ class ConfigError(Exception):
     """A setting is missing or invalid; the message names it. Exit code 20."""
 
 
-@dataclass(slots=True)
 class Settings:
-    fd: int | None = None
-    connect: tuple[str, str, int] | None = None  # ("unix", path, 0) or ("tcp", host, port)
-    instance_id: str = ""
-    token: str = ""
-    sequence: str = ""
-    app_config: dict[str, Any] | None = None
-    args: list[Any] | None = None
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    log_level: str = "INFO"
-    sources: dict[str, str] = field(default_factory=dict)  # setting -> "--opt" or "ENV" (for messages)
+    """What the runner was started with. A plain class, not a dataclass: dataclasses imports
+    inspect (with ast, dis and tokenize), ~7 ms before PING."""
+
+    __slots__ = ("app_config", "args", "connect", "connect_timeout", "fd", "instance_id", "log_level",
+                 "sequence", "sources", "token")
+
+    def __init__(
+        self,
+        *,
+        fd: int | None = None,
+        connect: tuple[str, str, int] | None = None,  # ("unix", path, 0) or ("tcp", host, port)
+        instance_id: str = "",
+        token: str = "",
+        sequence: str = "",
+        app_config: dict[str, Any] | None = None,
+        args: list[Any] | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        log_level: str = "INFO",
+        sources: dict[str, str] | None = None,  # setting -> "--opt" or "ENV" (for messages)
+    ) -> None:
+        self.fd = fd
+        self.connect = connect
+        self.instance_id = instance_id
+        self.token = token
+        self.sequence = sequence
+        self.app_config = app_config
+        self.args = args
+        self.connect_timeout = connect_timeout
+        self.log_level = log_level
+        self.sources: dict[str, str] = {} if sources is None else sources
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "token")
+        return f"Settings({shown})"
 
 
 def help_text(prog: str = "python -m runner") -> str:
