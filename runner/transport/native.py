@@ -77,8 +77,10 @@ def from_fd(fd: int) -> socket.socket:
 class NativeTransport(Transport):
     impl = IMPLEMENTATION
 
-    def __init__(self, sock: socket.socket, **connection_options: Any) -> None:
+    def __init__(self, sock: socket.socket, *, sent_ping: bytes | None = None, **connection_options: Any) -> None:
         self._sock = sock
+        #: The PING frame runner.hello already wrote on this socket (handshake checks it).
+        self._sent_ping = sent_ping
         self._conn = Connection(Role.RUNNER, **connection_options)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the writer thread waits here
@@ -115,8 +117,12 @@ class NativeTransport(Transport):
         conn = self._conn
         try:
             conn.send(hello)
-            for buf in conn.data_to_send():
-                self._sock.sendall(buf)
+            frame = b"".join(bytes(buf) for buf in conn.data_to_send())
+            if self._sent_ping is None:
+                self._sock.sendall(frame)
+            elif frame != self._sent_ping:
+                raise HandshakeFailed("the PING written at start-up (runner/hello.py) is not the one the "
+                                      "Connection builds from the same values: a runner bug")
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:

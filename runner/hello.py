@@ -1,0 +1,100 @@
+"""PING first: the runner's hello, written before the rest of the runner is imported.
+
+A host counts a runner as started when its PING arrives (it answers PONG at once), so
+start-up time is the time to PING. ``__main__`` sends it right after the settings are
+parsed, with only the protocol constants, the framer and msgpack imported (not typing,
+dataclasses, the messages, the Connection or the transports); the rest of the runner
+loads while the host answers. ``NativeTransport.handshake`` then has the Connection
+build the same Ping from the same values and checks that it would have written these very
+bytes: the Connection stays the one authority on the wire format, and a difference is a
+clear handshake failure, never a different PING (tests/runner/test_hello.py checks it too).
+
+Only for an inherited socket (``--fd``: host_bridge, the hub, warm starts); ``--connect``
+connects in the transport, and STH mode has its own handshake.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from . import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .config import Settings
+
+CAPABILITIES = ("stdio", "events", "monitoring", "stop", "keepalive")
+
+
+class EarlyPingError(Exception):
+    """The PING could not be written; the message is the runner's exit-20 reason."""
+
+
+class SentPing:
+    """The Ping's values (``Ping(**fields)``) and the frame that was written."""
+
+    __slots__ = ("fields", "frame")
+
+    def __init__(self, fields: dict[str, Any], frame: bytes) -> None:
+        self.fields = fields
+        self.frame = frame
+
+
+def ping_fields(settings: Settings) -> dict[str, Any]:
+    """The Ping a runner with these settings sends (the Connection adds protocol, impl, max
+    frame size and window)."""
+    return {
+        "instance_id": settings.instance_id,
+        "token": settings.token,
+        "pid": os.getpid(),
+        "created": int(time.time() * 1000),
+        "runner_version": __version__,
+        "python": sys.version.split()[0],
+        "capabilities": list(CAPABILITIES),
+    }
+
+
+def ping_frame(fields: dict[str, Any]) -> bytes:
+    """The frame ``Connection(Role.RUNNER).send(Ping(**fields))`` writes: its body keys in the
+    order of Ping's fields (schema.to_body), None left out."""
+    import msgpack
+
+    from .protocol.constants import DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, PROTOCOL_VERSION, Channel, Code
+    from .protocol.framer import IMPLEMENTATION, FrameEncoder
+
+    values = {
+        "instanceId": fields["instance_id"], "token": fields["token"], "protocol": PROTOCOL_VERSION,
+        "maxFrameSize": DEFAULT_MAX_FRAME_SIZE, "window": DEFAULT_WINDOW, "impl": IMPLEMENTATION,
+        "capabilities": fields["capabilities"], "pid": fields["pid"], "created": fields["created"],
+        "runnerVersion": fields["runner_version"], "python": fields["python"],
+    }
+    body = msgpack.packb({k: v for k, v in values.items() if v is not None}, use_bin_type=True)
+    encoder = FrameEncoder(DEFAULT_MAX_FRAME_SIZE)
+    encoder.message(int(Channel.MONITORING), int(Code.PING), body)
+    return b"".join(bytes(chunk) for chunk in encoder.take())
+
+
+def send_ping(settings: Settings) -> SentPing:
+    """Write the PING on the inherited socket ``settings.fd``; EarlyPingError says why not (the
+    same reasons, in the same words, as when the transport wrote it)."""
+    import _socket
+
+    assert settings.fd is not None
+    fields = ping_fields(settings)
+    frame = ping_frame(fields)
+    try:
+        sock = _socket.socket(fileno=settings.fd)  # checks that it is a socket, as native.from_fd did
+        sock.settimeout(None)
+    except OSError as exc:
+        raise EarlyPingError(f"cannot use the connection fd {settings.fd}: {exc}") from None
+    try:
+        sock.sendall(frame)
+    except OSError as err:
+        raise EarlyPingError(f"connection failed during the handshake: {err}") from None
+    finally:
+        sock.detach()  # the transport's socket object owns the fd
+    return SentPing(fields, frame)
