@@ -9,8 +9,10 @@ build the same Ping from the same values and checks that it would have written t
 bytes: the Connection stays the one authority on the wire format, and a difference is a
 clear handshake failure, never a different PING (tests/runner/test_hello.py checks it too).
 
-Only for an inherited socket (``--fd``: host_bridge, the hub, warm starts); ``--connect``
-connects in the transport, and STH mode has its own handshake.
+For an inherited socket (``--fd``: host_bridge, the hub, warm starts), and in STH mode,
+which opens its nine connections here and writes STH's PING line on MONITORING (the
+STH translator builds it again and the transport compares). ``--connect`` connects in
+the transport, as before.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from . import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any
 
     from .config import Settings
+    from .transport.sth_connect import STHConfig
 
 CAPABILITIES = ("stdio", "events", "monitoring", "stop", "keepalive")
 
@@ -98,3 +102,42 @@ def send_ping(settings: Settings) -> SentPing:
     finally:
         sock.detach()  # the transport's socket object owns the fd
     return SentPing(fields, frame)
+
+
+class STHEarlyPing:
+    """STH mode: the nine connections (channel -> socket) and the PING line written on MONITORING."""
+
+    __slots__ = ("frame", "socks")
+
+    def __init__(self, socks: dict[int, socket.socket], frame: bytes) -> None:
+        self.socks = socks
+        self.frame = frame
+
+
+def sth_ping_line(cfg: STHConfig, fields: dict[str, Any]) -> bytes:
+    """The PING line ``STHTranslator.ping`` writes for ``Ping(**fields)``."""
+    from .protocol.sth import STHCode, encode_runner_message, ping_data
+
+    return encode_runner_message(STHCode.PING, ping_data(
+        cfg.instance_id, cfg.sequence_info, cfg.connect_info, fields["pid"],
+        created_ms=int(fields["created"] or cfg.created_ms), status="starting", input_headers_sent=False))
+
+
+def sth_connect_and_ping(cfg: STHConfig, fields: dict[str, Any]) -> STHEarlyPing:
+    """Open STH's nine connections and write the PING; EarlyPingError in the words the transport's
+    handshake used."""
+    from .protocol.sth import STHChannel
+    from .transport.sth_connect import connect_all, destroy
+
+    frame = sth_ping_line(cfg, fields)
+    try:
+        socks = connect_all(cfg.host, cfg.port, cfg.instance_id, cfg.connect_timeout)
+    except OSError as err:
+        raise EarlyPingError(str(err)) from None
+    try:
+        socks[STHChannel.MONITORING].sendall(frame)
+    except OSError as err:
+        for sock in socks.values():
+            destroy(sock)
+        raise EarlyPingError(f"connection to the STH host failed during the handshake: {err}") from None
+    return STHEarlyPing(socks, frame)

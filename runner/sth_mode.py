@@ -10,20 +10,24 @@ runs the ordinary runner core over ``runner.transport.sth``. Every exit path
 writes the exit-code file ``/tmp/runner-<pid>`` (early exits here, the others
 through ``Transport.on_exit``).
 
-Standard library only until the handshake (start-up time counts).
+Before PING (start-up time counts until it arrives) only json, socket, threading and
+runner.protocol.sth are imported: runner/hello.py opens the connections and writes it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported before PING (runner/hello.py)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 from .protocol import sth
 from .protocol.stop import MAX_EXIT_TIMEOUT_MS, STH_EXIT_TIMEOUT_MS
+from .startup_log import StartupLog, install_handler
 
 #: Tuning for operators and tests (STH passes them through ``runnerEnvs``).
 ENV_RECONNECT_DELAY = "SEQUENCE_RUNNER_STH_RECONNECT_DELAY"  # seconds, default 10 (STH-Node)
@@ -67,7 +71,7 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
 
 def parse_env(env: Mapping[str, str]) -> Any:
     """STHConfig and the Sequence path from STH's environment; STHEnvError(20/21) names what is wrong."""
-    from .transport.sth import STHConfig
+    from .transport.sth_connect import STHConfig
 
     missing = [name for name in sth.ENV_VARS if not env.get(name)]
     if missing:
@@ -107,40 +111,11 @@ def parse_env(env: Mapping[str, str]) -> Any:
     return cfg, sequence_path
 
 
-class _StartupLogHandler(logging.Handler):
-    """JSON lines to the startup log (or stdout) until the LOG channel takes over."""
-
-    def __init__(self, path: str | None) -> None:
-        super().__init__()
-        self.path = path
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from .logs import format_record
-
-        try:
-            line = format_record(record)
-            if self.path is None:
-                os.write(1, line)
-            else:
-                with open(self.path, "ab") as f:
-                    f.write(line)
-        except Exception:  # noqa: BLE001, S110 - logging must never break the start
-            pass
-
-
-def _startup_logging(path: str | None) -> logging.Logger:
-    log = logging.getLogger("runner")
-    log.handlers[:] = [_StartupLogHandler(path)]
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    return log
-
-
-def early_exit(code: int, message: str) -> int:
+def early_exit(log: StartupLog, code: int, message: str) -> int:
     """Exit before the core runs: the message to stderr (STH's crash log) and the log, the exit-code file."""
-    from .transport.sth import write_exit_code
+    from .transport.sth_connect import write_exit_code
 
-    logging.getLogger("runner").error("%s (exit %d)", message, code)
+    log.error("%s (exit %d)", message, code)
     try:
         sys.stderr.write(f"runner: {message}\n")
         sys.stderr.flush()
@@ -150,7 +125,7 @@ def early_exit(code: int, message: str) -> int:
     return code
 
 
-def _remove_stale_exit_code_file(log: logging.Logger) -> None:
+def _remove_stale_exit_code_file(log: StartupLog) -> None:
     """A /tmp/runner-<pid> left by an earlier process with our (reused) PID would tell the
     host we already exited: the process adapter polls that file for the exit code."""
     path = sth.exit_code_file(os.getpid())
@@ -170,9 +145,9 @@ def main(words: Sequence[str]) -> int:
     # STH-Py leaked the startup-log path to the Sequence's argparse; take it out before the import
     if startup_log is not None and len(sys.argv) > 1 and sys.argv[1] == startup_log:
         del sys.argv[1]
-    log = _startup_logging(startup_log)
+    log = StartupLog(startup_log)
     from . import signals
-    from .transport.sth import write_exit_code
+    from .transport.sth_connect import write_exit_code
 
     def signalled(code: int) -> None:  # a signal before the handshake (runner.signals)
         log.error("stopped by a signal before the handshake completed (exit %d)", code)
@@ -183,12 +158,10 @@ def main(words: Sequence[str]) -> int:
     try:
         cfg, sequence_path = parse_env(os.environ)
     except STHEnvError as exc:
-        return early_exit(exc.code, str(exc))
+        return early_exit(log, exc.code, str(exc))
     log.info("STH mode: instance %s, host %s:%d, Sequence %s", cfg.instance_id, cfg.host, cfg.port,
              sequence_path)
-    from .app import App, ConfigExit
     from .config import LOG_LEVELS, Settings
-    from .transport.sth import STHTransport
 
     app_config = cfg.connect_info.get("appConfig")
     args = cfg.connect_info.get("args")
@@ -202,9 +175,21 @@ def main(words: Sequence[str]) -> int:
         log_level=level if level in LOG_LEVELS else "INFO",
         sources={"--sequence": "SEQUENCE_PATH", "--instance-id": "INSTANCE_ID"},
     )
-    transport = STHTransport(cfg)
+    from .hello import EarlyPingError, ping_fields, sth_connect_and_ping
+
+    fields = ping_fields(settings)
+    try:  # PING first: STH counts the runner as started ("established") when it arrives
+        early = sth_connect_and_ping(cfg, fields)
+    except EarlyPingError as exc:
+        return early_exit(log, INVALID_ENV, str(exc))
+    install_handler(startup_log)  # the transport logs through `logging` until LOG takes over
+    from .app import App, ConfigExit
+    from .hello import SentPing
+    from .transport.sth import STHTransport
+
+    transport = STHTransport(cfg, early)
     try:
-        App(settings, transport).run()
+        App(settings, transport, SentPing(fields, early.frame)).run()
     except ConfigExit as exc:
-        return early_exit(INVALID_ENV, str(exc))
+        return early_exit(log, INVALID_ENV, str(exc))
     return 0  # pragma: no cover - App.run never returns

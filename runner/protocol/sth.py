@@ -17,7 +17,10 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported before the STH-mode PING (runner/hello.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 from .errors import LocalProtocolError
 from .sth_input import (

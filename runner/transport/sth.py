@@ -30,26 +30,19 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from ..protocol import Channel, Event, InputContentType, Monitoring, Ping, Pong
 from ..protocol.errors import LocalProtocolError
 from ..protocol.events import Message
 from ..protocol.sth import STHChannel
 from ..protocol.sth_translator import STHTranslator
-from ..protocol.stop import STH_EXIT_TIMEOUT_MS
 from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
-from .sth_sockets import (
-    Heartbeat,
-    InputWindows,
-    Outbound,
-    any_hung_up,
-    connect_all,
-    destroy,
-    half_close,
-    write_exit_code,
-)
+from .sth_connect import STHConfig, connect_all, destroy, write_exit_code
+from .sth_sockets import Heartbeat, InputWindows, Outbound, any_hung_up, half_close
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..hello import STHEarlyPing
 
 log = logging.getLogger("runner")
 
@@ -69,29 +62,14 @@ OUTBOUND = (STHChannel.STDOUT, STHChannel.STDERR, STHChannel.MONITORING, STHChan
 DATA_OUT = (Channel.STDOUT, Channel.STDERR, Channel.OUT, Channel.LOG)
 
 
-@dataclass
-class STHConfig:
-    """Where and who: from STH's environment (runner.sth_mode)."""
-
-    host: str
-    port: int
-    instance_id: str
-    sequence_info: dict[str, Any]
-    connect_info: dict[str, Any]
-    connect_timeout: float = 10.0
-    reply_timeout: float = 1.0
-    reconnect_delay: float = 10.0
-    exit_timeout_ms: int = STH_EXIT_TIMEOUT_MS
-    exit_code_dir: str = "/tmp"
-    created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
-
-
 class STHTransport(Transport):
     impl = "sth"
     stderr_is_crash_log = True  # STH-Py's tracebacks reach its real stderr, which STH keeps
 
-    def __init__(self, cfg: STHConfig) -> None:
+    def __init__(self, cfg: STHConfig, early: STHEarlyPing | None = None) -> None:
         self.cfg = cfg
+        #: The nine connections and the PING runner.hello already made and wrote (handshake checks it).
+        self._early_ping = early
         self.exit_timeout_ms = cfg.exit_timeout_ms
         self._lock = threading.Lock()  # transport state and the translator (not the channels)
         self._drained = threading.Condition(self._lock)
@@ -115,16 +93,25 @@ class STHTransport(Transport):
     # -- connecting and the handshake (main thread, before the loop exists) -------------------
     def handshake(self, hello: Ping, timeout: float) -> Pong:
         cfg = self.cfg
-        try:
-            socks = connect_all(cfg.host, cfg.port, cfg.instance_id, min(timeout, cfg.connect_timeout))
-        except OSError as err:
-            raise HandshakeFailed(str(err)) from None
+        early, self._early_ping = self._early_ping, None
+        if early is not None:
+            socks = early.socks
+        else:
+            try:
+                socks = connect_all(cfg.host, cfg.port, cfg.instance_id, min(timeout, cfg.connect_timeout))
+            except OSError as err:
+                raise HandshakeFailed(str(err)) from None
         self._socks = socks
         self._connected = True
         control = socks[STHChannel.CONTROL]
         deadline = time.monotonic() + timeout
         try:
-            socks[STHChannel.MONITORING].sendall(self._sth.ping(hello, os.getpid(), time.monotonic()))
+            ping = self._sth.ping(hello, os.getpid(), time.monotonic())
+            if early is None:
+                socks[STHChannel.MONITORING].sendall(ping)
+            elif ping != early.frame:
+                raise HandshakeFailed("the PING written at start-up (runner/hello.py) is not the one the "
+                                      "translator builds from the same values: a runner bug")
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:

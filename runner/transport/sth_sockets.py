@@ -1,15 +1,14 @@
 """The sockets of STH's protocol: nine connections, one writer thread per outbound socket.
 
-``connect_all`` opens the nine connections (each with its preamble). ``Outbound``
+The nine connections are opened by ``connect_all`` (runner/transport/sth_connect.py). ``Outbound``
 is one outbound socket's queue and the thread that writes it, so a host that
 does not read OUT never holds back MONITORING or any other channel (TCP's flow
-control is the credit here). ``write_exit_code`` is how STH's process adapter
-learns the exit code. What the bytes mean is runner/protocol/sth_translator.py's.
+control is the credit here). The exit-code file STH's process adapter reads is
+written by runner/transport/sth_connect.py's ``write_exit_code``. What the bytes mean is runner/protocol/sth_translator.py's.
 """
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import threading
@@ -18,7 +17,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..protocol import sth
 from .base import ChannelWriter
 
 #: Bytes a writer thread takes from its ChannelWriter at a time (beyond it, the ChannelWriter queues).
@@ -28,56 +26,6 @@ IOV_MAX = 512
 WRITE_STALLED = 0.1
 #: Input bytes delivered to the core and not yet taken by the Sequence before the reader pauses.
 INPUT_WINDOW = 1 << 20
-
-
-def connect_all(host: str, port: int, instance_id: str, timeout: float) -> dict[int, socket.socket]:
-    """Nine connections, opened concurrently, each with its preamble sent in one write."""
-    socks: dict[int, socket.socket] = {}
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def one(channel: int) -> None:
-        try:
-            sock = socket.create_connection((host, port), timeout=timeout)
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.sendall(sth.encode_preamble(instance_id, channel))
-                sock.settimeout(None)
-            except BaseException:
-                sock.close()
-                raise
-        except OSError as err:
-            with lock:
-                errors.append(err)
-            return
-        with lock:
-            socks[channel] = sock
-
-    threads = [threading.Thread(target=one, args=(ch,), name=f"sth-connect-{ch}", daemon=True)
-               for ch in range(sth.CHANNEL_COUNT)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors or len(socks) != sth.CHANNEL_COUNT:
-        for sock in socks.values():
-            destroy(sock)
-        err = errors[0] if errors else OSError("not all channels connected")
-        raise OSError(f"cannot connect to the STH host {host}:{port}: {err}") from None
-    return socks
-
-
-def destroy(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
 
 
 _HANGUP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
@@ -307,18 +255,3 @@ def send_items(sock: socket.socket, items: list[Any]) -> tuple[int, int, OSError
         while first < len(views) and len(views[first]) == 0:
             first += 1
     return len(views), 0, None
-
-
-def write_exit_code(code: int, directory: str = "/tmp") -> None:
-    """``str(code)`` to ``<directory>/runner-<pid>`` (best effort: the runner exits anyway)."""
-    path = os.path.join(directory, os.path.basename(sth.exit_code_file(os.getpid())))
-    try:
-        tmp = f"{path}.{threading.get_ident()}.tmp"
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(str(int(code)))
-        os.replace(tmp, path)
-    except OSError as err:
-        try:
-            os.write(2, f"runner: cannot write the exit code file {path}: {err}\n".encode())
-        except OSError:
-            pass

@@ -1,5 +1,6 @@
 """PING first (runner/hello.py): the PING written before the rest of the runner is imported is
-the very frame the Connection builds from the same values, and little is imported before it."""
+the very frame the Connection (native) or the STH translator (STH mode) builds from the same
+values, and little is imported before it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,10 +17,17 @@ from hypothesis import strategies as st
 from testhost import runner_env
 
 from runner.config import Settings
-from runner.hello import EarlyPingError, ping_fields, ping_frame, send_ping
+from runner.hello import EarlyPingError, ping_fields, ping_frame, send_ping, sth_ping_line
 from runner.protocol import Connection, Ping, Role
+from runner.protocol.sth_translator import STHTranslator
 from runner.transport.base import HandshakeFailed
 from runner.transport.native import NativeTransport
+from runner.transport.sth_connect import STHConfig
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=3),
+                           max_leaves=8)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,6 +43,17 @@ def connection_frame(fields: dict[str, object]) -> bytes:
 def test_early_frame_is_the_connections_frame(instance_id: str, token: str) -> None:
     fields = ping_fields(Settings(instance_id=instance_id, token=token))
     assert ping_frame(fields) == connection_frame(fields)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequence_info=st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4),
+       connect_info=st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4))
+def test_early_sth_line_is_the_translators_line(sequence_info: dict[str, object],
+                                                connect_info: dict[str, object]) -> None:
+    cfg = STHConfig("127.0.0.1", 8000, "x" * 36, sequence_info, connect_info)
+    fields = ping_fields(Settings(instance_id=cfg.instance_id))
+    translator = STHTranslator(cfg.instance_id, cfg.sequence_info, cfg.connect_info, cfg.created_ms)
+    assert sth_ping_line(cfg, fields) == translator.ping(Ping(**fields), fields["pid"], 0.0)  # type: ignore[arg-type]
 
 
 def test_the_host_reads_the_early_ping_as_the_runners_ping() -> None:
@@ -75,22 +95,44 @@ def test_a_ping_that_differs_from_the_connections_fails_the_handshake() -> None:
         theirs.close()
 
 
-def test_before_ping_the_runner_imports_neither_typing_nor_the_connection() -> None:
-    """What ``python -m runner --fd N`` has imported when it writes its PING."""
-    probe = textwrap.dedent("""
+def modules_before_ping(sender: str, argv: list[str], env: dict[str, str]) -> set[str]:
+    """What ``python -m runner ARGV`` has imported when ``runner.hello.SENDER`` has built its PING
+    (everything but the socket writes is done: the frame, and the STH connect module)."""
+    build = {"send_ping": "hello.ping_frame(hello.ping_fields(args[0]))",
+             "sth_connect_and_ping": "hello.sth_ping_line(*args); import runner.transport.sth_connect"}[sender]
+    probe = textwrap.dedent(f"""
         import runpy, sys
         import runner.hello as hello
-        def record(settings):
-            print(" ".join(sorted(sys.modules)))
+        def record(*args):
+            {build}
+            print(" ".join(sorted(sys.modules)), flush=True)
             raise hello.EarlyPingError("probe: stop here")
-        hello.send_ping = record
-        sys.argv = ["runner", "--fd", "0", "--instance-id", "i", "--sequence", "s"]
+        hello.{sender} = record
+        sys.argv = ["runner", *{argv!r}]
         runpy.run_module("runner", run_name="__main__")
     """)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
-                          env=runner_env(), check=False)
+                          env=runner_env(env), check=False)
     assert done.returncode == 20 and "probe: stop here" in done.stderr, done.stderr
-    before_ping = set(done.stdout.split())
-    for heavy in ("typing", "dataclasses", "inspect", "json", "threading", "asyncio", "logging",
-                  "runner.protocol.connection", "runner.protocol.events", "runner.app", "runner.transport.native"):
+    return set(done.stdout.split())
+
+
+HEAVY = ("typing", "dataclasses", "inspect", "logging", "asyncio", "msgpack", "runner.protocol.connection",
+         "runner.protocol.events", "runner.app", "runner.transport.native", "runner.transport.sth")
+
+
+def test_before_ping_the_runner_imports_neither_typing_nor_the_connection() -> None:
+    before_ping = modules_before_ping("send_ping", ["--fd", "0", "--instance-id", "i", "--sequence", "s"], {})
+    assert "runner.protocol.framer" in before_ping  # the probe did stop at the PING
+    for heavy in (*HEAVY, "json", "threading"):
+        if heavy != "msgpack":  # the native PING's body is msgpack
+            assert heavy not in before_ping, heavy
+
+
+def test_before_the_sth_ping_the_runner_imports_neither_logging_nor_the_transport(tmp_path: Path) -> None:
+    env = {"SEQUENCE_PATH": str(tmp_path), "INSTANCES_SERVER_HOST": "127.0.0.1", "INSTANCES_SERVER_PORT": "9",
+           "INSTANCE_ID": "x" * 36, "SEQUENCE_INFO": "{}", "RUNNER_CONNECT_INFO": "{}"}
+    before_ping = modules_before_ping("sth_connect_and_ping", [str(tmp_path / "startup.log")], env)
+    assert "runner.transport.sth_connect" in before_ping  # the probe did stop at the PING
+    for heavy in HEAVY:
         assert heavy not in before_ping, heavy
