@@ -139,7 +139,7 @@ class Runtime:
         if not archive.is_archive(Path(self.settings.sequence)):
             return None
         path = archive.extraction_dir()
-        self.exits.at_exit.append(lambda: archive.remove_extraction(path))
+        self.exits.at_exit.append(archive.remover(path))
         try:
             archive.prepare_extraction_dir(path)
         except OSError as exc:

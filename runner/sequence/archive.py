@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -222,6 +222,15 @@ def prepare_extraction_dir(path: Path) -> Path:
         remove_extraction(path)
     path.mkdir(mode=0o700)
     return path
+
+
+def remover(path: Path) -> Callable[[], None]:
+    """``remove_extraction(path)`` for the exit path, with shutil imported now: the exit path's
+    clean-up has a time budget (runner/exiting.py) that an import on a loaded machine can use up,
+    and only a runner that unpacked a package pays for shutil."""
+    import shutil  # noqa: F401 - loaded here for remove_extraction
+
+    return lambda: remove_extraction(path)
 
 
 def remove_extraction(path: Path) -> None:
