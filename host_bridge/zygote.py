@@ -1,6 +1,6 @@
 """Warm starts: runners forked from a template process that has done its imports.
 
-``Bridge(warm=True)`` keeps one template (host_bridge/zygote_template.py, started with
+``Bridge(warm=True)`` keeps one template (runner/warm_template.py, started with
 the bridge's interpreter and environment) and forks each spawned Instance's runner
 from it instead of starting ``python -m runner``: the interpreter's start-up and the
 runner's imports are paid once, and the forks share the template's pages until they
@@ -39,7 +39,7 @@ from .link import wait_readable
 wait_fd_readable: Any = getattr(anyio, "wait_readable", None)
 
 STATUS = struct.Struct("=i")
-#: The fd a forked runner finds its connection on (host_bridge.zygote_template.CONNECTION_FD).
+#: The fd a forked runner finds its connection on (runner.warm_template.CONNECTION_FD).
 CONNECTION_FD = 3
 #: Variables read when the interpreter or the runner's modules start (a fork cannot take a
 #: different value from the Instance's environment): an Instance whose value differs from the
@@ -87,7 +87,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._process = subprocess.Popen(
-                [self.python, "-m", "host_bridge.zygote_template", str(theirs.fileno())],
+                [self.python, "-m", "runner.warm_template", str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], env=self.env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, start_new_session=True,  # a hub's Ctrl-C is not for it
             )

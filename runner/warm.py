@@ -13,6 +13,7 @@ import importlib
 import os
 
 PRELOAD = (
+    "runner.hello",
     "runner.config",
     "runner.signals",
     "runner.app",
@@ -23,6 +24,11 @@ PRELOAD = (
     "runner.logs",
     "runner.reaper",
     "runner.announce",
+    "runner.runtime",
+    "runner.credentials",
+    "runner.backend",
+    "runner.output",
+    "ctypes",  # runner.reaper's, after the handshake
     "runner.bridge",
     "runner.instream",
     "runner.transport.native",

@@ -1,4 +1,4 @@
-"""The warm-start template process: ``python -m host_bridge.zygote_template FD``.
+"""The warm-start template process: ``python -m runner.warm_template FD`` (host_bridge.zygote starts it).
 
 It imports what a runner needs (``runner.warm.preload``), freezes those objects out of
 the garbage collector's reach (so a child's collections do not copy the template's
