@@ -12,6 +12,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from runner.sequence.content import canonical_content_type
+
 
 class HTTPError(Exception):
     """Answered as ``{"error": message}`` with ``status``."""
@@ -68,6 +70,15 @@ def media_type(request: Request) -> str | None:
     if not raw or not raw.split(";")[0].strip():
         return None
     return raw.split(";")[0].strip().lower()
+
+
+def input_content_type(request: Request) -> str | None:
+    """The request's content type as an Instance's input takes it: the media type, with a text
+    charset other than UTF-8 kept (``text/plain; charset=latin-1``: the runner decodes the input
+    in it); None when absent."""
+    if media_type(request) is None:
+        return None
+    return canonical_content_type(request.headers["content-type"])
 
 
 def end_of_stream(request: Request, default: bool) -> bool:

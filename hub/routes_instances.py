@@ -17,6 +17,7 @@ from .http import (
     LiveStream,
     client_gone,
     end_of_stream,
+    input_content_type,
     media_type,
     read_json,
     request_chunks,
@@ -130,7 +131,7 @@ async def event_once(request: Request) -> Response:
 async def _write_stream(request: Request, hub_inst: HubInstance, stdin: bool) -> Response:
     instance = hub_inst.instance
     end = end_of_stream(request, default=True)
-    content_type = media_type(request)
+    content_type = input_content_type(request)
     lock = hub_inst.stdin_lock if stdin else hub_inst.input_lock
     try:
         async with lock:

@@ -151,3 +151,15 @@ def test_ended_instances_past_keep_ended_keep_their_summary_but_not_their_stream
         assert r.status_code == 410 and "ended" in r.json()["error"]
         assert c.get(f"/instance/{first}").json()["status"] == "killed"
         assert c.get(f"/instance/{second}/stdout").status_code == 200  # the newest ended one keeps its streams
+
+
+def test_input_is_read_in_the_charset_its_content_type_names(client: httpx.Client, upload: Any) -> None:
+    """POST input with text/plain; charset=latin-1 reaches the Sequence decoded from latin-1 (hello
+    answers in UTF-8); the charset is not dropped with the other parameters."""
+    seq = upload("hello")
+    inst = start(client, seq)
+    r = client.post(f"/instance/{inst}/input", content="José\nÜnï\n".encode("latin-1"),
+                    headers={"content-type": "Text/Plain; Charset=ISO-8859-1", "x-end-stream": "true"})
+    assert r.status_code == 200
+    assert client.get(f"/instance/{inst}/output").content == "Hello José!\nHello Ünï!\n".encode()
+    assert wait_ended(client, inst)["exitCode"] == 0
