@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_error(str(exc))
     from .app import App, ConfigExit, select_transport
 
+    del argv[:], words[:]  # copies of sys.argv (a --token among them): this frame lives on during the run
     try:
         transport = select_transport(settings, sent_ping=sent_ping)
         app = App(settings, transport, sent_ping)

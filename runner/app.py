@@ -71,6 +71,8 @@ class App:
 
         forget_token(self.settings.token)  # used: the Sequence and its children never see it
         self.settings.token = ""
+        if self.sent_ping is not None:
+            self.sent_ping.forget()  # its values and frame carry the token too
         from .runtime import Runtime
 
         Runtime(self.settings, self.transport).run(pong)

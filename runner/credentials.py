@@ -9,7 +9,7 @@ shows: the variable is preferred). After PING carried it, ``forget_token``:
   command line, which ``/proc/<pid>/environ`` and ``/proc/<pid>/cmdline`` (``ps``)
   show for the life of the process (Linux, through ``/proc/self/mem``; where that
   is not possible the variable is still gone from the environment);
-* removes ``--token VALUE`` from ``sys.argv``.
+* removes ``--token VALUE`` from ``sys.argv`` and ``sys.orig_argv``.
 """
 
 from __future__ import annotations
@@ -73,8 +73,7 @@ def _scrub_process_memory(secret: bytes) -> int:
         return 0
 
 
-def _drop_from_argv() -> None:
-    argv = sys.argv
+def _drop_from_argv(argv: list[str]) -> None:
     i = 0
     while i < len(argv):
         if argv[i] == TOKEN_OPTION:
@@ -88,6 +87,7 @@ def _drop_from_argv() -> None:
 def forget_token(token: str) -> None:
     """Remove every trace of ``token`` the Sequence could read (module docstring)."""
     os.environ.pop(TOKEN_ENV, None)
-    _drop_from_argv()
+    _drop_from_argv(sys.argv)
+    _drop_from_argv(getattr(sys, "orig_argv", []))  # 3.10+: the interpreter's own copy
     if token:
         _scrub_process_memory(token.encode("utf-8", "surrogateescape"))

@@ -47,6 +47,11 @@ class SentPing:
         self.fields = fields
         self.frame = frame
 
+    def forget(self) -> None:
+        """Drop the token (in the values and in the frame) once the handshake is done."""
+        self.fields["token"] = ""
+        self.frame = b""
+
 
 def ping_fields(settings: Settings) -> dict[str, Any]:
     """The Ping a runner with these settings sends (the Connection adds protocol, impl, max

@@ -107,7 +107,9 @@ class Template:
                 received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
                 fds.extend(received)
         try:
-            reply = self.fork(json.loads(data), fds)
+            request = json.loads(data)
+            del data  # a fork runs on below this frame: its request (environment, a token) is not kept here
+            reply = self.fork(request, fds)
         except Exception as exc:  # noqa: BLE001 - a bad request is answered, never fatal
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
@@ -179,6 +181,10 @@ class Template:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         sys.path[:] = [os.getcwd(), *_python_path_entries(env), *self.base_path]
         sys.argv = ["-m", *request["args"]]
+        # os.environ and sys.argv hold them now: no other copy of a token (forgotten after the
+        # handshake, runner/credentials.py) stays in the frames below the runner
+        request.clear()
+        env.clear()
         runpy._run_module_as_main("runner")  # type: ignore[attr-defined]  # what `python -m` calls
         return 0
 

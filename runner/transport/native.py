@@ -118,9 +118,10 @@ class NativeTransport(Transport):
         try:
             conn.send(hello)
             frame = b"".join(bytes(buf) for buf in conn.data_to_send())
-            if self._sent_ping is None:
+            sent, self._sent_ping = self._sent_ping, None  # it carries the token: not kept
+            if sent is None:
                 self._sock.sendall(frame)
-            elif frame != self._sent_ping:
+            elif frame != sent:
                 raise HandshakeFailed("the PING written at start-up (runner/hello.py) is not the one the "
                                       "Connection builds from the same values: a runner bug")
             while True:
