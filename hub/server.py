@@ -19,7 +19,7 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
-from . import bulk_http
+from . import bulk_http, malloc_tuning
 from .app import create_app
 from .config import HubConfig
 
@@ -93,6 +93,7 @@ class HubServer(uvicorn.Server):
 def serve(config: HubConfig) -> int:
     raise_body_high_water()
     bulk_http.install()
+    malloc_tuning.tune()
     app = create_app(config)
     verbose = config.log_level in ("debug", "trace")
     uv_config = uvicorn.Config(

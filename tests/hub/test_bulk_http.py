@@ -1,4 +1,4 @@
-"""hub/bulk_http.py: uvicorn's httptools cycle without the body copies, on a real uvicorn server.
+"""hub/bulk_http.py (and malloc_tuning.py): uvicorn's httptools cycle without the body copies, on a real uvicorn server.
 
 An echo app answers every request body piece it received as a chunk of its chunked answer; bodies go
 in chunked (many pieces per receive) and with a length, with ``Expect: 100-continue``, and the
@@ -97,3 +97,11 @@ def test_chunked_bodies_come_back_byte_for_byte(server_url: str) -> None:
         assert r.status_code == 200 and r.content == sized
         assert client.post("/", content=b"").content == b""
     assert SEEN_CYCLES == [BulkRequestCycle] * 3  # install() took: uvicorn built our cycle for each request
+
+
+def test_malloc_tuning_applies_on_glibc_and_stays_off_elsewhere() -> None:
+    import platform
+
+    from hub.malloc_tuning import tune
+
+    assert tune() is (platform.libc_ver()[0] == "glibc")
