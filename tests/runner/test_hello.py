@@ -134,5 +134,34 @@ def test_before_the_sth_ping_the_runner_imports_neither_logging_nor_the_transpor
            "INSTANCE_ID": "x" * 36, "SEQUENCE_INFO": "{}", "RUNNER_CONNECT_INFO": "{}"}
     before_ping = modules_before_ping("sth_connect_and_ping", [str(tmp_path / "startup.log")], env)
     assert "runner.transport.sth_connect" in before_ping  # the probe did stop at the PING
-    for heavy in HEAVY:
+    for heavy in (*HEAVY, "threading"):  # the nine connections are polled, not one thread each
         assert heavy not in before_ping, heavy
+
+
+def test_connect_all_names_the_host_when_nobody_listens() -> None:
+    from runner.transport.sth_connect import connect_all
+
+    with socket.socket() as probe:  # a port nobody listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        with pytest.raises(OSError, match=rf"cannot connect to the STH host 127.0.0.1:{port}: .*refused"):
+            connect_all("127.0.0.1", port, "x" * 36, 5.0)
+
+
+def test_connect_all_opens_nine_connections_each_with_its_preamble() -> None:
+    from runner.protocol import sth
+    from runner.transport.sth_connect import connect_all
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        socks = connect_all("localhost", server.getsockname()[1], "i" * 36, 5.0)
+        try:
+            preambles = set()
+            for _ in range(9):
+                conn, _ = server.accept()
+                with conn:
+                    preambles.add(conn.recv(64))
+            assert preambles == {sth.encode_preamble("i" * 36, ch) for ch in range(9)}
+            assert sorted(socks) == list(range(9)) and all(s.gettimeout() is None for s in socks.values())
+        finally:
+            for s in socks.values():
+                s.close()
