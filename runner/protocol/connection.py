@@ -92,6 +92,7 @@ class Connection:
         self.closed = False
         self._decoder = FrameDecoder(max_frame_size)
         self._encoder = FrameEncoder(max_frame_size)
+        self._pack = codec.packer().pack
         self._events: deque[ConnectionEvent] = deque()
         self._error: RemoteProtocolError | None = None
         self._inbound = HOST_TO_RUNNER if role is Role.RUNNER else RUNNER_TO_HOST
@@ -131,7 +132,7 @@ class Connection:
             event = self._own_hello(event)
         elif not self.open:
             raise LocalProtocolError(f"cannot send {cls.__name__} while the connection is {self._phase()}")
-        raw = codec.encode(event)
+        raw = codec.encode(event, self._pack)
         if cls in LIFECYCLE_MESSAGES:
             self.lifecycle.apply(event, now, LocalProtocolError)
         self._encoder.message(cls.channel, cls.code, raw)

@@ -21,7 +21,7 @@ from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 from .constants import Channel, Code, Role
-from .schema import WireField, compile_fields, wire
+from .schema import PlanItem, WireField, compile_fields, compile_plan, wire
 
 _T = TypeVar("_T")
 
@@ -49,6 +49,8 @@ class Message:
     sender: ClassVar[Role | None]
     channel: ClassVar[Channel]
     wire_fields: ClassVar[tuple[WireField, ...]]
+    #: wire_fields prepared once for the codec's per-message loops (schema.compile_plan).
+    wire_plan: ClassVar[tuple[PlanItem, ...]]
     #: Every field's attribute, and the defaults of those that have one (for __init__).
     field_names: ClassVar[frozenset[str]]
     field_defaults: ClassVar[dict[str, Any]]
@@ -71,6 +73,16 @@ class Message:
 
         def __delattr__(self, name: str) -> None:
             raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    @classmethod
+    def from_checked(cls, kwargs: dict[str, Any]) -> "Message":
+        """The message of constructor arguments ``schema.parse`` returned: every key a field and
+        every field without a default present, so __init__'s keyword checks are skipped."""
+        message = object.__new__(cls)
+        values = message.__dict__
+        values.update(cls.field_defaults)
+        values.update(kwargs)
+        return message
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -104,6 +116,7 @@ def message(code: Code, sender: Role | None) -> Callable[[type[_M]], type[_M]]:
         cls.sender = sender
         cls.channel = {Role.RUNNER: Channel.MONITORING, Role.HOST: Channel.CONTROL, None: Channel.EVENTS}[sender]
         cls.wire_fields = compile_fields(cls)
+        cls.wire_plan = compile_plan(cls.wire_fields)
         declared = fields(cast(Any, cls))
         if any(f.default_factory is not MISSING for f in declared):
             raise TypeError(f"{cls.__name__}: message fields take plain defaults, not default_factory")

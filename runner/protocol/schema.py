@@ -103,31 +103,74 @@ def compile_fields(cls: type) -> tuple[WireField, ...]:
     return tuple(out)
 
 
-def parse(fields: tuple[WireField, ...], body: Any, code: int, error: type[Exception]) -> dict[str, Any]:
-    """The constructor arguments a body map of message ``code`` stands for (absent keys take the
-    field's default; unknown keys are ignored); ``error`` naming the field if it is not valid.
+#: One field as the hot loops read it: (attr, key, exact, required, nullable, send_none, field).
+#: ``exact`` holds the value classes accepted without a closer look (the accepted types minus
+#: bool where bool is not accepted; empty for a non-negative field, whose sign is checked);
+#: None: any value. Anything else goes through ``_check`` (subclasses, bool, sign, errors).
+PlanItem = tuple[str, str, "frozenset[type] | None", bool, bool, bool, WireField]
 
-    Every message sent and received goes through here once, so it is one loop, and the name
-    of the message is only made for an error."""
+
+def compile_plan(fields: tuple[WireField, ...]) -> tuple[PlanItem, ...]:
+    """The fields of a message class prepared once for ``parse`` and ``encode_body``."""
+    plan = []
+    for f in fields:
+        exact = None if f.types is None else frozenset() if f.non_negative else frozenset(f.types)
+        plan.append((f.attr, f.key, exact, f.required, f.nullable, f.send_none, f))
+    return tuple(plan)
+
+
+def parse(plan: tuple[PlanItem, ...], body: Any, code: int, error: type[Exception]) -> dict[str, Any]:
+    """The constructor arguments a body map of message ``code`` stands for (absent keys are left
+    out: they take the field's default; unknown keys are ignored); ``error`` naming the field if
+    it is not valid.
+
+    Every message received goes through here once, so it is one loop over the class's
+    precompiled plan, and the name of the message is only made for an error."""
     if not isinstance(body, dict):
         raise error(f"{message_name(code)} body must be a map, got {type(body).__name__}")
     kwargs: dict[str, Any] = {}
-    for f in fields:
-        if f.key not in body:
-            if f.required:
-                raise error(f"{message_name(code)} body lacks the required field {f.key!r}")
+    for attr, key, exact, required, nullable, _, f in plan:
+        if key not in body:
+            if required:
+                raise error(f"{message_name(code)} body lacks the required field {key!r}")
             continue
-        value = kwargs[f.attr] = body[f.key]
-        if f.types is None or (value is None and f.nullable):
+        value = kwargs[attr] = body[key]
+        if exact is None or value.__class__ in exact or (value is None and nullable):
             continue
-        # bool is an int in Python; a number field must not take a bool.
-        if isinstance(value, bool) and bool not in f.types:
-            raise error(f"{message_name(code)} field {f.key!r} must be {_type_names(f)}, got bool")
-        if not isinstance(value, f.types):
-            raise error(f"{message_name(code)} field {f.key!r} must be {_type_names(f)}, got {type(value).__name__}")
-        if f.non_negative and value < 0:  # type: ignore[operator]  # a number: checked above
-            raise error(f"{message_name(code)} field {f.key!r} must not be negative, got {value}")
+        _check(f, value, code, error)
     return kwargs
+
+
+def encode_body(plan: tuple[PlanItem, ...], message: Any, code: int, error: type[Exception]) -> dict[str, Any]:
+    """``to_body`` and the checks ``parse`` would make of that body, in one pass: what this
+    side sends is held to the same schema as what it receives."""
+    body: dict[str, Any] = {}
+    for attr, key, exact, required, _, send_none, f in plan:
+        value = getattr(message, attr)
+        if value is None:
+            if send_none:  # send_none implies nullable: null is valid
+                body[key] = None
+            elif required:
+                raise error(f"{message_name(code)} body lacks the required field {key!r}")
+            continue
+        body[key] = value
+        if exact is None or value.__class__ in exact:
+            continue
+        _check(f, value, code, error)
+    return body
+
+
+def _check(f: WireField, value: Any, code: int, error: type[Exception]) -> None:
+    """The full check of a value the fast test did not pass (a subclass, a bool, a sign to see)."""
+    if f.types is None or (value is None and f.nullable):
+        return
+    # bool is an int in Python; a number field must not take a bool.
+    if isinstance(value, bool) and bool not in f.types:
+        raise error(f"{message_name(code)} field {f.key!r} must be {_type_names(f)}, got bool")
+    if not isinstance(value, f.types):
+        raise error(f"{message_name(code)} field {f.key!r} must be {_type_names(f)}, got {type(value).__name__}")
+    if f.non_negative and value < 0:  # type: ignore[operator]  # a number: checked above
+        raise error(f"{message_name(code)} field {f.key!r} must not be negative, got {value}")
 
 
 def message_name(code: int) -> str:

@@ -34,7 +34,7 @@ from runner.protocol import (
     Stop,
     UnknownMessage,
 )
-from runner.protocol.codec import channel_for, decode, encode, from_body, to_body
+from runner.protocol.codec import channel_for, decode, encode, from_body, packer, to_body
 from runner.protocol.events import MESSAGES, Message, message
 from runner.protocol.schema import compile_fields, wire
 
@@ -132,6 +132,33 @@ def test_bad_values_in_a_message_object_are_this_sides_error() -> None:
         encode(Alive(keep_alive_ms=-1))
     with pytest.raises(LocalProtocolError, match="cannot be encoded"):
         encode(Event(name="x", message={1, 2}))
+
+
+def test_the_precompiled_checks_take_what_the_schema_takes_on_both_sides() -> None:
+    class Name(str):
+        pass
+
+    pack = packer().pack
+    # A subclass of an accepted type passes (the fast test looks at exact classes only)...
+    assert decode(Code.EVENT, encode(Event(name=Name("n")), pack)) == Event(name="n")
+    # ...a bool where a number is expected does not, sent or received, nor a negative number.
+    with pytest.raises(LocalProtocolError, match="'exitCode' must be int, got bool"):
+        encode(Exiting(exit_code=True), pack)
+    with pytest.raises(UnknownMessage, match="'exitCode' must be int, got bool"):
+        decode(Code.EXITING, msgpack.packb({"exitCode": True}))
+    with pytest.raises(LocalProtocolError, match="'timeout' must be int or float, got bool"):
+        encode(Stop(timeout_ms=True), pack)
+    with pytest.raises(LocalProtocolError, match="lacks the required field 'eventName'"):
+        encode(Event(name=None), pack)  # type: ignore[arg-type]
+    # A Packer that failed on one body packs the next one whole (nothing of the failed one left).
+    with pytest.raises(LocalProtocolError, match="cannot be encoded"):
+        encode(Event(name="x", message=[1, object()]), pack)
+    assert msgpack.unpackb(encode(Event(name="y", message=2), pack)) == {"eventName": "y", "message": 2}
+    # A decoded message is the constructed one: equal, hashed alike, frozen.
+    got = decode(Code.STOP, msgpack.packb({"timeout": 5}))
+    assert got == Stop(timeout_ms=5) and hash(got) == hash(Stop(timeout_ms=5)) and not got.can_keep_alive
+    with pytest.raises(AttributeError):
+        got.timeout_ms = 1  # type: ignore[misc]
 
 
 def test_not_a_map_and_not_msgpack() -> None:
