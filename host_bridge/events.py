@@ -2,8 +2,10 @@
 
 Messages are not flow-controlled, so a runner can send events faster than the hub
 reads them, under as many names as it likes. Both stores are bounded by count and
-by bytes (an event's size is its name plus its message packed as msgpack, as on
-the wire), and what they drop is counted:
+by bytes (an event's size is what it weighed on the wire: the bytes of its EVENT
+body, which holds its name, its message packed as msgpack and its source, and the
+keys; ``event_size`` for an event that did not come from the wire), and what they
+drop is counted:
 
 * the last event per name (``last_event``): at most ``max_names`` names and
   ``max_bytes``; when a new event does not fit, the names published least
@@ -57,7 +59,8 @@ class EventMemory:
 
 
 def event_size(event: EventMessage) -> int:
-    """Bytes an event costs: its name and its message as msgpack (what it weighed on the wire)."""
+    """Bytes an event costs when its body's size is not known: its name, its message as msgpack
+    and its source (never more than the body that carries them)."""
     try:
         packed = len(msgpack.packb(event.message))
     except (TypeError, ValueError):  # pragma: no cover - it came from msgpack, so it packs
@@ -75,6 +78,7 @@ class EventSubscription:
 
     def __init__(self, hub: EventHub, name: str | None) -> None:
         self._hub = hub
+        self._ref: weakref.ref[EventSubscription] | None = None  # its entry in the hub's set
         self.name = name
         self.queue: deque[tuple[EventMessage, int]] = deque()
         self.queued_bytes = 0
@@ -109,7 +113,7 @@ class EventSubscription:
         return event
 
     def close(self) -> None:
-        self._hub.subscribers.discard(self)
+        self._hub._subscribers.discard(self._ref)
 
     def __aiter__(self) -> EventSubscription:
         return self
@@ -138,14 +142,20 @@ class EventHub:
         self._sizes: dict[str, int] = {}
         self._bytes = 0
         self.evicted = 0
-        self.subscribers: weakref.WeakSet[EventSubscription] = weakref.WeakSet()
+        # Weak references, each removing itself when its subscription is collected (a weakref.WeakSet,
+        # but without its Python-level iteration guard on every event).
+        self._subscribers: set[weakref.ref[EventSubscription]] = set()
         self.closed = False
 
-    def publish(self, event: EventMessage) -> None:
-        size = event_size(event)
+    def publish(self, event: EventMessage, size: int | None = None) -> None:
+        """Keep and hand out ``event``; ``size``: the bytes of the body it came in (else event_size)."""
+        if size is None:
+            size = event_size(event)
         self._remember(event, size)
-        for subscriber in list(self.subscribers):
-            subscriber._push(event, size)
+        for ref in tuple(self._subscribers):
+            subscriber = ref()
+            if subscriber is not None:
+                subscriber._push(event, size)
 
     def _remember(self, event: EventMessage, size: int) -> None:
         name = event.name
@@ -169,10 +179,13 @@ class EventHub:
     def subscribe(self, name: str | None = None) -> EventSubscription:
         subscription = EventSubscription(self, name)
         if not self.closed:
-            self.subscribers.add(subscription)
+            subscription._ref = weakref.ref(subscription, self._subscribers.discard)
+            self._subscribers.add(subscription._ref)
         return subscription
 
     def close(self) -> None:
         self.closed = True
-        for subscriber in list(self.subscribers):
-            subscriber._wake()
+        for ref in tuple(self._subscribers):
+            subscriber = ref()
+            if subscriber is not None:
+                subscriber._wake()

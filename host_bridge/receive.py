@@ -86,6 +86,9 @@ class Receiver:
 
     def on_events(self, events: list[ConnectionEvent]) -> None:
         for event in events:
+            if event.__class__ is Event:  # the hot message first, before the match's class tests
+                self._on_event(event)
+                continue
             match event:
                 case Data(channel=channel, payload=payload):
                     self._on_data(channel, payload)
@@ -122,9 +125,8 @@ class Receiver:
                 beat = self.monitor.beat(body, self._now())
                 if beat.loop_lag_ms is not None:
                     self._on_running()
-            case Event(name=name, message=message, source=source):
-                self._on_running()
-                self.events.publish(EventMessage(name, message, source))
+            case Event():
+                self._on_event(event)
             case Pang():
                 self._on_pang(event)
             case Alive(keep_alive_ms=keep_alive_ms):
@@ -141,6 +143,11 @@ class Receiver:
                 info.reported_exit_code = exit_code
                 info.exit_announced = True
                 info.exit_reason = reason
+
+    def _on_event(self, event: Event) -> None:
+        self._on_running()
+        # Sized by the body it came in (no second msgpack of the message to weigh it).
+        self.events.publish(EventMessage(event.name, event.message, event.source), event.body_size or None)
 
     def _on_pang(self, pang: Pang) -> None:
         info = self.info

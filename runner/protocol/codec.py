@@ -72,4 +72,4 @@ def decode(code: int, raw: bytes | memoryview) -> Message:
         body = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated classes for bad input
         raise UnknownMessage(f"{schema.message_name(code)} body is not valid msgpack: {exc}") from exc
-    return cls.from_checked(schema.parse(cls.wire_plan, body, code, UnknownMessage))
+    return cls.from_checked(schema.parse(cls.wire_plan, body, code, UnknownMessage), len(raw))

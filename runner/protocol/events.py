@@ -54,6 +54,9 @@ class Message:
     #: Every field's attribute, and the defaults of those that have one (for __init__).
     field_names: ClassVar[frozenset[str]]
     field_defaults: ClassVar[dict[str, Any]]
+    #: Bytes of the msgpack body a received message was decoded from (0: made on this side).
+    #: Not a field: not sent, compared, hashed or shown.
+    body_size: ClassVar[int] = 0
 
     if not TYPE_CHECKING:  # type checkers take the signature and frozenness from @message
 
@@ -75,13 +78,15 @@ class Message:
             raise FrozenInstanceError(f"cannot delete field {name!r}")
 
     @classmethod
-    def from_checked(cls, kwargs: dict[str, Any]) -> "Message":
+    def from_checked(cls, kwargs: dict[str, Any], body_size: int = 0) -> "Message":
         """The message of constructor arguments ``schema.parse`` returned: every key a field and
         every field without a default present, so __init__'s keyword checks are skipped."""
         message = object.__new__(cls)
         values = message.__dict__
         values.update(cls.field_defaults)
         values.update(kwargs)
+        if body_size:
+            values["body_size"] = body_size
         return message
 
     def __eq__(self, other: object) -> bool:
