@@ -287,7 +287,17 @@ class Instance(InstanceStreams, DeprecatedAttributes):
         self._watch.update(status=status)
 
     def _sync(self) -> None:
+        # After every read and every message sent: most change nothing, so a plain look first,
+        # before update()'s keyword arguments and field-by-field look.
         info = self.info
+        current = self._watch.current
+        if (
+            current.lifecycle is self._conn.lifecycle.state
+            and current.keepalive_ms == info.keepalive_ms
+            and current.requires == info.requires
+            and current.provides == info.provides
+        ):
+            return
         self._watch.update(
             lifecycle=self._conn.state, keepalive_ms=info.keepalive_ms, requires=info.requires, provides=info.provides
         )

@@ -174,9 +174,12 @@ class InstanceStreams:
     async def send_event(self, name: str, message: Any = None, *, source: str | None = None) -> None:
         """Send EVENT {eventName, message} to the Sequence (its context.on handlers)."""
         # One yield (and cancellation point) first, then one sendmsg: no hop through the writer task.
-        if self._link_now() is not None:
-            await anyio.lowlevel.checkpoint()  # then _open() does not wait (it re-checks the state)
-        link = await self._open()
+        link = self._link_now()
+        if link is not None:
+            await anyio.lowlevel.checkpoint()
+            link = self._link_now()  # the state again, after the yield
+        if link is None:
+            link = await self._open()
         self._send(link, Event(name=name, message=message, source=source))
 
     def events(self, name: str | None = None) -> EventSubscription:
