@@ -114,12 +114,19 @@ class Connection:
     @property
     def open(self) -> bool:
         """True once the handshake completed and until EXITING."""
-        return self._accepted and self.state is not State.EXITED
+        return self._accepted and self.lifecycle.state is not State.EXITED
 
     def can_send(self, cls: type[Message]) -> bool:
         """Whether this side may send a ``cls`` message now and it changes something (see
         ``Lifecycle.can_send``): a sender skips a message that crossed with the peer's."""
-        return self.open and cls.sender in (self.role, None) and self.lifecycle.can_send(cls)
+        # Asked before every message a runner sends: ``open`` and Lifecycle.can_send written out
+        # for the ordinary messages (EVENT, MONITORING), the lifecycle ones asked as before.
+        state = self.lifecycle.state
+        if not self._accepted or state is State.EXITED or cls.sender not in (self.role, None):
+            return False
+        if cls in LIFECYCLE_MESSAGES:
+            return self.lifecycle.can_send(cls)
+        return state is not State.STARTING
 
     # -- sending messages ------------------------------------------------------
     def send(self, event: Message, now: float = 0.0) -> None:
@@ -130,7 +137,7 @@ class Connection:
             raise LocalProtocolError(f"{cls.__name__} is sent by the {sender.value}, not by the {self.role.value}")
         if cls in _HANDSHAKE:
             event = self._own_hello(event)
-        elif not self.open:
+        elif not self._accepted or self.lifecycle.state is State.EXITED:  # not open
             raise LocalProtocolError(f"cannot send {cls.__name__} while the connection is {self._phase()}")
         raw = codec.encode(event, self._pack)
         if cls in LIFECYCLE_MESSAGES:
