@@ -4,8 +4,10 @@ Every process here is started by the same code (host_bridge's ``start_process``:
 flags, environment and inherited socketpair) and timed the same way: from just before the
 spawn to the first byte it writes on its socket. For a runner that byte is its PING; for
 the floors (``python -c pass``, ``python -c "import asyncio"``) it is one byte written
-right after the interpreter (and asyncio) is up. So "ready / floor" compares like with
-like, whatever the machine's load.
+right after the interpreter (and asyncio) is up. So "runner / floor" compares like with
+like, whatever the machine's load. Through a Bridge, one spawn gives two figures: the
+handshake (PING/PONG, which the runner reaches before it imports asyncio, anyio or the
+Sequence) and the first PANG (the Sequence is loaded): the latter is "ready".
 
 STH mode: ``sth_host.STHHost`` (tests/sth_host) starts our runner and, when a checkout of STH's own
 Python runner is given (``run.py --sth-runner DIR --sth-python PY``), theirs too, in the
@@ -80,18 +82,23 @@ async def cold_ready(kind: str) -> float:
     return seconds
 
 
-async def bridge_ready(bridge: Bridge) -> float:
-    """``bridge.spawn()`` -> handshake done (``wait_started``): what a hub waits for."""
+async def bridge_ready(bridge: Bridge) -> dict[str, float]:
+    """One ``bridge.spawn()``, two figures: -> handshake done (``wait_started``, PING/PONG), and
+    -> the first PANG (``requires`` announced: the Sequence is loaded), issue 13's "ready"."""
     start = time.perf_counter()
     inst = await bridge.spawn(seq("echo-events"))
     with anyio.fail_after(30):
         if not await inst.wait_started():
             raise RuntimeError(f"runner did not start: {inst.info.error}")
-    elapsed = time.perf_counter() - start
+        handshake = time.perf_counter() - start
+        state = await inst.wait_until(lambda s: s.requires is not None or s.done)
+    pang = time.perf_counter() - start
+    if state.requires is None:
+        raise RuntimeError(f"runner ended before its PANG: {inst.info.error or inst.info.exit_reason}")
     await inst.kill()
     with anyio.fail_after(30):
         await inst.wait()
-    return elapsed
+    return {"handshake": handshake, "pang": pang}
 
 
 async def sth_ready(sth_host: Any) -> float:

@@ -114,11 +114,11 @@ def chart(doc: dict[str, Any], path: Path) -> str:
     if "startup" in res:
         s = res["startup"]
         names = [("interpreter_ms", "python\n-c pass", "floor"), ("import_asyncio_ms", "import\nasyncio", "floor"),
-                 ("bridge_ready_ms", "ready\ncold", "native"), ("warm_ready_ms", "ready\nwarm", "native"),
+                 ("cold_pang_ms", "PANG\ncold", "native"), ("warm_pang_ms", "PANG\nwarm", "native"),
                  ("sth_ours_ms", "STH mode\nours", "sth"), ("sth_theirs_ms", "STH's\nrunner", "ref")]
         shown = [n for n in names if n[0] in s]
         bars(axes[1][0], [n[1] for n in shown], [s[n[0]] for n in shown], [n[2] for n in shown],
-             "4 spawn -> ready (same spawning code, same rounds)", "ms", target=50)
+             "4 spawn -> PANG, STH mode -> PING (same spawning code, same rounds)", "ms", target=50)
     if "completion" in res:
         c = res["completion"]
         names = [("native", "native", "native"), ("sth_ours", "STH mode\nours", "sth"),

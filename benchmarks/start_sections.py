@@ -46,16 +46,21 @@ async def startup(cfg: Any, hosts: Contenders, say: Say) -> dict[str, Any]:
         "interpreter": lambda: bench_start.cold_ready("interpreter"),
         "import_asyncio": lambda: bench_start.cold_ready("import_asyncio"),
         "runner_ping": lambda: bench_start.cold_ready("runner"),
-        "bridge_ready": lambda: bench_start.bridge_ready(hosts.bridge),
+        "cold": lambda: bench_start.bridge_ready(hosts.bridge),
         "sth_ours": lambda: bench_start.sth_ready(hosts.sth_ours),
     }
     if hosts.warm is not None:
         warm = hosts.warm
-        variants["warm_ready"] = lambda: bench_start.bridge_ready(warm)
+        variants["warm"] = lambda: bench_start.bridge_ready(warm)
     if hosts.sth_theirs is not None:
         theirs = hosts.sth_theirs
         variants["sth_theirs"] = lambda: bench_start.sth_ready(theirs)
     samples = await _rounds(cfg.startup_runs, variants)
+    for name in ("cold", "warm"):  # one spawn, two figures: handshake done, then the first PANG
+        if name in samples:
+            spawns = samples.pop(name)
+            samples[f"{name}_handshake"] = [r["handshake"] for r in spawns]
+            samples[f"{name}_pang"] = [r["pang"] for r in spawns]
     first = [(await bench_e2e.startup(hosts.bridge))["first_output_s"] for _ in range(cfg.runs)]
     out: dict[str, Any] = {f"{k}_ms": median(v) * 1e3 for k, v in samples.items()}
     out["first_output_ms"] = median(first) * 1e3

@@ -75,6 +75,17 @@ def test_start_floor_and_runner_first_byte() -> None:
     assert floor > 0 and runner > 0
 
 
+def test_bridge_spawn_reaches_the_handshake_then_the_first_pang() -> None:
+    """The "ready" rows' harness: one spawn, the handshake first, the Sequence's PANG after it."""
+
+    async def main() -> dict[str, float]:
+        async with Bridge() as bridge:
+            return await bench_start.bridge_ready(bridge)
+
+    times = anyio.run(main)
+    assert 0 < times["handshake"] <= times["pang"]
+
+
 def test_cli_bulk_and_raw_copy_give_every_byte_back() -> None:
     path, period = bench_cli.make_file(2 * MIB)
     try:
