@@ -72,10 +72,10 @@ def media_type(request: Request) -> str | None:
     return raw.split(";")[0].strip().lower()
 
 
-def input_content_type(request: Request) -> str | None:
-    """The request's content type as an Instance's input takes it: the media type, with a text
-    charset other than UTF-8 kept (``text/plain; charset=latin-1``: the runner decodes the input
-    in it); None when absent."""
+def data_content_type(request: Request) -> str | None:
+    """The content type of a data body (Instance input, a topic's items): the media type, with a
+    text charset other than UTF-8 kept (``text/plain; charset=latin-1``: whoever reads the data,
+    down to the runner, decodes it in that charset); None when absent."""
     if media_type(request) is None:
         return None
     return canonical_content_type(request.headers["content-type"])

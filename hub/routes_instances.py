@@ -16,8 +16,8 @@ from .http import (
     HTTPError,
     LiveStream,
     client_gone,
+    data_content_type,
     end_of_stream,
-    input_content_type,
     media_type,
     read_json,
     request_chunks,
@@ -131,7 +131,7 @@ async def event_once(request: Request) -> Response:
 async def _write_stream(request: Request, hub_inst: HubInstance, stdin: bool) -> Response:
     instance = hub_inst.instance
     end = end_of_stream(request, default=True)
-    content_type = input_content_type(request)
+    content_type = data_content_type(request)
     lock = hub_inst.stdin_lock if stdin else hub_inst.input_lock
     try:
         async with lock:

@@ -6,7 +6,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .http import HTTPError, LiveStream, client_gone, end_of_stream, media_type, request_chunks
+from .http import HTTPError, LiveStream, client_gone, data_content_type, end_of_stream, request_chunks
 from .records import is_valid_topic
 from .state import hub
 from .topics import Actor
@@ -24,14 +24,14 @@ async def publish(request: Request) -> Response:
     end = end_of_stream(request, default=False)
     try:
         sent = await topics.produce(_name(request), request_chunks(request), Actor("provider", "api"),
-                                    media_type(request), end=end)
+                                    data_content_type(request), end=end)
     except ClientDisconnect:
         return client_gone()  # what arrived whole was published; the topic is not ended
     return JSONResponse({"bytes": sent, "ended": end}, status_code=200 if end else 202)
 
 
 async def read(request: Request) -> Response:
-    topic = hub(request).topics.get(_name(request), media_type(request))
+    topic = hub(request).topics.get(_name(request), data_content_type(request))
     return LiveStream(topic.consume(Actor("consumer", "api")), topic.content_type)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import anyio
 
-from runner.sequence.content import is_ndjson, normalize_content_type
+from runner.sequence.content import canonical_content_type, is_ndjson, normalize_content_type
 
 NDJSON = "application/x-ndjson"
 DEFAULT_TOPIC_BYTES = 1 << 20
@@ -184,7 +184,8 @@ class TopicRouter:
     def get(self, name: str, content_type: str | None = None) -> Topic:
         topic = self.topics.get(name)
         if topic is None:
-            ct = normalize_content_type(content_type) if content_type else NDJSON
+            # canonical, not normalized: a text charset other than UTF-8 stays (the readers need it)
+            ct = canonical_content_type(content_type) if content_type else NDJSON
             topic = self.topics[name] = Topic(name, ct, self.max_bytes)
         return topic
 

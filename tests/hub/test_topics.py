@@ -7,9 +7,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 import httpx
-from flows import wait_for
+from flows import start as start_instance
+from flows import wait_ended, wait_for
 
 NDJSON = {"content-type": "application/x-ndjson"}
 
@@ -92,3 +94,24 @@ def test_a_slow_consumer_holds_producers_at_the_bound_and_loses_nothing(client: 
         assert not done.is_set()  # the producer waits for this consumer
         size = sum(len(c) for c in chunks)
     assert size == total and done.wait(10)
+
+
+def test_a_topic_keeps_a_text_charset_for_its_readers_and_an_instance_consuming_it(
+        client: httpx.Client, upload: Any) -> None:
+    """POST /topic/:name with text/plain; charset=latin-1 keeps the charset (not dropped with the
+    other parameters): the topic lists it, GET /topic/:name answers with it and the bytes as sent,
+    and an Instance fed from the topic (inputTopic) reads the text decoded from latin-1 (hello
+    answers in UTF-8)."""
+    latin1 = {"content-type": "Text/Plain; Charset=ISO-8859-1", "x-end-stream": "true"}
+    data = "José\nÜnï\n".encode("latin-1")
+    read_back, fed = f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"
+    for topic in (read_back, fed):
+        assert client.post(f"/topic/{topic}", content=data, headers=latin1).status_code == 200
+    listed = {t["name"]: t for t in client.get("/topics").json()}
+    assert listed[read_back]["contentType"] == "text/plain; charset=iso-8859-1"
+    with client.stream("GET", f"/topic/{read_back}", timeout=30) as r:
+        assert r.headers["content-type"] == "text/plain; charset=iso-8859-1"
+        assert r.read() == data
+    inst = start_instance(client, upload("hello"), inputTopic=fed)
+    assert client.get(f"/instance/{inst}/output").content == "Hello José!\nHello Ünï!\n".encode()
+    assert wait_ended(client, inst)["exitCode"] == 0
