@@ -41,8 +41,10 @@ def run(context, input):
         "child ps": subprocess.run(["cat", f"/proc/{os.getpid()}/cmdline"], capture_output=True).stdout.decode(),
         "the runner's objects": held_by_objects(),
     }
-    return "".join(f"{name}: {'FOUND' if TOKEN in text else 'clean'}\\n" for name, text in places.items())
-""".replace("NEEDLE", repr(TOKEN[::-1])).replace("TOKEN", repr(TOKEN))
+    needle = NEEDLE[::-1]  # spelled out here, the token would be in this function's constants: a
+    # tuple the garbage collector tracks until its next collection, found by held_by_objects
+    return "".join(f"{name}: {'FOUND' if needle in text else 'clean'}\\n" for name, text in places.items())
+""".replace("NEEDLE", repr(TOKEN[::-1]))
 
 
 @pytest.mark.parametrize("how", ["environment", "argv"])
