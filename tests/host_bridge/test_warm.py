@@ -164,3 +164,48 @@ def test_a_fork_that_fails_is_reported_and_the_template_keeps_serving(tmp_path: 
     finally:
         zygote.close()
     assert not zygote.alive
+
+
+async def test_concurrent_warm_spawns_each_get_their_own_fork(probe: str, tmp_path: Path) -> None:
+    """Fork requests from the event loop and from a thread at once: each reply (the pid) is the
+    fork made for that request, so every Instance watches its own runner."""
+    async with Bridge(warm=True) as bridge:
+        assert bridge.warm is not None
+        zygote = await bridge.warm.ready()
+        assert zygote is not None
+
+        def fork_from_a_thread() -> int:
+            out_r, out_w = os.pipe()
+            conn = os.open(os.devnull, os.O_RDWR)
+            try:
+                _, status = zygote.fork(["--fd", "3"], {"PATH": os.environ.get("PATH", "")}, str(tmp_path),
+                                        None, conn, out_w, out_w)
+            finally:
+                os.close(out_w)
+                os.close(conn)
+            with os.fdopen(out_r, "rb") as out:
+                out.read()
+            status.settimeout(30)
+            code = decode_status(status.recv(4))
+            status.close()
+            assert code is not None
+            return code
+
+        facts: list[dict[str, Any]] = []
+        codes: list[int] = []
+
+        async def one() -> None:
+            facts.append(await _facts(bridge, probe))
+
+        async def threaded() -> None:
+            codes.append(await anyio.to_thread.run_sync(fork_from_a_thread))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(threaded)
+                tg.start_soon(one)
+                tg.start_soon(one)
+    assert codes == [20, 20, 20]  # no settings: "missing instance id", exit 20
+    assert len(facts) == 6
+    assert all(f["pid"] == f["instance_pid"] and f["ppid"] == zygote.pid for f in facts), facts
+    assert len({f["pid"] for f in facts}) == 6
