@@ -59,7 +59,7 @@ def create_app(config: HubConfig) -> Starlette:
         try:
             runtime = make_runtime(config)
             # the runtime outlives the bridge: containers are removed after every Instance ended
-            async with runtime, Bridge(python=config.python, warm=True, stop_timeout_ms=config.stop_timeout_ms,
+            async with runtime, Bridge(python=config.python, warm=config.warm_starts, stop_timeout_ms=config.stop_timeout_ms,
                                        handshake_timeout=config.handshake_timeout) as bridge, \
                     anyio.create_task_group() as tg:
                 await runtime.attach(bridge)

@@ -77,6 +77,7 @@ class HubConfig:
     docker_host: str = field(default_factory=default_docker_host)  # docker: the engine's unix socket
     memory_limit_mib: float = 512.0  # docker: per Instance unless the start says otherwise; 0: none
     cpu_limit: float = 0.0  # docker: CPUs per Instance unless the start says otherwise; 0: none
+    warm_starts: bool = True  # process: fork runners from host_bridge's warm template, else spawn them cold
 
     def public(self) -> dict[str, Any]:
         """What GET /config shows: everything but the token."""
@@ -99,6 +100,7 @@ class HubConfig:
             },
             "corsOrigins": list(self.cors_origins),
             "runtimeAdapter": self.runtime,
+            "warmStarts": self.warm_starts,
         }
 
 
@@ -119,6 +121,17 @@ def _docker_host(value: str) -> str:
     if not value.startswith("unix:///"):
         raise argparse.ArgumentTypeError(f"{value!r}: only a unix socket is supported, as unix:///path/to/docker.sock")
     return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _boolean(text: str) -> bool:
+    """An on/off environment variable (the flag itself is --NAME / --no-NAME)."""
+    value = text.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not on or off: use 1/0, true/false, yes/no or on/off")
+    return value in _TRUE
 
 
 def _positive(kind: type[int | float]) -> Any:
@@ -163,6 +176,8 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
                                                               "a start's limits.memory overrides it")),
     ("--cpu-limit", "cpu_limit", _positive(float), ("docker: CPUs per Instance (default 0: none); "
                                                     "a start's limits.cpu overrides it")),
+    ("--warm-starts", "warm_starts", _boolean, ("process: fork each runner from a warm template (default); "
+                                                "--no-warm-starts spawns a cold Python each time")),
 ]
 
 
@@ -178,7 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for flag, dest, kind, text in _OPTIONS:
-        parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"{text} [{env_name(flag)}]")
+        if kind is _boolean:  # --NAME / --no-NAME; its environment variable takes 1/0, true/false, ...
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{text} [{env_name(flag)}]")
+        else:
+            parser.add_argument(flag, dest=dest, type=kind, default=None, help=f"{text} [{env_name(flag)}]")
     return parser
 
 

@@ -161,3 +161,52 @@ def test_uvicorn_reads_request_bodies_past_its_default_high_water() -> None:
 
     assert raise_body_high_water()
     assert httptools_impl.HIGH_WATER_LIMIT == BODY_HIGH_WATER > 64 << 10
+
+
+def _python_modules_under(pid: int) -> list[str]:
+    """The ``-m`` module of every Python process below ``pid`` (runner, runner.warm_template)."""
+    import psutil
+
+    modules = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            cmdline = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if "-m" in cmdline[:-1]:
+            modules.append(cmdline[cmdline.index("-m") + 1])
+    return modules
+
+
+def test_no_warm_starts_spawns_cold_runners_end_to_end(tmp_path: Any) -> None:
+    """--no-warm-starts (the flag wins over SEQUENCE_HUB_WARM_STARTS=1): GET config says so, no warm
+    template runs, the Instance's runner is a `python -m runner` of its own, and bytes go through."""
+    from flows import start, wait_ended
+    from hubproc import package
+
+    hub = HubProcess(tmp_path / "store", "--no-warm-starts", env={"SEQUENCE_HUB_WARM_STARTS": "1"}).start()
+    try:
+        assert hub.proc is not None
+        with hub.client() as c:
+            assert c.get("/config").json()["warmStarts"] is False
+            seq = c.post("/sequence", content=package("hello")).json()["id"]
+            inst = start(c, seq)
+            running = _python_modules_under(hub.proc.pid)
+            assert "runner" in running and "runner.warm_template" not in running, running
+            r = c.post(f"/instance/{inst}/input", content=b"cold\n",
+                       headers={"content-type": "text/plain", "x-end-stream": "true"})
+            assert r.status_code == 200, r.text
+            assert c.get(f"/instance/{inst}/output").content == b"Hello cold!\n"
+            assert wait_ended(c, inst)["exitCode"] == 0
+    finally:
+        assert hub.stop() == 0, hub.output()
+
+
+def test_warm_starts_default_on_and_read_from_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_config([], {}).warm_starts is True
+    assert parse_config([], {"SEQUENCE_HUB_WARM_STARTS": "off"}).warm_starts is False
+    assert parse_config(["--warm-starts"], {"SEQUENCE_HUB_WARM_STARTS": "0"}).warm_starts is True
+    assert parse_config([], {}).public()["warmStarts"] is True
+    with pytest.raises(SystemExit) as exc:
+        parse_config([], {"SEQUENCE_HUB_WARM_STARTS": "maybe"})
+    assert exc.value.code == 2 and "SEQUENCE_HUB_WARM_STARTS: 'maybe' is not on or off" in capsys.readouterr().err
