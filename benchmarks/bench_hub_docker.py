@@ -17,6 +17,8 @@ skipped and says why.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -45,20 +47,23 @@ async def section(cfg: Any, say: Callable[..., None]) -> dict[str, Any]:
         say(f"  hub-docker skipped: {why}")
         return {"skipped": why}
     out: dict[str, Any] = {}
-    with HubServer() as process_hub, HubServer("--runtime", "docker", "--runner-image", IMAGE) as docker_hub:
-        async with client_for(process_hub) as pc, client_for(docker_hub) as dc:
-            clients = {"process": pc, "docker": dc}
+    runtimes = RUNTIMES + (("process-cold",) if getattr(cfg, "cold", False) else ())
+    hub_args = {"process": (), "docker": ("--runtime", "docker", "--runner-image", IMAGE),
+                "process-cold": ("--no-warm-starts",)}  # docker mode's runners start cold too
+    with contextlib.ExitStack() as hubs:
+        servers = {rt: hubs.enter_context(HubServer(*hub_args[rt])) for rt in runtimes}
+        async with contextlib.AsyncExitStack() as opened:
+            clients = {rt: await opened.enter_async_context(client_for(hub)) for rt, hub in servers.items()}
             ids = {rt: {n: await upload(c, n) for n in ("hello-now", "identity-bytes", "identity-text")}
                    for rt, c in clients.items()}
-            starts: dict[str, list[float]] = {rt: [] for rt in RUNTIMES}
+            starts: dict[str, list[float]] = {rt: [] for rt in runtimes}
             for rnd in range(cfg.startup_runs + 1):  # round 0 warms both up
                 for rt, c in clients.items():
                     took = await rest_start(c, ids[rt]["hello-now"])
                     if rnd:
                         starts[rt].append(took)
             out["start"] = {f"{rt}_ms": median(v) * 1e3 for rt, v in starts.items()} | {"runs_s": starts}
-            say(f"  hub-docker start -> running: process {out['start']['process_ms']:.1f} ms, "
-                f"docker {out['start']['docker_ms']:.1f} ms")
+            say("  hub-docker start -> running: " + ", ".join(f"{rt} {median(v) * 1e3:.1f} ms" for rt, v in starts.items()))
             pool = bulk_pool()
             bulk_total = (32 if cfg.quick else 256) * MIB
             line_block = text_records(655, 100)
@@ -71,7 +76,7 @@ async def section(cfg: Any, say: Callable[..., None]) -> dict[str, Any]:
             )
             for label, name, ctype, period, blocks, total in cases:
                 digest = expected_digest(iter(blocks()), (hash(period), total))
-                seconds: dict[str, list[float]] = {rt: [] for rt in RUNTIMES}
+                seconds: dict[str, list[float]] = {rt: [] for rt in runtimes}
                 timed = 0
                 for rnd in range(cfg.runs + 1):  # round 0: warm-up, checked by sha256
                     for rt, c in clients.items():
@@ -88,6 +93,8 @@ async def section(cfg: Any, say: Callable[..., None]) -> dict[str, Any]:
                 rates = {rt: timed / median(s) for rt, s in seconds.items()}
                 out[label] = {"bytes_per_s": rates, "docker_vs_process": rates["docker"] / rates["process"],
                               "runs_s": seconds, "timed_bytes": timed}
+                if "process-cold" in rates:
+                    out[label]["docker_vs_process_cold"] = rates["docker"] / rates["process-cold"]
     return out
 
 
@@ -102,6 +109,9 @@ def rows(result: dict[str, Any]) -> list[str]:
         r = result[key]["bytes_per_s"]
         lines.append(f"| {label} | {r['process'] / 1e6:.0f} MB/s | {r['docker'] / 1e6:.0f} MB/s | "
                      f"{result[key]['docker_vs_process']:.2f}x |")
+        if "process-cold" in r:  # --cold: the process hub with --no-warm-starts, in place of the warm one
+            lines.append(f"| {label}, process cold (--no-warm-starts) | {r['process-cold'] / 1e6:.0f} MB/s | "
+                         f"{r['docker'] / 1e6:.0f} MB/s | {result[key]['docker_vs_process_cold']:.2f}x |")
     return lines
 
 
@@ -125,11 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="32 MiB bulk, 3 rounds")
     parser.add_argument("--runs", type=int, default=None, help="timed rounds (default 5, --quick 3)")
+    parser.add_argument("--cold", action="store_true",
+                        help="a third hub, process mode with --no-warm-starts, in the same rounds")
+    parser.add_argument("--json", metavar="FILE", help="also write the result (every round's times) here")
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 5)
-    cfg = argparse.Namespace(quick=args.quick, runs=runs, startup_runs=runs * 3)
+    cfg = argparse.Namespace(quick=args.quick, runs=runs, startup_runs=runs * 3, cold=args.cold)
     result = anyio.run(section, cfg, lambda text: print(text, file=sys.stderr, flush=True))
     print("\n".join(rows(result)))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=1)
     return 0
 
 
