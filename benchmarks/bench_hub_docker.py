@@ -10,6 +10,9 @@ no CPU limit), and every round measures both, alternating:
 
     python benchmarks/bench_hub_docker.py [--quick] [--runs N]     # or: benchmarks/run.py --only hub-docker
 
+``--cold`` adds a third hub, ``--runtime process --no-warm-starts``, to the same rounds: docker mode's
+runners start cold, process mode's warm, and this tells the two apart (docs/deploy.md).
+
 Needs a Docker engine and the runner image (scripts/build-image); without them the section is
 skipped and says why.
 """
