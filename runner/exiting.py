@@ -129,7 +129,10 @@ class ExitPath:
         if not host_gone and not transport.broken:
             self._flush(code, reason, left)
         transport.close()
-        bounded(lambda: transport.on_exit(code), max(left(), 0.5), "runner-on-exit")
+        if not bounded(lambda: transport.on_exit(code), max(left(), 0.5), "runner-on-exit"):
+            # The helper thread did not get to run in time (a busy Sequence thread): the exit-code
+            # file (STH) must still be written, so do it here, where we hold the GIL.
+            _quiet(lambda: transport.on_exit(code))()
         if self.at_exit:
             hooks = list(self.at_exit)
             if not bounded(lambda: [hook() for hook in hooks], CLEANUP_BUDGET, "runner-cleanup"):
