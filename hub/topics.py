@@ -19,7 +19,9 @@ never makes anyone lose an item. A consumer that disconnects is dropped at once.
 
 from __future__ import annotations
 
+import codecs
 import itertools
+import sys
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from typing import Any
 
 import anyio
 
+from runner.protocol.content_types import charset_of
 from runner.sequence.content import canonical_content_type, is_ndjson, normalize_content_type
 
 NDJSON = "application/x-ndjson"
@@ -48,27 +51,83 @@ class Actor:
 
 
 class LineSplitter:
-    """A producer's bytes as whole items: lines for text and ndjson, chunks otherwise."""
+    """A producer's bytes as whole items: lines for text and ndjson, chunks otherwise.
+
+    Lines are cut at the charset's newline code unit, never inside a character: for UTF-8 and
+    other ASCII-compatible charsets that is any b"\\n"; for UTF-16 and UTF-32 it is the newline's
+    2 or 4 bytes at a code-unit boundary of the producer's stream (b"\\n" alone also occurs
+    inside other characters there, such as U+010A, and cutting at it would tear both producers'
+    text). The bytes are passed on as they came; nothing is decoded or re-encoded.
+    """
 
     def __init__(self, content_type: str) -> None:
         ct = normalize_content_type(content_type)
         self.by_line = ct.startswith("text/") or is_ndjson(ct)
         self._ndjson = is_ndjson(ct)
         self._pending = b""
+        self._codec = _other_codec(content_type) if self.by_line and not self._ndjson else None
+        # b"": a "utf-16"/"utf-32" stream's byte-order mark decides it (see _newline_unit)
+        self._newline = _newline_unit(self._codec, b"") if self._codec else b"\n"
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if not self.by_line:
             return [chunk] if chunk else []
         data = self._pending + chunk
-        cut = data.rfind(b"\n") + 1
-        self._pending = data[cut:]
-        return data[:cut].splitlines(keepends=True) if cut else []
+        if self._codec is None:
+            cut = data.rfind(b"\n") + 1
+            self._pending = data[cut:]
+            return data[:cut].splitlines(keepends=True) if cut else []
+        return self._feed_wide(data)
+
+    def _feed_wide(self, data: bytes) -> list[bytes]:
+        """Cut ``data`` (which starts at a code-unit boundary) after each aligned newline unit."""
+        if not self._newline:  # "utf-16"/"utf-32": wait for enough bytes for a byte-order mark
+            if len(data) < 4:  # enough for either byte-order mark
+                self._pending = data
+                return []
+            self._newline = _newline_unit(self._codec or "", data)
+        unit, items, start = len(self._newline), [], 0
+        at = data.find(self._newline)
+        while at >= 0:
+            if (at - start) % unit:  # inside a character: look again one byte on
+                at = data.find(self._newline, at + 1)
+                continue
+            items.append(data[start:at + unit])
+            start = at + unit
+            at = data.find(self._newline, start)
+        self._pending = data[start:]
+        return items
 
     def flush(self) -> list[bytes]:
         rest, self._pending = self._pending, b""
         if not rest:
             return []
         return [rest + b"\n"] if self._ndjson else [rest]
+
+
+def _other_codec(content_type: str) -> str | None:
+    """The codec's name when its newline is not b"\\n" (UTF-16, UTF-32, EBCDIC), else None."""
+    try:
+        name = codecs.lookup(charset_of(content_type) or "utf-8").name
+        newline = "\n".encode(name)
+    except (LookupError, UnicodeError):
+        return None  # refused where the text is decoded; here its bytes pass as lines of b"\n"
+    return name if newline != b"\n" else None
+
+
+def _newline_unit(codec: str, first: bytes) -> bytes:
+    """The newline's bytes in ``codec``; for "utf-16"/"utf-32" the byte order is the stream's
+    byte-order mark, or without one the order Python's decoder then assumes (the machine's);
+    b"" while ``first`` is empty (not known yet)."""
+    if codec in ("utf-16", "utf-32"):
+        if not first:
+            return b""
+        order = "le" if sys.byteorder == "little" else "be"
+        if first.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE) if codec == "utf-32"
+                            else (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            order = "le" if first[0] == 0xFF else "be"
+        codec = f"{codec}-{order}"
+    return "\n".encode(codec)
 
 
 @dataclass(eq=False)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
+import re
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.records import InstanceSummary
 from hub.store import InvalidPackage, PackageTooLarge, Store
@@ -250,3 +254,40 @@ async def test_closing_a_tap_nobody_reads_ends_its_pump() -> None:
             await anyio.sleep(0.01)
             tap.close()
     assert tap.ended and await collect(tap.stream()) == b""
+
+
+# Lines of UTF-16/32 are cut at the newline's code unit, never at a b"\n" inside a character
+# (U+010A is b"\x0a\x01" in UTF-16-LE): two producers on one topic must not tear each other's text.
+WIDE = [("utf-16-le", b""), ("utf-16-be", b""), ("utf-16", codecs.BOM_UTF16_LE),
+        ("utf-16", codecs.BOM_UTF16_BE), ("utf-32", codecs.BOM_UTF32_LE), ("utf-32-be", b""),
+        ("cp037", b""), ("utf-8", b"")]
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(alphabet="a\nĊ\u0a0a€𝄞\r", max_size=40), cuts=st.lists(st.integers(0, 400), max_size=8),
+       which=st.sampled_from(WIDE))
+def test_line_splitter_cuts_at_code_units(text: str, cuts: list[int], which: tuple[str, bytes]) -> None:
+    charset, bom = which
+    fixed = charset + {codecs.BOM_UTF16_LE: "-le", codecs.BOM_UTF16_BE: "-be",
+                       codecs.BOM_UTF32_LE: "-le"}.get(bom, "")  # the same codec with its byte order
+    lines = re.findall(r"[^\n]*\n|[^\n]+$", text)
+    expected = [line.encode(fixed, "replace") for line in lines]
+    if bom:
+        expected = [bom + (expected[0] if expected else b"")] + expected[1:]
+    data = b"".join(expected)
+    splitter = LineSplitter(f"text/plain; charset={charset}")
+    got: list[bytes] = []
+    at = 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+        got += splitter.feed(data[at:cut])
+        at = cut
+    got += splitter.flush()
+    assert b"".join(got) == data
+    if charset != "utf-8":  # UTF-8 keeps its fast path, where bytes.splitlines also cuts at "\r"
+        assert got == expected
+
+
+def test_line_splitter_unknown_or_bytes_codec_keeps_bytes() -> None:
+    for ct in ("text/plain; charset=nope", "text/plain; charset=base64"):
+        s = LineSplitter(ct)
+        assert s.feed(b"a\nb") == [b"a\n"] and s.flush() == [b"b"]

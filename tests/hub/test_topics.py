@@ -115,3 +115,33 @@ def test_a_topic_keeps_a_text_charset_for_its_readers_and_an_instance_consuming_
     inst = start_instance(client, upload("hello"), inputTopic=fed)
     assert client.get(f"/instance/{inst}/output").content == "Hello José!\nHello Ünï!\n".encode()
     assert wait_ended(client, inst)["exitCode"] == 0
+
+
+def test_two_utf16_producers_interleave_whole_lines(client: httpx.Client) -> None:
+    """A UTF-16 topic is cut at the newline's two bytes on a character boundary: "Ċ" (U+010A) is
+    b"\\x0a\\x01" in UTF-16-LE, and cutting at that b"\\n" tore both producers' lines."""
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    ct = {"content-type": "text/plain; charset=utf-16-le"}
+    lines = {p: [f"{p}Ċ{n}ĊĊ\n" for n in range(400)] for p in "ab"}
+
+    def produce(p: str) -> None:
+        data = "".join(lines[p]).encode("utf-16-le")
+        def body() -> object:
+            for i in range(0, len(data), 333):  # odd sizes: cut mid-character
+                yield data[i:i + 333]
+                time.sleep(0.002)  # both producers publish at once: their items interleave
+
+        assert client.post(f"/topic/{topic}", content=body(), headers=ct).status_code == 202
+
+    producers = [threading.Thread(target=produce, args=(p,)) for p in lines]
+    for t in producers:
+        t.start()
+    for t in producers:
+        t.join(60)
+    client.post(f"/topic/{topic}", content=b"", headers={**ct, "x-end-stream": "true"})
+    with client.stream("GET", f"/topic/{topic}", timeout=60) as r:
+        text = r.read().decode("utf-16-le")
+    got = text.splitlines(keepends=True)
+    for p in lines:  # every line whole, each producer's in order
+        assert [line for line in got if line.startswith(p)] == lines[p]
+    assert len(got) == 800
