@@ -33,7 +33,7 @@ from .containment import SCOPE_ENV, Containment
 from .errors import BridgeError, SpawnError
 from .external import RunnerStarter
 from .instance import Instance
-from .link import HandshakeFailed, SocketStream, host_connection, read_ping
+from .link import HandshakeFailed, SocketStream, host_connection, read_ping, widen_send_buffer
 from .listeners import (
     MAX_PENDING_HANDSHAKES,
     Listener,
@@ -49,20 +49,11 @@ from .process import SpawnOptions, start_process
 from .supervisor import Supervisor, reject_and_close, verify_ping
 from .zygote import WarmStarts
 
-#: SO_SNDBUF of both ends of a spawned runner's socketpair (the system default is ~208 KiB):
-#: each side can write ahead further, so both wake less often per byte (bulk +15% here).
-#: Kernel memory is only used while a side does not read, and both sides always read.
-SOCKET_BUFFER: int | None = 1 << 20
-
 
 def _socketpair() -> tuple[socket.socket, socket.socket]:
+    """The spawned runner's connection; both ends get link.SOCKET_BUFFER (ours as a SocketStream)."""
     ours, theirs = socket.socketpair()
-    if SOCKET_BUFFER:
-        for end in (ours, theirs):
-            try:
-                end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
-            except OSError:  # pragma: no cover - a system that refuses it keeps its default
-                pass
+    widen_send_buffer(theirs)
     return ours, theirs
 
 

@@ -52,11 +52,23 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 DIRECT_SEND_MAX = 64 * 1024
 
 
+#: SO_SNDBUF of the runner's end when it connects to a unix socket (a hub's listener, e.g. from a
+#: container): the same 1 MiB host_bridge gives both ends of a spawned runner's socketpair
+#: (host_bridge/link.py SOCKET_BUFFER). On a unix stream socket the sender's buffer alone bounds
+#: what is in flight, so with the ~208 KiB default the runner's output wakes both sides more often
+#: per byte (docker-mode bulk through the hub: 0.86x process mode without it, docs/deploy.md).
+UNIX_SEND_BUFFER = 1 << 20
+
+
 def connect(target: tuple[str, str, int], timeout: float) -> socket.socket:
     """A connected socket for ("unix", path, 0) or ("tcp", host, port)."""
     kind, where, port = target
     if kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UNIX_SEND_BUFFER)
+        except OSError:  # pragma: no cover - a system that refuses it keeps its default
+            pass
         sock.settimeout(timeout)
         sock.connect(where)
     else:

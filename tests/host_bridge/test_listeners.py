@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import sys
@@ -12,9 +13,10 @@ from pathlib import Path
 import anyio
 import msgpack
 import pytest
-from hb_helpers import FAKE_RUNNER, collect, spawn_fake
+from hb_helpers import FAKE_RUNNER, ROOT, collect, real_runner_available, spawn_fake
 
 from host_bridge import Bridge, Listener, Status
+from host_bridge.link import SOCKET_BUFFER
 from runner.protocol import Code, Ping, Role
 from runner.protocol.connection import Connection
 
@@ -47,6 +49,28 @@ async def test_tcp_listener(bridge: Bridge) -> None:
     listener = await bridge.listen_tcp("127.0.0.1", 0)
     assert listener.address.startswith("tcp:127.0.0.1:")
     await _roundtrip(bridge, listener)
+
+
+SEND_BUFFER_SEQUENCE = ROOT / "tests" / "containers" / "sequences" / "send-buffer"
+
+
+@pytest.mark.skipif(not real_runner_available(), reason="python -m runner is not available")
+async def test_a_runner_on_a_unix_listener_gets_the_wide_send_buffer_on_both_ends(
+        bridge: Bridge, sock_dir: Path) -> None:
+    """A runner that connects to a unix listener (a container's runner) gets the same 1 MiB
+    SO_SNDBUF on both ends as a spawned runner's socketpair: with the ~208 KiB default, bulk
+    through a docker-mode hub ran at 0.86x process mode (docs/deploy.md)."""
+    assert SOCKET_BUFFER is not None
+    listener = await bridge.listen_unix(sock_dir / "hub.sock")
+    inst = await bridge.spawn(str(SEND_BUFFER_SEQUENCE), listener=listener)
+    with anyio.fail_after(30):
+        assert await inst.wait_started()
+        assert inst._link is not None
+        ours = inst._link.stream.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        theirs = ast.literal_eval((await collect(inst.output())).decode())  # the Sequence's "[bytes]\n"
+        assert await inst.wait() == 0
+    assert ours >= SOCKET_BUFFER  # Linux reports twice what was set (its bookkeeping overhead)
+    assert len(theirs) == 1 and theirs[0] >= SOCKET_BUFFER  # the runner's own end (runner/transport/native.py)
 
 
 def _raw_ping(address: str, instance_id: str, token: str) -> dict[str, object]:
