@@ -7,8 +7,10 @@ the engine's view of the end (exit code, OOMKilled) is checked beside the bridge
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
+import socket
 from pathlib import Path
 
 import anyio
@@ -25,6 +27,7 @@ from containers_support import (
 )
 
 from host_bridge import Status
+from host_bridge.link import SOCKET_BUFFER
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("docker_engine"), pytest.mark.timeout(120)]
 
@@ -62,6 +65,26 @@ async def test_runs_as_non_root_without_a_compiler(tmp_path: Path) -> None:
         version = await start(IMAGE, args=["--version"])
         assert (await version.wait()).code == 0
         assert "framer cython" in await version.logs()
+
+
+async def test_the_runner_in_a_container_gets_the_wide_send_buffer(tmp_path: Path) -> None:
+    """The runner's connection from inside a container (its own network namespace, the hub's unix
+    socket mounted in) has the 1 MiB SO_SNDBUF on both ends, as a spawned runner's socketpair: with
+    the namespace's ~208 KiB default docker-mode bulk through the hub ran at 0.86x process mode.
+    Fails on a runner image without it, or where the namespace's net.core.wmem_max caps it."""
+    assert SOCKET_BUFFER is not None
+    seq = readable_copy(HERE_SEQUENCES / "send-buffer", tmp_path)
+    async with hub(tmp_path) as h, containers() as start:
+        inst = h.expect()
+        box = await start(IMAGE, env=h.runner_env(inst), mounts=[*h.mounts, package_mount(seq)])
+        assert await inst.wait_started()
+        assert inst._link is not None
+        ours = inst._link.stream.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        theirs = ast.literal_eval((await collect(inst.output())).decode())  # the Sequence's "[bytes]\n"
+        assert await inst.wait() == 0
+        assert (await box.wait()).code == 0
+    assert ours >= SOCKET_BUFFER  # Linux reports twice what was set
+    assert len(theirs) == 1 and theirs[0] >= SOCKET_BUFFER
 
 
 @pytest.mark.parametrize(
