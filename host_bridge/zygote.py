@@ -204,10 +204,10 @@ class Zygote:
 def _fork_request(args: list[str], env: Mapping[str, str], cwd: str | None, memory_limit: int | None,
                   cgroup: str | None) -> tuple[bytes, socket.socket, socket.socket]:
     """The request's bytes and the status socketpair (ours, the template's) of one fork."""
-    request = json.dumps({"args": args, "env": dict(env), "cwd": cwd, "memory_limit": memory_limit,
-                          "cgroup": cgroup})
+    # the cgroup first, alone: the template needs it before the fork, and only the child parses the JSON
+    request = json.dumps({"args": args, "env": dict(env), "cwd": cwd, "memory_limit": memory_limit})
     status_ours, status_theirs = socket.socketpair()
-    return request.encode(), status_ours, status_theirs
+    return os.fsencode(cgroup or "") + b"\0" + request.encode(), status_ours, status_theirs
 
 
 def _forked(reply: Any, status_ours: socket.socket) -> tuple[int, socket.socket, bool]:

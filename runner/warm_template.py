@@ -3,13 +3,20 @@
 It imports what a runner needs (``runner.warm.preload``), freezes those objects out of
 the garbage collector's reach (so a child's collections do not copy the template's
 pages), says "ready" on its control socket (FD, a SOCK_SEQPACKET socketpair end held by
-host_bridge.zygote) and then only waits. Each request is one message: JSON (argv for
-``python -m runner``, environment, cwd, RLIMIT_AS) and, as SCM_RIGHTS, the fds the
-runner gets (its connection, its fd 1 and fd 2) plus a status socket. The template forks;
-the child becomes the runner (``_become_runner``), the template answers ``{"pid": N}``,
+host_bridge.zygote) and then only waits. Each request is one message: the cgroup directory
+to fork into (empty: none), a NUL byte, then JSON (argv for ``python -m runner``,
+environment, cwd, RLIMIT_AS) and, as SCM_RIGHTS, the fds the runner gets (its connection,
+its fd 1 and fd 2) plus a status socket. The template forks; the child parses the JSON and
+becomes the runner (``_become_runner``), the template answers ``{"pid": N}``,
 and when it reaps the child it writes the raw wait status on that child's status socket
 and closes it: host_bridge awaits that socket instead of the pid (the runner is the
 template's child, not the hub's).
+
+Every page the template writes between two forks stays, in its old content, with the runner
+forked before: that runner alone maps it then, and pays for it as private memory. So the
+template's round between forks allocates and frees as little as it can: the request arrives
+in a buffer kept for it, only the child parses it, status sockets are kept as bare fds, and
+the reply is formatted bytes.
 
 The template stays single-threaded (a fork copies only the calling thread: any other
 thread's locks would stay held in the child) and never runs Sequence code. It ends when
@@ -22,6 +29,7 @@ import array
 import ctypes
 import gc
 import json
+import mmap
 import os
 import resource
 import runpy
@@ -48,7 +56,9 @@ def _python_path_entries(env: dict[str, str]) -> list[str]:
 class Template:
     def __init__(self, control: socket.socket, runner_main: tuple[str, Any, Any] | None = None) -> None:
         self.control = control
-        self.children: dict[int, socket.socket] = {}  # pid -> its status socket
+        self.children: dict[int, int] = {}  # pid -> the fd of its status socket
+        # an anonymous mapping: pages are touched only as far as requests reach
+        self.buffer = mmap.mmap(-1, MAX_REQUEST, flags=mmap.MAP_PRIVATE)  # not shared with the forks
         own = _python_path_entries(dict(os.environ))
         # the interpreter's own part of sys.path (stdlib, site-packages): a runner puts its cwd
         # and its PYTHONPATH in front of it, as `python -m runner` would
@@ -87,58 +97,59 @@ class Template:
                 return
             if pid == 0:
                 return
-            sock = self.children.pop(pid, None)
-            if sock is not None:
+            fd = self.children.pop(pid, None)
+            if fd is not None:
                 try:
-                    sock.send(STATUS.pack(status))
+                    os.write(fd, STATUS.pack(status))
                 except OSError:
                     pass  # the host stopped waiting for it
-                sock.close()
+                os.close(fd)
 
     def handle_request(self) -> bool:
         """One fork request; False when the host is gone."""
-        fds: list[int] = []
         try:
-            data, ancdata, _, _ = self.control.recvmsg(MAX_REQUEST, socket.CMSG_LEN(MAX_FDS * 4))
+            size, ancdata, _, _ = self.control.recvmsg_into([self.buffer], socket.CMSG_LEN(MAX_FDS * 4))
         except OSError:
             return False
-        if not data:
+        if not size:
             return False
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                received = array.array("i")
-                received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
-                fds.extend(received)
+        fds = _received_fds(ancdata)
+        del ancdata  # freed before the fork, not after it (see above)
         try:
-            request = json.loads(data)
-            del data  # a fork runs on below this frame: its request (environment, a token) is not kept here
-            reply = self.fork(request, fds)
+            pid, in_cgroup = self.fork(size, fds)
+            reply = b'{"pid": %d, "in_cgroup": %s}' % (pid, b"true" if in_cgroup else b"false")
         except Exception as exc:  # noqa: BLE001 - a bad request is answered, never fatal
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
+            reply = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
+            if fds:
+                os.close(fds[-1])
         finally:
             for fd in fds[:-1]:  # the status socket (last) stays: it reports the exit
                 os.close(fd)
-        if "error" in reply and fds:
-            os.close(fds[-1])
-        self.control.send(json.dumps(reply).encode())
+            self.buffer[:size] = bytes(size)  # no instance's token (in its environment) stays here
+        self.control.send(reply)
         return True
 
-    def fork(self, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+    def fork(self, size: int, fds: list[int]) -> tuple[int, bool]:
         if len(fds) != 4:
             raise ValueError(f"expected 4 fds (connection, stdout, stderr, status), got {len(fds)}")
         if threading.active_count() != 1:
             raise RuntimeError("the template has started a thread: it can no longer fork safely")
-        job_fds = _open_fds() - self.library_fds - {0, 1, 2}
-        pid, in_cgroup = fork_into(request.get("cgroup"))
+        cut = self.buffer.find(b"\0", 0, size)
+        if cut < 0:
+            raise ValueError("a fork request starts with the cgroup directory (or nothing) and a NUL byte")
+        pid, in_cgroup = fork_into(self.buffer[:cut] or None)
         if pid == 0:
-            self._child(request, fds, job_fds)
-        self.children[pid] = socket.socket(fileno=fds[3])
-        return {"pid": pid, "in_cgroup": in_cgroup}
+            self._child(cut + 1, size, fds)
+        self.children[pid] = fds[3]
+        return pid, in_cgroup
 
     # -- in the child ---------------------------------------------------------------------
-    def _child(self, request: dict[str, Any], fds: list[int], job_fds: set[int]) -> None:
+    def _child(self, start: int, end: int, fds: list[int]) -> None:
         code = 70
         try:
+            request = json.loads(self.buffer[start:end])
+            self.buffer.close()  # unmapped: the request (a token in its environment) stays only in `request`
+            job_fds = _open_fds() - self.library_fds - {0, 1, 2}
             code = self._become_runner(request, fds, job_fds)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -166,9 +177,8 @@ class Template:
         os.dup2(out, 1)
         os.dup2(err, 2)
         os.dup2(high, CONNECTION_FD)
-        for sock in (self.control, *self.children.values()):
-            sock.detach()  # closed below by number; the objects must never close a reused fd
-        self.children.clear()
+        self.control.detach()  # closed below by number; the object must never close a reused fd
+        self.children.clear()  # their fds are closed below
         for fd in (job_fds | {null, high}) - {0, 1, 2, CONNECTION_FD}:
             try:
                 os.close(fd)
@@ -219,7 +229,7 @@ def _libc() -> ctypes.PyDLL:
     return _LIBC[0]
 
 
-def fork_into(cgroup: str | None) -> tuple[int, bool]:
+def fork_into(cgroup: str | bytes | None) -> tuple[int, bool]:
     """``os.fork()``, with the child born in the cgroup directory ``cgroup`` when given and the
     kernel allows it (clone3 CLONE_INTO_CGROUP, Linux 5.7, cgroup v2): moving a process into a
     cgroup later waits for an RCU grace period (1-10 ms here), being born in it does not. The
@@ -270,6 +280,16 @@ def _replace_environment(env: dict[str, str]) -> None:
     for name, value in env.items():
         if os.environ.get(name) != value:
             os.environ[name] = value
+
+
+def _received_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            received = array.array("i")
+            received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
+            fds.extend(received)
+    return fds
 
 
 def _open_fds() -> set[int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,38 @@ def test_a_fork_that_fails_is_reported_and_the_template_keeps_serving(tmp_path: 
     finally:
         zygote.close()
     assert not zygote.alive
+
+
+def test_a_request_the_template_cannot_read_is_answered_and_it_keeps_serving(tmp_path: Path) -> None:
+    zygote = Zygote()
+    zygote.start()
+    try:
+        status_ours, status_theirs = socket.socketpair()
+        fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+        try:
+            control = zygote._send(b'{"args": []}', [*fds, status_theirs.fileno()])  # no cgroup part
+            reply = json.loads(control.recv(1 << 16))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            status_theirs.close()
+        assert reply == {"error": "ValueError: a fork request starts with the cgroup directory (or nothing) "
+                                  "and a NUL byte"}
+        assert status_ours.recv(4) == b""  # the template closed the status socket it was given
+        status_ours.close()
+        out_r, out_w = os.pipe()
+        conn = os.open(os.devnull, os.O_RDWR)
+        _, status = zygote.fork(["--fd", "3"], {"PATH": os.environ.get("PATH", "")}, str(tmp_path), None,
+                                conn, out_w, out_w)
+        os.close(out_w)
+        os.close(conn)
+        status.settimeout(30)
+        with os.fdopen(out_r, "rb") as out:
+            assert out.read().decode().startswith("runner: missing instance id")
+        assert decode_status(status.recv(4)) == 20
+        status.close()
+    finally:
+        zygote.close()
 
 
 async def test_concurrent_warm_spawns_each_get_their_own_fork(probe: str, tmp_path: Path) -> None:
