@@ -73,6 +73,9 @@ class App:
         self.settings.token = ""
         if self.sent_ping is not None:
             self.sent_ping.forget()  # its values and frame carry the token too
+        from .ssl_deferral import import_asyncio
+
+        import_asyncio()  # before the runtime imports asyncio: ssl only when something asks for it
         from .runtime import Runtime
 
         Runtime(self.settings, self.transport).run(pong)

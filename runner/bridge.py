@@ -3,9 +3,8 @@
 anyio's BlockingPortal waits for the loop to accept a task, which is exactly
 what the control side must not do (the Sequence may be blocking the loop).
 ``LoopBridge`` only calls ``loop.call_soon_threadsafe``: ``call`` runs a function
-on the loop soon, ``start`` runs a coroutine function as a task of the runner's
-anyio task group (anyio only spawns from inside a task, not from a bare loop
-callback; a small serving task does it) and returns a
+on the loop soon, ``start`` runs a coroutine function as a task of the run's
+TaskSet (runner/loop.py, started from that loop callback) and returns a
 ``concurrent.futures.Future``. Once the loop is closed (the process is exiting)
 both drop the work.
 
@@ -19,26 +18,22 @@ the Sequence runs itself, so it calls that loop directly. ``run --inline``
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio.abc
+if TYPE_CHECKING:
+    import asyncio
+
+    from .loop import TaskSet
 
 __all__ = ["LoopBridge"]
 
 
 class LoopBridge:
-    def __init__(self, loop: asyncio.AbstractEventLoop, task_group: anyio.abc.TaskGroup) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, tasks: TaskSet) -> None:
         self._loop = loop
-        self._task_group = task_group
-        self._queue: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
-
-    async def serve(self) -> None:
-        """Start each handed-over task in the task group (run this as a task of that group)."""
-        while True:
-            self._task_group.start_soon(await self._queue.get())
+        self._tasks = tasks
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop soon; returns at once (nothing happens once the loop closed)."""
@@ -48,7 +43,7 @@ class LoopBridge:
             pass
 
     def start(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Future[Any]:
-        """Run ``async_fn(*args)`` as a task of the runner's task group; returns at once."""
+        """Run ``async_fn(*args)`` as a task of the run's TaskSet; returns at once."""
         future: Future[Any] = Future()
 
         async def task() -> None:
@@ -65,7 +60,7 @@ class LoopBridge:
                 future.set_result(result)
 
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, task)
+            self._loop.call_soon_threadsafe(self._tasks.start_soon, task)
         except RuntimeError as exc:  # the loop is closed
             future.set_exception(exc)
         return future

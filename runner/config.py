@@ -41,7 +41,7 @@ EXIT_CODES_HELP = """exit codes:
   138  stopped (KILL after STOP, or the stop deadline passed)"""
 
 OTHER_ENV_HELP = """other environment variables:
-  SEQUENCE_RUNNER_UVLOOP=0           do not use uvloop even when it is installed
+  SEQUENCE_RUNNER_UVLOOP=1           run on uvloop when it is installed (default: asyncio's own loop)
   SEQUENCE_RUNNER_PURE_PYTHON=1      force the pure-Python framer
   SEQUENCE_RUNNER_REQUIRE_EXTENSION=1  fail if the compiled framer is missing
   SEQUENCE_RUNNER_FULL_TRACEBACK=1   tracebacks keep the runner's own frames (default: the user's only)

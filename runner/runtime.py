@@ -188,36 +188,33 @@ class Runtime:
 
     # -- the event loop ---------------------------------------------------------------------
     def _run_loop(self, seq: LoadedSequence, context: AppContext, args: list[Any]) -> None:
-        import anyio
+        from . import loop
 
-        use_uvloop = os.environ.get("SEQUENCE_RUNNER_UVLOOP", "1").strip() not in ("0", "false", "no")
-        if use_uvloop:
-            try:
-                import uvloop  # noqa: F401
-            except ImportError:
-                use_uvloop = False
-        anyio.run(self._main, seq, context, args, backend="asyncio",
-                  backend_options={"use_uvloop": use_uvloop})
+        loop.run(self._main(seq, context, args), loop.wants_uvloop())
 
     async def _main(self, seq: LoadedSequence, context: AppContext, args: list[Any]) -> None:
         import asyncio
 
-        import anyio
-
         from .bridge import LoopBridge
         from .instream import InputStream
+        from .loop import TaskSet
 
-        async with anyio.create_task_group() as tg:
-            bridge = LoopBridge(asyncio.get_running_loop(), tg)
-            tg.start_soon(bridge.serve)
+        main = asyncio.current_task()
+        assert main is not None
+        tasks = TaskSet(main)
+        try:
+            bridge = LoopBridge(asyncio.get_running_loop(), tasks)
             self.stops.attach(bridge, context)
             self.control.attach_loop(bridge, context)
             self.heartbeat.attach(bridge, context)
             stream = InputStream(bridge, self.transport, self.control)
             self.control.attach_input(stream.feed)
-            tg.start_soon(self._guard, stream.attach_to(self.sequence_input, self._declared_input_type))
+            tasks.start_soon(self._guard, stream.attach_to(self.sequence_input, self._declared_input_type))
             await self._guard(self._run_sequence(bridge, seq, context, args))
             await self._complete(context)
+        except asyncio.CancelledError:
+            tasks.raise_failure()  # a task of the run failed: that, not the cancellation, ends it
+            raise
 
     def _declared_input_type(self) -> str | None:
         run = self.run_info
@@ -228,11 +225,11 @@ class Runtime:
         """What the Sequence (or its input) raises is classified (runner/sequence/failure.py): an
         exception, ``sys.exit(n)``, KeyboardInterrupt or undecodable input fail it with 23;
         ``sys.exit(0)`` returns here as if run() had returned, and the run completes."""
-        import anyio
+        import asyncio
 
         try:
             await work
-        except anyio.get_cancelled_exc_class():
+        except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - sys.exit() and KeyboardInterrupt are the Sequence's too
             from .sequence.failure import classify_run_error
@@ -259,7 +256,7 @@ class Runtime:
         recheck()
 
     async def _complete(self, context: AppContext) -> None:
-        import anyio
+        import asyncio
 
         if self.control.in_bytes and not self.sequence_input.touched:
             # A run() that forgets to return (or to read) would end with exit 0 and no output.
@@ -270,8 +267,8 @@ class Runtime:
         if not self.transport.send(SequenceCompleted(timeout_ms=exit_timeout)):
             # SEQUENCE_STOPPED went first (stop or end()): the host decides with KILL.
             self.runner_log.info("run() finished after SEQUENCE_STOPPED; waiting for KILL")
-            await anyio.sleep_forever()
-        await anyio.sleep(exit_timeout / 1000.0)
+            await asyncio.get_running_loop().create_future()  # never set
+        await asyncio.sleep(exit_timeout / 1000.0)
         self.exits.exit(0, "the Sequence completed")
 
     # -- the heartbeat's counters -------------------------------------------------------------

@@ -58,7 +58,9 @@ def preload() -> list[str]:
     runner imports them itself when it needs them, as a cold one does)."""
     missing = []
     names = list(PRELOAD)
-    if os.environ.get("SEQUENCE_RUNNER_UVLOOP", "1").strip() not in ("0", "false", "no"):
+    from .loop import wants_uvloop
+
+    if wants_uvloop(os.environ):  # the runner's own rule: a fork runs on the loop a cold one would
         names.append("uvloop")
     for name in names:
         try:
