@@ -67,6 +67,19 @@ async def test_runs_as_non_root_without_a_compiler(tmp_path: Path) -> None:
         assert "framer cython" in await version.logs()
 
 
+async def test_the_image_runs_sequences_on_uvloop_with_the_compiled_framer(tmp_path: Path) -> None:
+    """What the runner in the image runs a Sequence on: uvloop's event loop and the compiled frame
+    codec, as a runner process on the host does (either missing would cost the container path
+    throughput; `--version` shows the framer, this shows both are in use for a running Sequence)."""
+    seq = readable_copy(HERE_SEQUENCES / "event-loop", tmp_path)
+    async with hub(tmp_path) as h, containers() as start:
+        inst = h.expect()
+        box = await start(IMAGE, env=h.runner_env(inst), mounts=[*h.mounts, package_mount(seq)])
+        assert await collect(inst.output()) == b"uvloop cython\n"
+        assert await inst.wait() == 0
+        assert (await box.wait()).code == 0
+
+
 async def test_the_runner_in_a_container_gets_the_wide_send_buffer(tmp_path: Path) -> None:
     """The runner's connection from inside a container (its own network namespace, the hub's unix
     socket mounted in) has the 1 MiB SO_SNDBUF on both ends, as a spawned runner's socketpair: with

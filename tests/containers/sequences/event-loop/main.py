@@ -1,0 +1,11 @@
+"""Yields the module of the event loop the runner runs this Sequence on ("uvloop" or "asyncio"),
+and which frame codec it uses ("cython" or "python"), as "uvloop cython\\n"."""
+
+import asyncio
+
+from runner.protocol import framer
+
+
+async def run(context, input):
+    loop_module = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    yield f"{loop_module} {framer.IMPLEMENTATION}\n"
