@@ -67,15 +67,19 @@ async def test_runs_as_non_root_without_a_compiler(tmp_path: Path) -> None:
         assert "framer cython" in await version.logs()
 
 
-async def test_the_image_runs_sequences_on_uvloop_with_the_compiled_framer(tmp_path: Path) -> None:
-    """What the runner in the image runs a Sequence on: uvloop's event loop and the compiled frame
-    codec, as a runner process on the host does (either missing would cost the container path
-    throughput; `--version` shows the framer, this shows both are in use for a running Sequence)."""
+@pytest.mark.parametrize(("env", "expected"), [({}, b"asyncio cython\n"),
+                                               ({"SEQUENCE_RUNNER_UVLOOP": "1"}, b"uvloop cython\n")],
+                         ids=["default", "uvloop"])
+async def test_the_image_runs_sequences_with_the_compiled_framer_on_the_chosen_loop(
+        tmp_path: Path, env: dict[str, str], expected: bytes) -> None:
+    """What the runner in the image runs a Sequence on: the compiled frame codec, on asyncio's loop
+    by default and on uvloop when asked for (it is in the image), as a runner process on the host
+    does (`--version` shows the framer; this shows what a running Sequence gets)."""
     seq = readable_copy(HERE_SEQUENCES / "event-loop", tmp_path)
     async with hub(tmp_path) as h, containers() as start:
         inst = h.expect()
-        box = await start(IMAGE, env=h.runner_env(inst), mounts=[*h.mounts, package_mount(seq)])
-        assert await collect(inst.output()) == b"uvloop cython\n"
+        box = await start(IMAGE, env=h.runner_env(inst, **env), mounts=[*h.mounts, package_mount(seq)])
+        assert await collect(inst.output()) == expected
         assert await inst.wait() == 0
         assert (await box.wait()).code == 0
 

@@ -1,5 +1,5 @@
 """Yields the module of the event loop the runner runs this Sequence on ("uvloop" or "asyncio"),
-and which frame codec it uses ("cython" or "python"), as "uvloop cython\\n"."""
+and which frame codec it uses ("cython" or "python"), as "asyncio cython\\n"."""
 
 import asyncio
 
