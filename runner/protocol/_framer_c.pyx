@@ -377,6 +377,22 @@ cdef class FrameDecoder:
             self._keep_pending(p + pos, end - pos)
         return 0
 
+    def detach_payload(self, channel):
+        """Hand the caller the DATA frame on ``channel`` held cut by the end of a chunk, once its
+        header is whole: ``(head, rest)``, the payload bytes received so far and how many are still
+        to come; the decoder forgets the frame and the caller takes the next ``rest`` bytes of the
+        stream itself. None (and nothing changes) when no such frame is held."""
+        if (self._error is not None or self._hdr_len < DATA_HEADER or self._hdr[0] != 0x92
+                or self._hdr[2] != 0xC6 or self._hdr[1] != channel):
+            return None
+        cdef Py_ssize_t length = <Py_ssize_t>_be32(self._hdr + 3)
+        cdef Py_ssize_t fill = self._fill
+        payload = self._payload
+        self._clear_pending()
+        if payload is None or fill == 0:
+            return memoryview(b""), length
+        return _subview(PyMemoryView_FromObject(payload), 0, fill), length - fill
+
     cdef int _keep_pending(self, const unsigned char* p, Py_ssize_t n) except -1:
         """Holds the start of a frame cut by the end of a chunk, failing early on a bad header."""
         cdef Py_ssize_t wanted = self._wanted(p, n)
@@ -571,6 +587,19 @@ cdef class FrameEncoder:
             self._len += DATA_HEADER + n
         self.pending += DATA_HEADER + n
         return 0
+
+    def data_header(self, channel, n):
+        """Queue the header of a DATA frame of ``n`` payload bytes without its payload: the caller
+        writes those ``n`` bytes itself right after the buffers ``take()`` returns next and before
+        anything queued later."""
+        cdef int ch = _channel_arg(channel, KIND_DATA_CH, "data")
+        cdef long long size = _as_int(n)
+        if not 0 < size <= self._max:
+            raise LocalProtocolError(f"a data frame carries 1..{self._max} bytes, not {n}")
+        cdef unsigned char* out = self._reserve(DATA_HEADER)
+        self._put_data_header(out, ch, <Py_ssize_t>size)
+        self._len += DATA_HEADER
+        self.pending += DATA_HEADER
 
     def credit(self, channel, increment):
         cdef int ch = _channel_arg(channel, KIND_DATA_CH, "credit")

@@ -144,6 +144,20 @@ class FrameDecoder:
             raise FrameTooLarge(f"message body of {length} bytes exceeds max frame size {self.max_frame_size}")
         return _MESSAGE_HEADER + int(length)
 
+    def detach_payload(self, channel: int) -> tuple[memoryview, int] | None:
+        """Hand the caller the DATA frame on ``channel`` that this decoder holds cut by the end of a
+        chunk, once its header is whole: ``(head, rest)``, the payload bytes received so far and how
+        many are still to come. The decoder forgets the frame; the caller takes the next ``rest``
+        bytes of the stream itself (``os.splice`` them to a file, say) and decodes from the next
+        frame on. None (and nothing changes) when no such frame is held."""
+        buf = self._buf
+        if self._error is not None or len(buf) < _DATA_HEADER or buf[0] != 0x92 or buf[2] != 0xC6 or buf[1] != channel:
+            return None
+        length = _U32.unpack_from(buf, 3)[0]
+        head = bytes(buf[_DATA_HEADER:])
+        self._buf = bytearray()
+        return memoryview(head), length - len(head)
+
     def _complete_pending(self, view: memoryview, frames: list[Frame]) -> int:
         buf = self._buf
         pos = 0
@@ -269,6 +283,17 @@ class FrameEncoder:
         else:
             buf += payload
         self.pending += _DATA_HEADER + n
+
+    def data_header(self, channel: int, n: int) -> None:
+        """Queue the header of a DATA frame of ``n`` payload bytes without its payload: the caller
+        writes those ``n`` bytes itself right after the buffers ``take()`` returns next (with
+        ``os.sendfile``, say) and before anything queued later."""
+        if not 0 <= channel <= 0x7F or _CHANNEL_KIND[channel] != 1:
+            raise LocalProtocolError(f"channel {channel} does not carry data frames")
+        if not 0 < n <= self.max_frame_size:
+            raise LocalProtocolError(f"a data frame carries 1..{self.max_frame_size} bytes, not {n}")
+        self._buf += _HDR2.pack(0x92, channel, 0xC6, n)
+        self.pending += _DATA_HEADER
 
     def credit(self, channel: int, increment: int) -> None:
         if not 0 <= channel <= 0x7F or _CHANNEL_KIND[channel] != 1:

@@ -147,6 +147,7 @@ CALL = st.one_of(
     st.tuples(st.just("end"), st.integers(-2, 260)),
     st.tuples(st.just("message"), st.integers(-2, 12), st.integers(-2, 0x10002), st.binary(max_size=200)),
     st.tuples(st.just("take")),
+    st.tuples(st.just("data_header"), st.integers(-2, 260), st.integers(-2, (1 << 20) + 2)),
 )
 
 
@@ -174,3 +175,68 @@ def test_encoders_agree(
 ) -> None:
     pure, compiled = (run_encoder(module, calls, max_size) for module in twins)
     assert compiled == pure
+
+
+def run_detaching_decoder(module: ModuleType, chunks: list[bytes], channel: int) -> dict[str, Any]:
+    """Decode ``chunks``; after each one, detach a held DATA frame on ``channel`` and take its
+    rest from the following chunks as the caller does (os.splice): the frames decoded, the
+    detached payloads rebuilt, what was buffered and the error, to compare between twins."""
+    decoder = module.FrameDecoder(1 << 20)
+    frames: list[Any] = []
+    detached: list[bytes] = []
+    buffered: list[int] = []
+    error: tuple[type, str] | None = None
+    owed, taken = 0, bytearray()
+    try:
+        for chunk in chunks:
+            if owed:
+                take, chunk = chunk[:owed], chunk[owed:]
+                taken += take
+                owed -= len(take)
+                if owed:
+                    continue
+                detached.append(bytes(taken))
+                taken = bytearray()
+            frames += [(k, ch, n, None if p is None else bytes(p)) for k, ch, n, p in decoder.decode(chunk)]
+            held = decoder.detach_payload(channel)
+            if held is not None:
+                head, owed = held
+                assert owed > 0
+                taken = bytearray(head)
+            buffered.append(decoder.buffered)
+    except RemoteProtocolError as err:
+        error = (type(err), str(err))
+    return {"frames": frames, "detached": detached, "buffered": buffered, "error": error}
+
+
+@pytest.mark.parametrize("kind", ["valid", "stitched", "mutated"])
+def test_detached_payloads_agree(twins: tuple[ModuleType, ModuleType], kind: str) -> None:
+    """``detach_payload`` hands over the same bytes from both twins, and what follows a
+    detached payload decodes the same; a stream of whole frames loses no byte to it."""
+
+    @SETTINGS
+    @given(stream=STREAMS[kind], channel=DATA_CH, data_=st.data())
+    def check(stream: bytes, channel: int, data_: st.DataObject) -> None:
+        cuts = data_.draw(st.lists(st.integers(0, len(stream)), max_size=10))
+        chunks = chunked(stream, cuts)
+        pure, compiled = (run_detaching_decoder(module, chunks, channel) for module in twins)
+        assert compiled == pure
+
+    check()
+
+
+def test_a_detached_payload_is_the_frame_s_payload(twins: tuple[ModuleType, ModuleType]) -> None:
+    stream = data(1, b"abc") + data(2, bytes(range(200))) + end(2) + credit(1, 7)
+    for module in twins:
+        for cut in (17, 18, 30, 100):  # right after the second header, and inside its payload
+            result = run_detaching_decoder(module, [stream[:cut], stream[cut:]], 2)
+            assert result["detached"] == [bytes(range(200))], (module.__name__, cut)
+            assert [f[:2] for f in result["frames"]] == [(0, 1), (2, 2), (1, 1)]
+        # no held frame on another channel, a cut header or a whole frame: nothing is detached
+        decoder = module.FrameDecoder()
+        decoder.decode(stream[:14])
+        assert decoder.detach_payload(1) is None
+        assert decoder.buffered == 4
+        decoder = module.FrameDecoder()
+        decoder.decode(stream[:13])
+        assert decoder.detach_payload(2) is None
