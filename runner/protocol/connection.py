@@ -295,6 +295,47 @@ class Connection:
         self._encoder.data(channel, payload if n == len(payload) else memoryview(payload)[:n])
         return n
 
+    @property
+    def max_send_frame(self) -> int:
+        """The largest DATA payload one frame to the peer may carry (the smaller of both limits)."""
+        return int(self._encoder.max_frame_size)
+
+    def send_data_header(self, channel: int, n: int) -> None:
+        """Spend ``n`` bytes of credit (1..credit and max_send_frame) on a DATA frame whose payload
+        the caller writes itself: only the header is queued, and the caller writes the ``n`` bytes
+        right after the buffers ``data_to_send()`` returns next, before anything queued later
+        (``os.sendfile`` from a file, so the bytes never enter this process)."""
+        window = self._send.get(channel)
+        if window is None:
+            raise LocalProtocolError(f"the {self.role.value} does not send on channel {channel}")
+        if channel in self._ended_out:
+            raise LocalProtocolError(f"channel {channel} was already ended")
+        if not 0 < n <= min(window.available, self.max_send_frame):
+            raise LocalProtocolError(f"{n} bytes do not fit one frame within the credit of channel {channel}")
+        self._encoder.data_header(channel, n)
+        window.available -= n
+
+    def detach_data(self, channel: int) -> tuple[memoryview, int] | None:
+        """The DATA frame on ``channel`` that the last ``receive_data`` left cut, taken out of the
+        frame stream: ``(head, rest)``, its payload bytes received so far and how many follow.
+        The caller reads the next ``rest`` bytes of the connection itself (``os.splice`` to a
+        pipe, say) and reports them with ``consumed`` as it delivers them; no ``Data`` event
+        comes for the frame. None when no such frame is held (or the channel may not carry it
+        now: its error comes from ``next_event`` as ever)."""
+        window = self._recv.get(channel)
+        if window is None or channel in self._ended_in or self._error is not None or self.closed:
+            return None
+        detached: tuple[memoryview, int] | None = self._decoder.detach_payload(channel)
+        if detached is None:
+            return None
+        head, rest = detached
+        try:
+            window.receive(len(head) + rest, channel)
+        except RemoteProtocolError as err:
+            self._error = err
+            return None
+        return detached
+
     def send_end(self, channel: int) -> None:
         if channel not in self._send:
             raise LocalProtocolError(f"the {self.role.value} does not send on channel {channel}")

@@ -343,3 +343,41 @@ def test_importing_the_protocol_is_cheap_and_side_effect_free() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
+
+
+def test_a_data_header_spends_credit_and_the_payload_follows_it() -> None:
+    runner, host = pair(window=1000)
+    host.send_data_header(Channel.IN, 600)
+    assert host.credit(Channel.IN) == 400
+    with pytest.raises(LocalProtocolError):
+        host.send_data_header(Channel.IN, 401)  # more than the credit left
+    with pytest.raises(LocalProtocolError):
+        host.send_data_header(Channel.OUT, 10)  # the host does not send on OUT
+    stream = b"".join(bytes(b) for b in host.data_to_send()) + b"p" * 600  # the caller writes the payload
+    events = feed(runner, stream)
+    assert [type(e) for e in events] == [Data] and bytes(events[0].payload) == b"p" * 600
+
+
+def test_a_detached_frame_is_counted_against_the_window_and_comes_as_no_event() -> None:
+    runner, host = pair(window=1000)
+    runner.send_data(Channel.OUT, b"a" * 10)
+    runner.send_data(Channel.OUT, b"b" * 700)
+    runner.send_data(Channel.OUT, b"c" * 5)
+    stream = b"".join(bytes(b) for b in runner.data_to_send())
+    first, second_header_and_part = stream[:17], stream[17:17 + 7 + 100]
+    events = feed(host, first + second_header_and_part)
+    assert [bytes(e.payload) for e in events if isinstance(e, Data)] == [b"a" * 10]
+    assert host.detach_data(Channel.STDOUT) is None  # held on OUT, not STDOUT
+    head, rest = host.detach_data(Channel.OUT) or (b"", -1)
+    assert bytes(head) == b"b" * 100 and rest == 600
+    assert host.detach_data(Channel.OUT) is None  # nothing held any more
+    after = stream[17 + 7 + 100 + 600:]  # the caller took the 600 bytes itself
+    events = feed(host, after)
+    assert [bytes(e.payload) for e in events if isinstance(e, Data)] == [b"c" * 5]
+    # 715 bytes spent of the 1000-byte window: 285 more may come, and no more
+    runner.send_data(Channel.OUT, b"d" * 285)
+    feed(host, b"".join(bytes(b) for b in runner.data_to_send()))
+    assert host.next_event() is NEED_DATA
+    host.receive_data(data(Channel.OUT, b"e"))
+    with pytest.raises(FlowControlError):
+        host.next_event()
