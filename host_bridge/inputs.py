@@ -9,6 +9,7 @@ the Sequence's own ``requires`` content type (docs/protocol.md §6).
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -105,6 +106,36 @@ class InputSide:
                 view = view[taken:]
         finally:
             lock.release()
+
+    async def write_file(self, channel: int, fd: int, content_type: str | None = None) -> int:
+        """Send the regular file ``fd`` from its offset to its end as DATA frames on ``channel``,
+        each payload with ``os.sendfile`` (the bytes never enter this process); leaves the offset
+        at the end and returns the number of bytes sent. A file that grows meanwhile is sent to
+        its new end; one that shrinks breaks the connection (a frame announced bytes it lacks)."""
+        conn, link = await self._open_link()
+        offset = start = os.lseek(fd, 0, os.SEEK_CUR)
+        async with self._locks[channel]:
+            if channel == Channel.IN:
+                self._send_content_type(conn, content_type)
+            while (left := os.fstat(fd).st_size - offset) > 0:
+                if self.closed:
+                    raise ChannelClosed(f"the instance ended; channel {channel} is closed")
+                event = self._credit[channel]
+                if event.is_set():
+                    event = self._credit[channel] = anyio.Event()
+                if conn.credit(channel) == 0:
+                    await event.wait()
+                    continue
+                n = min(left, conn.credit(channel), conn.max_send_frame)
+                try:
+                    await link.send_file(channel, fd, offset, n)
+                except LocalProtocolError as exc:
+                    raise ChannelClosed(str(exc)) from exc
+                except (OSError, anyio.ClosedResourceError) as exc:
+                    raise ChannelClosed(f"channel {channel} is closed: {exc}") from exc
+                offset += n
+        os.lseek(fd, offset, os.SEEK_SET)
+        return offset - start
 
     def _queue(self, conn: Connection, channel: int, data: Any) -> int:
         if self.closed:

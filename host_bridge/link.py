@@ -31,8 +31,11 @@ from runner.protocol import NEED_DATA, Ping, ProtocolError, Role
 from runner.protocol.connection import Connection, ConnectionEvent
 
 from .options import InstanceOptions
+from .splice import ConnectionCut, PipeSplice
 
 READ_SIZE = 1 << 18
+#: The read after a spliced frame: the next frame's header and the start of its payload.
+SPLICE_READ_SIZE = 1 << 14
 try:
     IOV_MAX = min(int(os.sysconf("SC_IOV_MAX")), 1024)
 except (AttributeError, ValueError, OSError):  # pragma: no cover - not on Linux/macOS
@@ -212,12 +215,17 @@ class Link:
         self.write_broken = False
         self._closing = False
         self._cancel: anyio.CancelScope | None = None
+        #: Where the reader splices a channel's frames (``Instance.splice_output``), if anywhere.
+        self.splice: PipeSplice | None = None
+        #: A payload is being written by ``send_file``: nothing else may be written meanwhile.
+        self._passthrough = False
+        self._passthrough_done = anyio.Event()
 
     def flush(self) -> None:
         """Write what the Connection queued (as far as the socket takes it now) and wake the timer
         if a deadline changed. What the kernel does not take, the writer task finishes, in order."""
         if self.conn.bytes_to_send and not self.write_broken:
-            if self._pending:
+            if self._pending or self._passthrough:
                 self._want_write.set()  # the writer is waiting for the socket; it takes the rest after
             else:
                 self._write_now(self.conn.data_to_send())
@@ -281,10 +289,11 @@ class Link:
         sock = self.stream.sock
         recv = sock.recv
         on_events = self._on_events
+        read_size = READ_SIZE
         try:
             while True:
                 try:
-                    data = recv(READ_SIZE)
+                    data = recv(read_size)
                 except _WOULD_BLOCK:
                     await wait_readable(sock)
                     continue
@@ -306,6 +315,20 @@ class Link:
                     self.flush()
                 if not data:
                     return
+                splice = self.splice
+                if splice is not None and splice.ready():
+                    detached = conn.detach_data(splice.channel)
+                    if detached is not None:
+                        try:
+                            await splice.take(sock, *detached)
+                        except ConnectionCut as exc:
+                            self._on_failure(str(exc), False)
+                            return
+                        # Most likely the next frame is spliced too: read little of it, so that
+                        # little goes through this process (the first read of a frame is written).
+                        read_size = SPLICE_READ_SIZE
+                        continue
+                read_size = READ_SIZE
                 if len(data) < READ_SIZE:
                     await wait_readable(sock)  # most likely drained: sleep until more comes
                 else:
@@ -319,6 +342,10 @@ class Link:
         sock = self.stream.sock
         while True:
             if not self._pending:
+                if self._passthrough:
+                    self._drained.set()
+                    await self._passthrough_done.wait()
+                    continue
                 if self.write_broken or not self.conn.bytes_to_send:
                     self._drained.set()
                     await self._want_write.wait()
@@ -335,6 +362,54 @@ class Link:
                 self._pending = self.stream.send_nowait(self._pending)
             except OSError as exc:
                 self._broken(repr(exc))
+
+    async def send_file(self, channel: int, fd: int, offset: int, count: int) -> None:
+        """Send ``count`` bytes of the file ``fd`` from ``offset`` as one DATA frame on ``channel``:
+        what the Connection queued is written first, then the frame's header, then its payload
+        with ``os.sendfile`` (the bytes never enter this process). Nothing else is written until
+        the payload is done; what is queued meanwhile follows it. ``count`` must fit the credit
+        (``Connection.send_data_header``). Raises LocalProtocolError (nothing written), OSError or
+        anyio.ClosedResourceError: the link is broken then (a frame cut short cannot be continued;
+        a file that ends early cuts one short)."""
+        if self.write_broken or self.stream.closed:
+            raise anyio.ClosedResourceError
+        self._passthrough = True
+        framed = False  # the header is queued: from here on, failing breaks the link
+        try:
+            while self._pending:  # the writer task is finishing earlier writes
+                drained = self._drained = anyio.Event()
+                self._want_write.set()
+                await drained.wait()
+            if self.write_broken:
+                raise anyio.ClosedResourceError
+            # The header goes last, right before its payload: nothing queued while we waited
+            # (credit, an event) may come between them.
+            self.conn.send_data_header(channel, count)
+            framed = True
+            await self.stream.send_all(self.conn.data_to_send())
+            await self._sendfile(fd, offset, count)
+        except BaseException as exc:
+            if framed and not self.write_broken:  # cancelled or failed inside a frame
+                self._broken(f"while sending a file: {exc!r}")
+            raise
+        finally:
+            self._passthrough = False
+            done, self._passthrough_done = self._passthrough_done, anyio.Event()
+            done.set()
+            self.flush()
+
+    async def _sendfile(self, fd: int, offset: int, count: int) -> None:
+        sock = self.stream.sock
+        while count:
+            try:
+                sent = os.sendfile(sock.fileno(), fd, offset, count)
+            except _WOULD_BLOCK:
+                await wait_writable(sock)
+                continue
+            if not sent:
+                raise OSError(f"the file ended {count} bytes before the frame it was sent in")
+            offset += sent
+            count -= sent
 
     async def _timer(self) -> None:
         conn = self.conn

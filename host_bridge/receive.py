@@ -102,6 +102,14 @@ class Receiver:
                 case _:
                     self._on_message(event)
 
+    def mark_output(self) -> None:
+        """Output went past the channels (spliced into a pipe): run() has started all the same."""
+        self._on_running()
+
+    def on_data(self, number: int, payload: Any) -> None:
+        """Bytes of a data channel that came outside a Data event (the rest of a spliced frame)."""
+        self._on_data(number, payload)
+
     def _on_data(self, number: int, payload: Any) -> None:
         channel = self.channels.get(number)
         if channel is None:

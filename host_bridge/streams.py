@@ -7,7 +7,7 @@ Instance owns.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -24,6 +24,7 @@ from .info import InstanceInfo
 from .inputs import InputSide
 from .link import Link
 from .receive import Receiver
+from .splice import PipeSplice
 
 
 class InstanceStreams:
@@ -79,6 +80,15 @@ class InstanceStreams:
         await self._input.write(Channel.IN, data, content_type)
         self._note_input_type()
 
+    async def write_input_file(self, fd: int, *, content_type: str | None = None) -> int:
+        """Write the rest of the regular file ``fd`` to the Sequence's input, without reading it
+        into this process (``os.sendfile``; where that is missing, use ``write_input``). Returns
+        the number of bytes written; ``content_type`` as in ``write_input``."""
+        try:
+            return await self._input.write_file(Channel.IN, fd, content_type)
+        finally:
+            self._note_input_type()
+
     async def write_stdin(self, data: bytes | bytearray | memoryview | str) -> None:
         """Write to the Sequence's ``sys.stdin``."""
         await self._input.write(Channel.STDIN, data)
@@ -129,6 +139,42 @@ class InstanceStreams:
     def output(self) -> AsyncIterator[bytes]:
         """The Sequence's output as byte chunks (one reader per channel)."""
         return self._receiver.channel("output").__aiter__()
+
+    def splice_output(
+        self,
+        fd: int,
+        idle: Callable[[], bool],
+        on_spliced: Callable[[int], None],
+        on_gone: Callable[[], None],
+    ) -> bool:
+        """Let the Sequence's output go from the runner's socket straight into the pipe ``fd``
+        (Linux ``os.splice``: the bytes never enter this process) whenever nothing of it waits
+        ahead, in ``output()`` or in the caller's own writer (``idle()`` is False while the caller
+        holds output it has not written to ``fd`` yet). Whatever is not spliced still comes
+        through ``output()``, in order. ``on_spliced(n)``: n more bytes went into the pipe;
+        ``on_gone()``: its reader went away (EPIPE), splicing stopped. False where it cannot be
+        done (no ``os.splice``, ``fd`` not a pipe, no connection): ``output()`` carries it all."""
+        link = self._link
+        if link is None or self._closed:
+            return False
+        channel = self._receiver.channels[Channel.OUT]
+
+        def nothing_ahead() -> bool:
+            return channel.buffered == 0 and idle()
+
+        def delivered(n: int) -> None:
+            self._receiver.mark_output()
+            on_spliced(n)
+            self._consumed(Channel.OUT, n)
+
+        def keep(data: Any) -> None:
+            self._receiver.on_data(Channel.OUT, data)
+
+        splice = PipeSplice.for_fd(fd, Channel.OUT, nothing_ahead, delivered, keep, on_gone)
+        if splice is None:
+            return False
+        link.splice = splice
+        return True
 
     def stdout(self) -> AsyncIterator[bytes]:
         return self._receiver.channel("stdout").__aiter__()
