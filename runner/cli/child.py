@@ -36,7 +36,7 @@ from .events_in import forward_events
 from .options import RunOptions
 from .output import StdoutWriter
 from .render import FAILED, Render, exit_code_of, exit_meaning
-from .sources import open_source, read_chunks
+from .sources import can_send_file, open_source, read_chunks
 from .stats import RunTally, Sample, StatsReporter, is_text_like
 
 STDOUT_PIPE_SIZE = 1 << 20
@@ -187,6 +187,8 @@ class ChildRun:
                     first = False
                     self.tally.output.count_lines = is_text_like(self.inst.info.output_content_type or "text/plain")
                     _widen_stdout_pipe()
+                    if not self.tally.output.count_lines and fd >= 0:
+                        self._splice_output(fd, writer)
                 self.tally.output.add(chunk)
                 if writer.broken:
                     self.inst.discard("output")
@@ -195,6 +197,17 @@ class ChildRun:
         finally:
             with anyio.CancelScope(shield=True):
                 await writer.close()
+
+    def _splice_output(self, fd: int, writer: StdoutWriter) -> None:
+        """Binary output into a pipe: frames go from the runner's socket into it (os.splice) when
+        nothing is queued ahead of them; lines are not counted, so no byte needs to be seen."""
+
+        def gone() -> None:
+            writer.broken = True
+            _stdout_gone()
+            self.inst.discard("output")
+
+        self.inst.splice_output(fd, writer.idle, self.tally.output.add_count, gone)
 
     async def pump_stdio(self, kind: str) -> None:
         stream = self.inst.stdout() if kind == "stdout" else self.inst.stderr()
@@ -221,7 +234,9 @@ class ChildRun:
         if fd == 0 and os.isatty(0):
             self.render.note("reading the input from the terminal; end it with Ctrl-D")
         try:
-            async for chunk in read_chunks(fd):
+            if fd is not None and not self.tally.input.count_lines and can_send_file(fd):
+                self.tally.input.add_count(await self.inst.write_input_file(fd))
+            async for chunk in read_chunks(fd):  # what a file without a size has (/proc), or a pipe
                 self.tally.input.add(chunk)
                 await self.inst.write_input(chunk)
             await self.inst.end_input()

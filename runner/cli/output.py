@@ -24,11 +24,20 @@ class StdoutWriter:
         self.fd = fd
         self.broken = False  # the reader went away (EPIPE) or fd is unusable: output is dropped
         self._on_gone = on_gone
+        self._lock = threading.Lock()
         self._queue: queue.Queue[bytes | None] = queue.Queue(MAX_QUEUED)
+        #: Chunks handed to write() and not written yet (the loop adds, the thread subtracts).
+        self._unwritten = 0
         self._thread = threading.Thread(target=self._run, name="runner-cli-stdout", daemon=True)
         self._thread.start()
 
+    def idle(self) -> bool:
+        """Everything handed over is written: bytes put into fd now come after all of it."""
+        return self._unwritten == 0
+
     async def write(self, chunk: bytes) -> None:
+        with self._lock:
+            self._unwritten += 1
         try:
             self._queue.put_nowait(chunk)
         except queue.Full:
@@ -46,6 +55,8 @@ class StdoutWriter:
         while (chunk := self._queue.get()) is not None:
             if not self.broken:
                 self._write_all(chunk)
+            with self._lock:
+                self._unwritten -= 1
 
     def _write_all(self, chunk: bytes) -> None:
         view = memoryview(chunk)

@@ -72,6 +72,16 @@ def is_regular_file(fd: int) -> bool:
         return False
 
 
+def can_send_file(fd: int) -> bool:
+    """Whether ``fd`` can go to the runner with os.sendfile: a regular file with a size (a /proc
+    file says 0 and is read instead), on a system that has sendfile."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return False
+    return hasattr(os, "sendfile") and stat.S_ISREG(info.st_mode) and info.st_size > 0
+
+
 async def read_chunks(fd: int | None) -> AsyncIterator[bytes]:
     """Chunks read from ``fd``: a regular file on the loop, anything else (a terminal, a pipe, a
     FIFO: reads that may wait) on a daemon thread; ends at EOF or on a read error.

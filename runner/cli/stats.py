@@ -54,6 +54,10 @@ class Tally:
             self.newlines += data.count(b"\n")
             self.open_line = not data.endswith(b"\n")
 
+    def add_count(self, n: int) -> None:
+        """``n`` more bytes that were never seen here (sent or spliced by the kernel); no lines."""
+        self.nbytes += n
+
     @property
     def lines(self) -> int:
         return self.newlines + (1 if self.open_line else 0)

@@ -3,9 +3,11 @@ a reader of stdout that goes away early (``| head``) ends the run quietly (runne
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from cli_helpers import REPO, RUN_TIMEOUT, cli_env, run_cli, sample
@@ -50,3 +52,55 @@ def test_stdout_reader_gone_ends_the_run_quietly(tmp_path: Path) -> None:
     assert head == data[: len(head)] and head
     assert proc.returncode == 0, err.decode()[-2000:]
     assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def _run_into(tmp_path: Path, stdout: int, stdin: int = subprocess.DEVNULL, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "runner", "run", sample("binary-passthrough"), *args,
+                             "--content-type", OCTET], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                            cwd=REPO, env=cli_env(), start_new_session=True)
+
+
+def _read_all(fd: int, pause_after: int = 0) -> bytes:
+    """The pipe to its end; with ``pause_after``, a reader that stops for a second once it has that
+    much (the runner's output splice must wait or go through memory, never reorder or lose)."""
+    out = bytearray()
+    paused = False
+    while chunk := os.read(fd, 1 << 16):
+        out += chunk
+        if pause_after and not paused and len(out) >= pause_after:
+            paused = True
+            time.sleep(1.0)
+    return bytes(out)
+
+
+def test_bulk_through_pipes_keeps_every_byte_with_a_reader_that_pauses(tmp_path: Path) -> None:
+    """stdout a pipe and --input a file: input goes by sendfile, output by splice (Linux), the
+    rest through the ordinary paths; the bytes out are the bytes in (sha256), in order."""
+    path, data = _file(tmp_path, 40 * (1 << 20) + 4099)
+    read, write = os.pipe()
+    proc = _run_into(tmp_path, write, subprocess.DEVNULL, "--input", str(path), "-v")
+    os.close(write)
+    try:
+        out = _read_all(read, pause_after=6 << 20)
+    finally:
+        os.close(read)
+    _, err = proc.communicate(timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert hashlib.sha256(out).hexdigest() == hashlib.sha256(data).hexdigest() and len(out) == len(data)
+    summary = [line for line in err.decode().splitlines() if "done in" in line]
+    assert summary and "in: 40.0 MiB" in summary[0] and "out: 40.0 MiB" in summary[0]
+
+
+def test_bulk_from_a_pipe_into_a_file_takes_the_ordinary_paths(tmp_path: Path) -> None:
+    """Input from stdin (a pipe: no sendfile) and stdout a regular file (no splice): same bytes."""
+    path, data = _file(tmp_path, 12 * (1 << 20) + 77)
+    out_path = tmp_path / "out.bin"
+    with open(path, "rb") as source, open(out_path, "wb") as sink:
+        feeder = subprocess.Popen(["cat"], stdin=source, stdout=subprocess.PIPE)
+        assert feeder.stdout is not None
+        proc = _run_into(tmp_path, sink.fileno(), feeder.stdout.fileno())
+        feeder.stdout.close()
+        _, err = proc.communicate(timeout=RUN_TIMEOUT)
+        feeder.wait(RUN_TIMEOUT)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert hashlib.sha256(out_path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
