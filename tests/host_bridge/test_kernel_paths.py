@@ -238,6 +238,7 @@ async def test_nothing_comes_between_a_sent_file_frame_s_header_and_its_payload(
     _, host = _connected_pair()
     failures: list[str] = []
     link = Link(SocketStream(ours), host, lambda events: None, lambda text, _: failures.append(text))
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)  # the event below cannot go at once
     size = 200_000
     fd, _ = _file(tmp_path, size)
     payload = (tmp_path / "in.bin").read_bytes()
