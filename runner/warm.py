@@ -4,7 +4,9 @@ A template is a runner process that has imported everything a runner needs up to
 Sequence's first output, and nothing else: no connection, no threads, no event loop,
 no Sequence. Each Instance forked from it then starts at the handshake instead of at
 the interpreter's start-up. The list is the modules a cold runner has imported by the
-time run() is called (measured with ``sys.modules``), minus the STH transport.
+time run() is called (measured with ``sys.modules``), minus the STH transport; asyncio
+is imported the way a cold runner imports it (runner/ssl_deferral.py: without ssl until
+something asks for ssl), so a fork has what a cold runner has, and no more.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ PRELOAD = (
     "runner.config",
     "runner.signals",
     "runner.app",
+    "runner.loop",
     "runner.control",
     "runner.monitor",
     "runner.stdio",
@@ -26,6 +29,9 @@ PRELOAD = (
     "runner.announce",
     "runner.runtime",
     "runner.credentials",
+    "runner.deadline_thread",
+    "runner.exiting",
+    "runner.stopping",
     "runner.backend",
     "runner.output",
     "ctypes",  # runner.reaper's, after the handshake
@@ -33,6 +39,7 @@ PRELOAD = (
     "runner.instream",
     "runner.transport.native",
     "runner.protocol.content_types",
+    "runner.protocol.stop",
     "runner.sequence.loader",
     "runner.sequence.archive",
     "runner.sequence.failure",
@@ -42,24 +49,20 @@ PRELOAD = (
     "runner.sequence.shapes",
     "runner.sequence.topics",
     "runner.sequence.compat",
-    "asyncio",
-    "queue",
-    "anyio",
-    "anyio.abc",
-    "anyio.lowlevel",
-    "anyio.to_thread",
-    "anyio.streams.memory",
-    "anyio._backends._asyncio",
+    "runner.sequence.errors",
 )
 
 
 def preload() -> list[str]:
     """Import what a runner will need; returns the modules that could not be imported (the
     runner imports them itself when it needs them, as a cold one does)."""
-    missing = []
-    names = list(PRELOAD)
+    from .ssl_deferral import import_asyncio
+
+    import_asyncio()  # what a cold runner does after PING, before anything imports asyncio
     from .loop import wants_uvloop
 
+    missing = []
+    names = list(PRELOAD)
     if wants_uvloop(os.environ):  # the runner's own rule: a fork runs on the loop a cold one would
         names.append("uvloop")
     for name in names:
@@ -79,49 +82,50 @@ EXERCISE_ROUNDS = 10
 
 
 def exercise(use_uvloop: bool) -> None:
-    """Run the machinery every runner runs (an event loop under anyio with a task group, a memory
-    stream, an event and a queue; the protocol's handshake between two in-memory Connections;
-    the runner's settings parsed; a log record through a Logger; JSON; paths; a thread started and
-    joined), ``EXERCISE_ROUNDS`` times, so the caches it fills on first use (ABC and typing
-    caches, uvloop's and anyio's lazily built state, logging's and json's compiled patterns) and
-    its code's specialisation are made in the template: a fork reads them instead of writing (and
-    so copying) their pages. Measured: about 0.3 MiB less private memory per runner."""
-    import anyio
+    """Run the machinery every runner runs (the runner's event loop with a TaskSet, a call into it
+    from another thread, an event and a queue; the protocol's handshake between two in-memory
+    Connections; the runner's settings parsed; a log record through a Logger; JSON; paths),
+    ``EXERCISE_ROUNDS`` times, so the caches it fills on first use
+    (ABC and typing caches, the loop's lazily built state, logging's and json's compiled
+    patterns) and its code's specialisation are made in the template: a fork reads them instead
+    of writing (and so copying) their pages (measured with anyio's loop: 0.38 MiB less private
+    memory per runner). Nothing here imports ssl: a fork would then have it, and a cold runner has not."""
+    from .loop import run
 
     for _ in range(EXERCISE_ROUNDS):
-        anyio.run(_loop_work, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+        run(_loop_work(), use_uvloop)
         _protocol_work()
         _logging_work()
         _path_work()
-        _thread_work()
 
 
 async def _loop_work() -> None:
+    """What runner.runtime does on its loop: a TaskSet owned by the main task, a LoopBridge that
+    other threads call into, and the asyncio primitives its parts wait on."""
     import asyncio
+    import threading
 
-    import anyio
+    from .bridge import LoopBridge
+    from .loop import TaskSet
 
-    send, receive = anyio.create_memory_object_stream[int](1)
-    done = anyio.Event()
+    main = asyncio.current_task()
+    assert main is not None
+    tasks = TaskSet(main)
+    bridge = LoopBridge(asyncio.get_running_loop(), tasks)
+    called = asyncio.Event()
     queue: asyncio.Queue[int] = asyncio.Queue()
 
     async def consume() -> None:
-        async with receive:
-            async for _ in receive:
-                pass
-        done.set()
-
-    await anyio.lowlevel.checkpoint()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        tg.start_soon(anyio.sleep, 0)
-        async with send:
-            await send.send(1)
-        await done.wait()
-        queue.put_nowait(1)
         await queue.get()
-        with anyio.move_on_after(10):
-            await anyio.lowlevel.checkpoint()
+
+    tasks.start_soon(consume)
+    caller = threading.Thread(target=bridge.call, args=(called.set,), name="warm-up", daemon=True)
+    caller.start()
+    await called.wait()
+    caller.join()
+    queue.put_nowait(1)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.sleep(0), 10)
 
 
 def _protocol_work() -> None:
@@ -180,14 +184,3 @@ def _path_work() -> None:
         _ = path.name, path.parent, path == here
     list(here.glob("*.missing"))
     os.path.realpath(__file__)
-
-
-def _thread_work() -> None:
-    """A thread started and joined: the template has no thread left when it forks (it checks)."""
-    import threading
-
-    started = threading.Event()
-    worker = threading.Thread(target=started.set, name="warm-up", daemon=True)
-    worker.start()
-    worker.join()
-    started.wait()

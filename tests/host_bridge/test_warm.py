@@ -54,6 +54,7 @@ async def run(context, input):
         "path": sys.path, "main": getattr(sys.modules["__main__"], "__spec__").name,
         "name": __name__,
         "cgroup_v2": [line[3:] for line in open("/proc/self/cgroup").read().splitlines() if line.startswith("0::")],
+        "modules": sorted(sys.modules),
     }
     yield json.dumps(facts) + "\\n"
 '''
@@ -104,6 +105,9 @@ async def test_a_forked_runner_is_a_fresh_process_like_a_cold_one(probe: str, tm
         assert warm["argv"][0] == cold["argv"][0] == "--fd" and warm["argv"][2:] == cold["argv"][2:]
         assert warm["path"] == cold["path"]  # the Sequence's root, cwd, PYTHONPATH, then the interpreter's
         assert str(workdir) in warm["path"]
+        # the template imported what a cold runner imports, the way it imports it (asyncio without
+        # ssl, no anyio): only the template's own modules come extra
+        assert set(warm["modules"]) - set(cold["modules"]) <= {"gc", "mmap", "resource", "runner.warm"}
     assert cold["ppid"] == os.getpid() and cold["pid"] == cold["sid"]
     for facts in (cold, first, second):  # in its own cgroup when the system lets host_bridge make one
         if facts["info_cgroup"]:  # (a warm one is born there: clone3 CLONE_INTO_CGROUP)
