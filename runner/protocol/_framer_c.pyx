@@ -21,7 +21,7 @@ byte and error for error). What differs is only how the work is done:
 * the encoder coalesces small frames in a C buffer that grows geometrically.
 """
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
@@ -140,6 +140,21 @@ def _check_max(max_frame_size):
     if not 1 <= max_frame_size <= MAX_MAX_FRAME_SIZE:
         raise ValueError(f"max_frame_size must be between 1 and {MAX_MAX_FRAME_SIZE}, got {max_frame_size}")
     return max_frame_size
+
+
+cdef class _PayloadWindow:
+    """The unfilled end of a pending payload as a writable buffer (for ``recv_into``). It holds the
+    payload object, so a view of it stays valid even if the decoder lets the payload go."""
+
+    cdef object _owner
+    cdef char* _start
+    cdef Py_ssize_t _len
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, self._start, self._len, 0, flags)
+
+    def __releasebuffer__(self, Py_buffer* view):
+        pass
 
 
 cdef class FrameDecoder:
@@ -392,6 +407,47 @@ cdef class FrameDecoder:
         if payload is None or fill == 0:
             return memoryview(b""), length
         return _subview(PyMemoryView_FromObject(payload), 0, fill), length - fill
+
+    def pending_view(self, Py_ssize_t at_least=1):
+        """A writable view of the rest of the payload of the frame held cut by a read (its header
+        whole), to ``recv_into`` without a copy; None when no such frame is held or fewer than
+        ``at_least`` bytes of it are missing. Report what went in with ``pending_filled``."""
+        if self._error is not None or self._hdr_len == 0:
+            return None
+        cdef Py_ssize_t header = _header_size(self._hdr[0])
+        if self._hdr_len < header:
+            return None
+        cdef Py_ssize_t wanted = self._wanted(self._hdr, header)
+        if wanted <= header or wanted - header - self._fill < at_least:
+            return None
+        if self._payload is None:
+            self._payload = PyBytes_FromStringAndSize(NULL, wanted - header)
+        window = _PayloadWindow()
+        window._owner = self._payload
+        window._start = PyBytes_AS_STRING(self._payload) + self._fill
+        window._len = wanted - header - self._fill
+        return memoryview(window)
+
+    def pending_filled(self, Py_ssize_t n):
+        """``n`` bytes were written at the start of the last ``pending_view``: the frames they
+        complete (the held frame, once whole)."""
+        cdef list frames = []
+        if self._error is not None:
+            raise type(self._error)(str(self._error))
+        cdef Py_ssize_t header = _header_size(self._hdr[0]) if self._hdr_len else 0
+        if self._payload is None or self._hdr_len < header or not 0 <= n <= PyBytes_GET_SIZE(self._payload) - self._fill:
+            raise ValueError(f"{n} bytes do not fit the pending payload")
+        self._fill += n
+        if self._fill < PyBytes_GET_SIZE(self._payload):
+            return frames
+        if self._emit_pending(frames) != 0:
+            err = self._make_error()
+            err.frames = frames
+            self._error = err
+            self._clear_pending()
+            raise err
+        self.frames_decoded += len(frames)
+        return frames
 
     cdef int _keep_pending(self, const unsigned char* p, Py_ssize_t n) except -1:
         """Holds the start of a frame cut by the end of a chunk, failing early on a bad header."""

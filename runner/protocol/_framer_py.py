@@ -78,6 +78,7 @@ class FrameDecoder:
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.max_frame_size = _check_max(max_frame_size)
         self._buf = bytearray()
+        self._spare: bytearray | None = None  # what pending_view handed out
         self._error: RemoteProtocolError | None = None
         self.frames_decoded = 0
 
@@ -157,6 +158,33 @@ class FrameDecoder:
         head = bytes(buf[_DATA_HEADER:])
         self._buf = bytearray()
         return memoryview(head), length - len(head)
+
+    def pending_view(self, at_least: int = 1) -> memoryview | None:
+        """A writable view of the rest of the payload of the frame held cut by a read (its header
+        whole), to ``recv_into`` without a copy; None when no such frame is held or fewer than
+        ``at_least`` bytes of it are missing. Report what went in with ``pending_filled``."""
+        buf = self._buf
+        if self._error is not None or not buf:
+            return None
+        header = _MESSAGE_HEADER if buf[0] == 0x93 else _DATA_HEADER if buf[0] == 0x92 else 2
+        if len(buf) < header:
+            return None
+        wanted = self._wanted(buf, len(buf))
+        if wanted <= header or wanted - len(buf) < at_least:
+            return None
+        self._spare = bytearray(wanted - len(buf))
+        return memoryview(self._spare)
+
+    def pending_filled(self, n: int) -> list[Frame]:
+        """``n`` bytes were written at the start of the last ``pending_view``: the frames they
+        complete (the held frame, once whole)."""
+        if self._error is not None:
+            raise type(self._error)(str(self._error))
+        spare = self._spare
+        if spare is None or not 0 <= n <= len(spare):
+            raise ValueError(f"{n} bytes do not fit the pending payload")
+        self._spare = None
+        return self.decode(bytes(spare[:n])) if n else []
 
     def _complete_pending(self, view: memoryview, frames: list[Frame]) -> int:
         buf = self._buf

@@ -240,3 +240,71 @@ def test_a_detached_payload_is_the_frame_s_payload(twins: tuple[ModuleType, Modu
         decoder = module.FrameDecoder()
         decoder.decode(stream[:13])
         assert decoder.detach_payload(2) is None
+
+
+def run_filling_decoder(module: ModuleType, stream: bytes, cuts: list[int], fills: list[int]) -> dict[str, Any]:
+    """Decode ``stream`` as a reader using ``pending_view`` does: whenever a payload is pending,
+    the next bytes are written into its view (as many as ``fills`` says, at most what it
+    lacks and what is left), else the next chunk goes to ``decode``."""
+    decoder = module.FrameDecoder(1 << 20)
+    frames: list[Any] = []
+    buffered: list[int] = []
+    error: tuple[type, str] | None = None
+    pos, steps = 0, 0
+    bounds = sorted({*cuts, len(stream)})
+    try:
+        while pos < len(stream) and steps < 200:
+            steps += 1
+            view = decoder.pending_view()
+            if view is not None:
+                n = min(len(view), len(stream) - pos, max(1, fills[steps % len(fills)] if fills else len(view)))
+                view[:n] = stream[pos : pos + n]
+                view.release()
+                got = decoder.pending_filled(n)
+                pos += n
+            else:
+                end = next((b for b in bounds if b > pos), len(stream))
+                got = decoder.decode(stream[pos:end])
+                pos = end
+            frames += [(k, ch, n_, None if p is None else bytes(p)) for k, ch, n_, p in got]
+            buffered.append(decoder.buffered)
+    except RemoteProtocolError as err:
+        error = (type(err), str(err))
+    return {"frames": frames, "buffered": buffered, "error": error, "decoded": decoder.frames_decoded}
+
+
+@pytest.mark.parametrize("kind", ["valid", "stitched", "mutated"])
+def test_payloads_filled_in_place_agree(twins: tuple[ModuleType, ModuleType], kind: str) -> None:
+    """``pending_view``/``pending_filled`` (recv_into a pending payload) decode what ``decode`` would,
+    in both twins alike."""
+
+    @SETTINGS
+    @given(stream=STREAMS[kind], data_=st.data())
+    def check(stream: bytes, data_: st.DataObject) -> None:
+        cuts = data_.draw(st.lists(st.integers(0, len(stream)), max_size=10))
+        fills = data_.draw(st.lists(st.integers(1, 200), max_size=5))
+        pure, compiled = (run_filling_decoder(module, stream, cuts, fills) for module in twins)
+        assert compiled == pure
+        whole = run_decoder(twins[0], chunked(stream, cuts), 1 << 20)
+        if whole["error"] is None and pure["error"] is None:
+            assert pure["frames"] == whole["frames"]
+
+    check()
+
+
+def test_a_pending_view_is_the_rest_of_the_payload(twins: tuple[ModuleType, ModuleType]) -> None:
+    stream = data(1, b"abc") + data(2, bytes(range(200))) + end(2)
+    for module in twins:
+        decoder = module.FrameDecoder()
+        assert [(k, ch, bytes(p)) for k, ch, _, p in decoder.decode(stream[:30])] == [(0, 1, b"abc")]
+        assert decoder.pending_view(at_least=188) is None  # 187 bytes are missing
+        view = decoder.pending_view(at_least=187)
+        assert view is not None and len(view) == 187 and not view.readonly
+        view[:] = bytes(range(13, 200))
+        view.release()
+        (frame,) = decoder.pending_filled(187)
+        assert frame[:2] == (0, 2) and bytes(frame[3]) == bytes(range(200))
+        assert decoder.pending_view() is None
+        with pytest.raises(ValueError):
+            decoder.pending_filled(1)
+        assert [f[:2] for f in decoder.decode(stream[-2:])] == [(2, 2)]
