@@ -187,6 +187,34 @@ class Connection:
         except RemoteProtocolError as err:
             self._error = err  # the frames after the refused one are not acted on
 
+    def pending_view(self, at_least: int = 1) -> memoryview | None:
+        """Where the rest of a payload cut by the last read goes without a copy: a writable view
+        to ``recv_into``, then ``received_into(n)``. None when no payload is pending (or fewer
+        than ``at_least`` of its bytes are missing): read and ``receive_data`` as ever. Only the
+        one thread that feeds this Connection may use it."""
+        if self._error is not None or self.closed:
+            return None
+        view: memoryview | None = self._decoder.pending_view(at_least)
+        return view
+
+    def received_into(self, n: int, now: float = 0.0) -> None:
+        """``n`` bytes were read into the last ``pending_view`` (0: end of file, as ``receive_data(b"")``);
+        then call next_event() until NEED_DATA."""
+        if self._error is not None or self.closed:
+            return
+        if not n:
+            self.receive_data(b"", now)
+            return
+        try:
+            frames = self._decoder.pending_filled(n)
+        except RemoteProtocolError as err:
+            frames, err.frames = err.frames, []
+            self._error = err
+        try:
+            self._handle_frames(frames, now)
+        except RemoteProtocolError as err:
+            self._error = err
+
     def next_event(self) -> ConnectionEvent | Sentinel:
         """The next event, NEED_DATA when there is none; raises the peer's protocol error after
         the events of every frame that came before the bad one."""

@@ -39,6 +39,10 @@ from ..protocol.framer import IMPLEMENTATION
 from .base import ChannelWriter, HandshakeFailed, Transport, TransportHandler
 
 RECV_SIZE = 256 * 1024
+#: A payload with at least this much missing after a read is received into its own buffer.
+RECV_INTO_MIN = 64 * 1024
+#: The read after such a payload: small, so most of the next large payload goes the same way.
+RECV_AFTER_PAYLOAD = 16 * 1024
 IOV_MAX = 512
 #: In ``flush``, past its timeout: the host still counts as taking output (reading) if credit
 #: came within this many seconds. A steadily reading host on a loaded machine grants credit in
@@ -173,17 +177,31 @@ class NativeTransport(Transport):
         for channel_writer in self._writers.values():
             channel_writer.never_block.add(ident)
         error: BaseException | None = self._dispatch()  # what came with PONG
-        recv, conn, lock = self._sock.recv, self._conn, self._lock
+        recv, recv_into, conn, lock = self._sock.recv, self._sock.recv_into, self._conn, self._lock
+        size = RECV_SIZE
         while error is None:
+            # A large payload cut by the last read is read straight into its own buffer (no
+            # 256 KiB read to copy it from); only this thread feeds the decoder, so looking
+            # needs no lock.
+            view = conn.pending_view(RECV_INTO_MIN)
             try:
-                data = recv(RECV_SIZE)
+                if view is not None:
+                    with view:
+                        got = recv_into(view)
+                    with lock:
+                        conn.received_into(got, time.monotonic())
+                    size = RECV_AFTER_PAYLOAD  # the next frame's header and the start of its payload
+                else:
+                    data = recv(size)
+                    got = len(data)
+                    with lock:
+                        conn.receive_data(data, time.monotonic())
+                    size = RECV_SIZE
             except OSError as err:
                 error = err
                 break
-            with lock:
-                conn.receive_data(data, time.monotonic())
             error = self._dispatch()
-            if not data:
+            if not got:
                 break
         self._report_closed(error)
 
