@@ -32,7 +32,7 @@ def _load() -> tuple[Any, str]:
     try:
         from . import _framer_c
 
-        if not hasattr(_framer_c.FrameDecoder, "detach_payload"):  # built from an older .pyx
+        if not hasattr(_framer_c.FrameDecoder, "pending_view"):  # built from an older .pyx
             raise ImportError("it was built from an older _framer_c.pyx: rebuild it (pip install -e .)")
     except ImportError as exc:
         if _flag(REQUIRE_EXTENSION_ENV):
