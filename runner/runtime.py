@@ -83,6 +83,7 @@ class Runtime:
         install_breakpoint_hint()
         self._install_signals()
         self.runner_log.info("connected; loading %s", self.settings.sequence)
+        collect_from_here()
         seq = self.load()
         app_config = pong.app_config
         if app_config is None:
@@ -132,11 +133,9 @@ class Runtime:
 
     def _extraction_dir(self) -> str | None:
         """A package is unpacked into this runner's own directory, removed on every exit."""
-        from pathlib import Path
-
         from .sequence import archive
 
-        if not archive.is_archive(Path(self.settings.sequence)):
+        if not archive.is_archive(self.settings.sequence):
             return None
         path = archive.extraction_dir()
         self.exits.at_exit.append(archive.remover(path))
@@ -281,6 +280,16 @@ class Runtime:
         stats["in"] = {"bytes": self.control.in_bytes, "items": self.control.in_items}
         stats["stdin"] = {"bytes": self.stdio.stdin.bytes, "items": self.stdio.stdin.items}
         return stats
+
+
+def collect_from_here() -> None:
+    """The collector back on (runner/__main__.py kept it off during start-up), for the Sequence's
+    import and run; what start-up made is frozen out of its passes (a full collection no longer
+    walks the runner's and asyncio's ~50k objects)."""
+    import gc
+
+    gc.freeze()
+    gc.enable()
 
 
 def _unread_input_warning(in_bytes: int) -> str:

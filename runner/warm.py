@@ -42,7 +42,6 @@ PRELOAD = (
     "runner.protocol.stop",
     "runner.sequence.loader",
     "runner.sequence.archive",
-    "runner.sequence.failure",
     "runner.sequence.content",
     "runner.sequence.context",
     "runner.sequence.inputs",
@@ -171,16 +170,12 @@ def _logging_work() -> None:
 
 
 def _path_work() -> None:
-    """What loading a Sequence does with its path (runner.sequence.loader)."""
-    from pathlib import Path
-
-    here = Path(__file__).parent
-    for path in (here, here / "warm.py", here / "missing"):
-        path.resolve()
-        path.exists()
-        path.is_dir()
-        path.is_file()
-        str(path)
-        _ = path.name, path.parent, path == here
-    list(here.glob("*.missing"))
-    os.path.realpath(__file__)
+    """What loading a Sequence does with its path (runner.sequence.loader: strings and os.path;
+    a cold runner imports no pathlib before its first output)."""
+    here = os.path.dirname(os.path.realpath(__file__))
+    for path in (here, os.path.join(here, "warm.py"), os.path.join(here, "missing")):
+        os.path.realpath(path)
+        os.path.exists(path)
+        os.path.isdir(path)
+        os.path.isfile(path)
+        _ = os.path.basename(path), os.path.dirname(path), os.path.splitext(path)

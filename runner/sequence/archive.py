@@ -22,10 +22,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SequencePathError
+
+if TYPE_CHECKING:  # pathlib is imported where a package is unpacked: a runner checks is_archive only
+    from pathlib import Path
 
 __all__ = [
     "DEFAULT_MAX_ARCHIVE_BYTES",
@@ -59,8 +61,8 @@ class UnsafeArchive(SequencePathError):
     """The archive is not a usable package (exit 21); the message names the member and why."""
 
 
-def is_archive(path: Path) -> bool:
-    return path.name.lower().endswith((".tar.gz", ".tgz", ".tar"))
+def is_archive(path: str | os.PathLike[str]) -> bool:
+    return os.path.basename(os.fspath(path)).lower().endswith((".tar.gz", ".tgz", ".tar"))
 
 
 def inside(base: str, target: str) -> bool:
@@ -74,6 +76,8 @@ def _safe_member_name(archive: Path, name: str) -> str:
     posix = name.replace("\\", "/")
     if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix):
         raise UnsafeArchive(f"{archive}: member {name!r} has an absolute path")
+    from pathlib import PurePosixPath
+
     parts = [p for p in PurePosixPath(posix).parts if p not in ("", ".")]
     if ".." in parts:
         raise UnsafeArchive(f"{archive}: member {name!r} has a '..' component (path traversal)")
@@ -157,6 +161,7 @@ def extract_package(
     partial extraction is left in ``dest`` for the caller to remove.
     """
     import tarfile  # here, not at the top: only packages need it (and it costs every runner memory)
+    from pathlib import Path
 
     archive_p = Path(archive)
     dest_p = Path(dest)
@@ -201,6 +206,8 @@ def extract_package(
 
 def extraction_root(env: Mapping[str, str] | None = None) -> Path:
     """``$SEQUENCE_RUNNER_EXTRACT_ROOT``, else ``<tempdir>/sequence-runner-<uid>``."""
+    from pathlib import Path
+
     env = os.environ if env is None else env
     configured = env.get(EXTRACT_ROOT_ENV, "")
     if configured:

@@ -7,6 +7,11 @@ Errors are split the way STH's exit codes are:
 * :class:`SequenceLoadError` (exit 22): the Sequence code could not be imported
   (syntax error, import error, exception at import time, no callable ``run``).
   ``.traceback_text`` holds the formatted traceback for stderr and the log.
+
+Paths are strings (os.path) on the way to the import: pathlib (with urllib.parse, ipaddress,
+ntpath and fnmatch, ~2 ms) is imported only for a package archive or when a caller reads
+``LoadedSequence.root``/``main``/``extracted_to`` or calls ``check_package``/``find_package_root``,
+none of which a runner does before its PANG.
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .archive import (
     DEFAULT_MAX_ARCHIVE_BYTES,
@@ -31,7 +35,12 @@ from .archive import (
     is_archive,
 )
 from .errors import SequenceLoadError, SequencePathError
-from .failure import import_failure_message, user_traceback
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: runner/cli/pack.py passes Paths to the package.json checks
+StrPath: TypeAlias = "str | os.PathLike[str]"
 
 __all__ = [
     "DEFAULT_MAX_ARCHIVE_BYTES",
@@ -50,8 +59,8 @@ __all__ = [
 class LoadedSequence:
     """A Sequence whose module has been imported and whose ``run`` was found."""
 
-    root: Path
-    main: Path
+    root_dir: str
+    main_file: str
     name: str
     version: str
     package: dict[str, Any]
@@ -63,7 +72,28 @@ class LoadedSequence:
     #: legacy module attribute ``output_type`` (a content type hint for the output)
     output_type: str | None = None
     #: the directory a ``.tar.gz`` was extracted to (None for directories and files)
-    extracted_to: Path | None = None
+    extracted_dir: str | None = None
+
+    @property
+    def root(self) -> Path:
+        """The Sequence's directory (resolved)."""
+        from pathlib import Path
+
+        return Path(self.root_dir)
+
+    @property
+    def main(self) -> Path:
+        """The entry ``.py`` file that was imported (resolved)."""
+        from pathlib import Path
+
+        return Path(self.main_file)
+
+    @property
+    def extracted_to(self) -> Path | None:
+        """The directory a ``.tar.gz`` was extracted to (None for directories and files)."""
+        from pathlib import Path
+
+        return None if self.extracted_dir is None else Path(self.extracted_dir)
 
     @property
     def input_content_type(self) -> str | None:
@@ -83,11 +113,12 @@ class LoadedSequence:
 # --------------------------------------------------------------------------- package.json
 
 
-def _read_package_json(pj: Path) -> dict[str, Any]:
+def _read_package_json(pj: StrPath) -> dict[str, Any]:
     try:
-        text = pj.read_text(encoding="utf-8")
+        with open(pj, encoding="utf-8") as f:
+            text = f.read()
     except FileNotFoundError as e:
-        raise SequencePathError(f"{pj.parent}: no package.json (expected {pj})") from e
+        raise SequencePathError(f"{os.path.dirname(pj)}: no package.json (expected {pj})") from e
     except (OSError, UnicodeDecodeError) as e:
         raise SequencePathError(f"{pj}: cannot read: {e}") from e
     try:
@@ -111,18 +142,18 @@ def _find_package_root(extracted: Path) -> Path:
     return extracted
 
 
-def _resolve_main(root: Path, pj: Path, package: dict[str, Any]) -> Path:
+def _resolve_main(root: StrPath, pj: StrPath, package: dict[str, Any]) -> str:
     if "main" not in package:
         raise SequencePathError(f"{pj}: field `main` is missing (it names the Sequence's entry .py file)")
     main = package["main"]
     if not isinstance(main, str) or not main.strip():
         raise SequencePathError(f"{pj}: field `main` must be a non-empty string, not {main!r}")
-    main_path = (root / main).resolve()
-    if not inside(str(root.resolve()), str(main_path)):
+    main_path = os.path.realpath(os.path.join(root, main))
+    if not inside(os.path.realpath(root), main_path):
         raise SequencePathError(f"{pj}: field `main` ({main!r}) points outside the package directory")
-    if main_path.is_dir() and (main_path / "__init__.py").is_file():
-        main_path = main_path / "__init__.py"
-    if not main_path.is_file():
+    if os.path.isdir(main_path) and os.path.isfile(os.path.join(main_path, "__init__.py")):
+        main_path = os.path.join(main_path, "__init__.py")
+    if not os.path.isfile(main_path):
         raise SequencePathError(
             f"Sequence entrypoint path {main} is invalid. Check `main` field in Sequence package.json"
             f" ({pj}: {main_path} does not exist)"
@@ -130,7 +161,7 @@ def _resolve_main(root: Path, pj: Path, package: dict[str, Any]) -> Path:
     return main_path
 
 
-def _check_fields(pj: Path, package: dict[str, Any], main_path: Path) -> None:
+def _check_fields(pj: StrPath, package: dict[str, Any], main_path: StrPath) -> None:
     for key in ("name", "version"):
         if key in package and not isinstance(package[key], str):
             raise SequencePathError(f"{pj}: field `{key}` must be a string, not {package[key]!r}")
@@ -141,7 +172,7 @@ def _check_fields(pj: Path, package: dict[str, Any], main_path: Path) -> None:
         if not isinstance(engines, dict):
             raise SequencePathError(f"{pj}: field `engines` must be an object, not {engines!r}")
         pythonish = any(str(k).lower().startswith("python") for k in engines)
-        if engines and not pythonish and main_path.suffix != ".py":
+        if engines and not pythonish and os.path.splitext(main_path)[1] != ".py":
             raise SequencePathError(
                 f"{pj}: field `engines` ({', '.join(map(str, engines))}) names no python engine;"
                 " this is not a Python Sequence"
@@ -150,6 +181,8 @@ def _check_fields(pj: Path, package: dict[str, Any], main_path: Path) -> None:
 
 def find_package_root(extracted: str | os.PathLike[str]) -> Path:
     """Where an extracted package's package.json lives: the archive root or its single top-level dir."""
+    from pathlib import Path
+
     return _find_package_root(Path(extracted))
 
 
@@ -157,8 +190,8 @@ def check_package(root: str | os.PathLike[str]) -> dict[str, Any]:
     """The package.json of the Sequence directory ``root``, checked as the loader checks it
     (valid JSON object, ``main`` inside the package and present, field types, a Python engine),
     without importing any of its code. Raises SequencePathError naming what is wrong."""
-    root_p = Path(root).resolve()
-    pj = root_p / "package.json"
+    root_p = os.path.realpath(root)
+    pj = os.path.join(root_p, "package.json")
     package = _read_package_json(pj)
     _check_fields(pj, package, _resolve_main(root_p, pj, package))
     return package
@@ -180,27 +213,27 @@ def _module_name(name: str) -> str:
     return candidate
 
 
-def _prepend_paths(root: Path, main_path: Path) -> None:
+def _prepend_paths(root: str, main_path: str) -> None:
     paths: list[str] = []
-    pyp = root / "__pypackages__"
-    if pyp.is_dir():
-        paths.append(str(pyp))
+    pyp = os.path.join(root, "__pypackages__")
+    if os.path.isdir(pyp):
+        paths.append(pyp)
         # PEP 582 layout: __pypackages__/X.Y/lib
-        pep582 = pyp / f"{sys.version_info[0]}.{sys.version_info[1]}" / "lib"
-        if pep582.is_dir():
-            paths.append(str(pep582))
-    paths.append(str(root))
-    if main_path.parent != root:
-        paths.append(str(main_path.parent))
+        pep582 = os.path.join(pyp, f"{sys.version_info[0]}.{sys.version_info[1]}", "lib")
+        if os.path.isdir(pep582):
+            paths.append(pep582)
+    paths.append(root)
+    if os.path.dirname(main_path) != root:
+        paths.append(os.path.dirname(main_path))
     for p in paths:
         while p in sys.path:
             sys.path.remove(p)
     sys.path[0:0] = paths
 
 
-def _import(main_path: Path, mod_name: str) -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader(mod_name, str(main_path))
-    spec = importlib.util.spec_from_file_location(mod_name, str(main_path), loader=loader)
+def _import(main_path: str, mod_name: str) -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader(mod_name, main_path)
+    spec = importlib.util.spec_from_file_location(mod_name, main_path, loader=loader)
     if spec is None:  # pragma: no cover - SourceFileLoader always gives a spec
         raise SequenceLoadError(f"{main_path}: cannot create an import spec")
     module = importlib.util.module_from_spec(spec)
@@ -209,11 +242,13 @@ def _import(main_path: Path, mod_name: str) -> ModuleType:
         loader.exec_module(module)
     except BaseException as e:  # sys.exit()/KeyboardInterrupt at import fail the start too (exit 22)
         sys.modules.pop(mod_name, None)
+        from .failure import import_failure_message, user_traceback  # only for a failed import
+
         raise SequenceLoadError(import_failure_message(e, main_path), user_traceback(e)) from e
     return module
 
 
-def _check_entry(module: ModuleType, main_path: Path) -> Callable[..., Any] | list[Any]:
+def _check_entry(module: ModuleType, main_path: str) -> Callable[..., Any] | list[Any]:
     if not hasattr(module, "run"):
         raise SequenceLoadError(f"{main_path}: defines no `run` (expected `def run(context, input, *args)`)")
     entry = module.run
@@ -233,7 +268,7 @@ def _check_entry(module: ModuleType, main_path: Path) -> Callable[..., Any] | li
     return entry  # type: ignore[no-any-return]
 
 
-def _dict_attr(module: ModuleType, name: str, main_path: Path) -> dict[str, Any] | None:
+def _dict_attr(module: ModuleType, name: str, main_path: str) -> dict[str, Any] | None:
     v = getattr(module, name, None)
     if v is None:
         return None
@@ -258,14 +293,15 @@ def load_sequence(
     fresh temporary directory, reported as ``LoadedSequence.extracted_to``).
     ``chdir=False`` skips ``os.chdir(root)`` (for tests and embedding).
     """
-    p = Path(path)
-    if not p.exists():
+    p = os.fspath(path)
+    if not os.path.exists(p):
         raise SequencePathError(f"{p}: no such file or directory")
-    extracted: Path | None = None
+    extracted: str | None = None
     package: dict[str, Any]
-    if p.is_file() and is_archive(p):
+    if os.path.isfile(p) and is_archive(p):
         import shutil
         import tempfile
+        from pathlib import Path
 
         target = Path(extract_dir) if extract_dir else Path(tempfile.mkdtemp(prefix="sequence-"))
         try:
@@ -274,26 +310,26 @@ def load_sequence(
             if not extract_dir:
                 shutil.rmtree(target, ignore_errors=True)
             raise
-        extracted = target
-        p = _find_package_root(target)
-    if p.is_dir():
-        root = p.resolve()
-        pj = root / "package.json"
-        if extracted is not None and not pj.is_file():
+        extracted = str(target)
+        p = str(_find_package_root(target))
+    if os.path.isdir(p):
+        root = os.path.realpath(p)
+        pj = os.path.join(root, "package.json")
+        if extracted is not None and not os.path.isfile(pj):
             raise SequencePathError(f"{path}: no package.json in the package archive")
         package = _read_package_json(pj)
         main_path = _resolve_main(root, pj, package)
         _check_fields(pj, package, main_path)
-    elif p.is_file():
-        main_path = p.resolve()
-        if main_path.suffix != ".py":
+    elif os.path.isfile(p):
+        main_path = os.path.realpath(p)
+        if os.path.splitext(main_path)[1] != ".py":
             raise SequencePathError(f"{p}: not a Sequence (expected a directory, a .tar.gz package or a .py file)")
-        root = main_path.parent
-        package = {"main": main_path.name, "name": main_path.stem}
+        root = os.path.dirname(main_path)
+        package = {"main": os.path.basename(main_path), "name": _stem(main_path)}
     else:
         raise SequencePathError(f"{p}: not a regular file or directory")
 
-    name = str(package.get("name") or main_path.stem)
+    name = str(package.get("name") or _stem(main_path))
     version = str(package.get("version") or "0.0.0")
     default_args = list(package.get("args") or [])
 
@@ -309,8 +345,8 @@ def load_sequence(
     provides = _dict_attr(module, "provides", main_path)
     ot = getattr(module, "output_type", None)
     return LoadedSequence(
-        root=root,
-        main=main_path,
+        root_dir=root,
+        main_file=main_path,
         name=name,
         version=version,
         package=package,
@@ -320,6 +356,11 @@ def load_sequence(
         requires=requires,
         provides=provides,
         output_type=ot if isinstance(ot, str) and ot else None,
-        extracted_to=extracted,
+        extracted_dir=extracted,
     )
+
+
+def _stem(path: str) -> str:
+    """``Path(path).stem``."""
+    return os.path.splitext(os.path.basename(path))[0]
 

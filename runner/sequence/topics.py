@@ -63,9 +63,11 @@ def _attr(obj: Any, *names: str) -> Any:
 
 
 def _result_source(result: Any) -> Any:
+    if result is None:  # at load (the first PANG): shapes (and content) are not imported for it
+        return None
     from .shapes import SequenceInput
 
-    if result is None or isinstance(result, (SequenceInput, *_PLAIN_RESULTS)):
+    if isinstance(result, (SequenceInput, *_PLAIN_RESULTS)):
         return None
     return result
 

@@ -179,3 +179,19 @@ def test_ssl_already_imported_is_the_usual_import() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "ok\n"
+
+
+def test_what_an_idle_runner_has_not_imported(tmp_path: Path) -> None:
+    """The libraries the runner no longer loads before the Sequence asks (idle RSS 27 -> 19 MiB):
+    ssl and its libraries, anyio, uvloop, pathlib (with urllib and ipaddress)."""
+    path = _sequence(tmp_path, """
+        import json, sys
+
+        async def run(context, input):
+            names = ("ssl", "_ssl", "anyio", "uvloop", "pathlib", "urllib.parse", "ipaddress")
+            maps = open("/proc/self/maps").read() if sys.platform == "linux" else ""
+            yield json.dumps({"imported": [n for n in names if n in sys.modules],
+                              "libssl": "libssl" in maps or "libcrypto" in maps}) + "\\n"
+    """)
+    [facts] = _run(path)
+    assert facts == {"imported": [], "libssl": False}
