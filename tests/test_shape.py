@@ -13,7 +13,9 @@ MAX_LINES = 500
 #: Files allowed past the limit, with the reason. The Cython framer mirrors its pure-Python twin
 #: (_framer_py.py) class for class and method for method, so the two are read and tested side by
 #: side (tests/parity); its C declarations make it longer, not a second job.
-EXCEPTIONS = {"runner/protocol/_framer_c.pyx": 700}
+#: 700 -> 740 for the in-place payload calls (detach_payload, pending_view/pending_filled, data_header)
+#: that sendfile, splice and recv_into need (issue 13 part 4).
+EXCEPTIONS = {"runner/protocol/_framer_c.pyx": 740}
 
 
 def sizes() -> dict[str, int]:
