@@ -9,6 +9,11 @@ like, whatever the machine's load. Through a Bridge, one spawn gives two figures
 handshake (PING/PONG, which the runner reaches before it imports asyncio, anyio or the
 Sequence) and the first PANG (the Sequence is loaded): the latter is "ready".
 
+Beside each time, the CPU the process's threads had used by then (``/proc/PID/task/*/schedstat``):
+on this shared machine a spawn's wall time follows the other work, its CPU much less, so
+"runner CPU / floor CPU" is the steadier comparison. For a floor that is the CPU up to its
+byte (it sleeps after writing it); for a runner, up to the moment the host saw its PANG.
+
 STH mode: ``sth_host.STHHost`` (tests/sth_host) starts our runner and, when a checkout of STH's own
 Python runner is given (``run.py --sth-runner DIR --sth-python PY``), theirs too, in the
 same rounds; ready is PING received ("established") for both.
@@ -26,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from common import SEQUENCES, private_bytes, rss_bytes
+from common import SEQUENCES, cpu_seconds_all_threads, private_bytes, rss_bytes
 
 from host_bridge import Bridge
 from host_bridge.link import wait_readable
@@ -75,16 +80,23 @@ async def _end(proc: Any) -> None:
     await proc.aclose()
 
 
-async def cold_ready(kind: str) -> float:
-    """Spawn -> first byte: ``kind`` is "runner" (its PING) or a key of FLOORS."""
-    command = None if kind == "runner" else [sys.executable, "-c", FLOORS[kind]]
-    seconds, _, _ = await _spawn_until_first_byte(command, seq("echo-events"))
-    return seconds
+async def cold_ready(kind: str) -> dict[str, float]:
+    """Spawn -> first byte, and the CPU used by then: ``kind`` is "runner" (its PING) or a key of
+    FLOORS (which then sleeps, so its CPU is read before it can do anything else)."""
+    command = None if kind == "runner" else [sys.executable, "-c", FLOORS[kind] + _SLEEP]
+    seconds, proc, ours = await _spawn_until_first_byte(command, seq("echo-events"), keep=True)
+    cpu = cpu_seconds_all_threads(proc.pid)
+    await _end(proc)
+    ours.close()
+    if cpu is None:
+        raise RuntimeError(f"no CPU figure for {kind} (pid {proc.pid})")
+    return {"ready": seconds, "cpu": cpu}
 
 
 async def bridge_ready(bridge: Bridge) -> dict[str, float]:
     """One ``bridge.spawn()``, two figures: -> handshake done (``wait_started``, PING/PONG), and
-    -> the first PANG (``requires`` announced: the Sequence is loaded), issue 13's "ready"."""
+    -> the first PANG (``requires`` announced: the Sequence is loaded), issue 13's "ready"; and the
+    runner's CPU when the host saw that PANG."""
     start = time.perf_counter()
     inst = await bridge.spawn(seq("echo-events"))
     with anyio.fail_after(30):
@@ -93,12 +105,13 @@ async def bridge_ready(bridge: Bridge) -> dict[str, float]:
         handshake = time.perf_counter() - start
         state = await inst.wait_until(lambda s: s.requires is not None or s.done)
     pang = time.perf_counter() - start
-    if state.requires is None:
+    cpu = cpu_seconds_all_threads(inst.pid) if inst.pid else None
+    if state.requires is None or cpu is None:
         raise RuntimeError(f"runner ended before its PANG: {inst.info.error or inst.info.exit_reason}")
     await inst.kill()
     with anyio.fail_after(30):
         await inst.wait()
-    return {"handshake": handshake, "pang": pang}
+    return {"handshake": handshake, "pang": pang, "pang_cpu": cpu}
 
 
 async def sth_ready(sth_host: Any) -> float:

@@ -153,6 +153,23 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds_all_threads(pid: int) -> float | None:
+    """CPU time ``pid``'s threads have run so far (``/proc/PID/task/*/schedstat``, ns resolution);
+    None if it is gone. Unlike wall time it barely moves with the machine's load."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
 def private_bytes(pid: int) -> int | None:
     """Private (unshared) resident memory of ``pid``: what this process alone costs."""
     try:

@@ -51,6 +51,10 @@ def startup_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
                        fmt=F1))
         out.append(row(f"4 spawn -> PANG (Sequence loaded), {label}", pang, "ms", vs_floor, pang / floor,
                        f"<= {target}", pang <= target, F1))
+        if kind == "cold" and "cold_pang_cpu_ms" in s:  # CPU: steadier than wall time on a loaded machine
+            floor_cpu = s["import_asyncio_cpu_ms"]
+            out.append(row("4 CPU until PANG, cold (all threads)", s["cold_pang_cpu_ms"], "ms",
+                           f"vs import asyncio's CPU {floor_cpu:.1f}", s["cold_pang_cpu_ms"] / floor_cpu, fmt=F1))
     theirs = s.get("sth_theirs_ms")
     ours = s["sth_ours_ms"]
     out.append(row("4 STH mode, start -> PING, our runner", ours, "ms",

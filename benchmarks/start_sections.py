@@ -56,11 +56,16 @@ async def startup(cfg: Any, hosts: Contenders, say: Say) -> dict[str, Any]:
         theirs = hosts.sth_theirs
         variants["sth_theirs"] = lambda: bench_start.sth_ready(theirs)
     samples = await _rounds(cfg.startup_runs, variants)
+    for name in ("interpreter", "import_asyncio", "runner_ping"):  # time to the first byte, and CPU
+        spawns = samples.pop(name)
+        samples[name] = [r["ready"] for r in spawns]
+        samples[f"{name}_cpu"] = [r["cpu"] for r in spawns]
     for name in ("cold", "warm"):  # one spawn, two figures: handshake done, then the first PANG
         if name in samples:
             spawns = samples.pop(name)
             samples[f"{name}_handshake"] = [r["handshake"] for r in spawns]
             samples[f"{name}_pang"] = [r["pang"] for r in spawns]
+            samples[f"{name}_pang_cpu"] = [r["pang_cpu"] for r in spawns]
     first = [(await bench_e2e.startup(hosts.bridge))["first_output_s"] for _ in range(cfg.runs)]
     out: dict[str, Any] = {f"{k}_ms": median(v) * 1e3 for k, v in samples.items()}
     out["first_output_ms"] = median(first) * 1e3

@@ -68,11 +68,12 @@ def test_verifier_catches_a_lost_byte() -> None:
 def test_start_floor_and_runner_first_byte() -> None:
     """The start-up rows' harness: a floor process and a runner both say something on their socket."""
 
-    async def main() -> tuple[float, float]:
+    async def main() -> tuple[dict[str, float], dict[str, float]]:
         return await bench_start.cold_ready("import_asyncio"), await bench_start.cold_ready("runner")
 
     floor, runner = anyio.run(main)
-    assert floor > 0 and runner > 0
+    assert floor["ready"] > 0 and runner["ready"] > 0
+    assert 0 < floor["cpu"] and 0 < runner["cpu"]  # CPU of the process's threads, read while it lives
 
 
 def test_bridge_spawn_reaches_the_handshake_then_the_first_pang() -> None:
@@ -84,6 +85,7 @@ def test_bridge_spawn_reaches_the_handshake_then_the_first_pang() -> None:
 
     times = anyio.run(main)
     assert 0 < times["handshake"] <= times["pang"]
+    assert 0 < times["pang_cpu"]
 
 
 def test_cli_bulk_and_raw_copy_give_every_byte_back() -> None:
