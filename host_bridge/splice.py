@@ -13,7 +13,8 @@ writes the first and splices the rest.
 Order and flow control hold because a frame is spliced only when nothing of its channel is
 waiting ahead of it (the application's ``idle()``: its channel buffer empty, its writer done),
 and only when the pipe has room for what was read of it already, so the write never blocks.
-When the pipe fills up during the splice the reader waits for room, but at most PIPE_STALL:
+When the pipe is full (before the write, or during the splice) the reader waits for room, but
+at most PIPE_STALL each time (the pipe's reader sets the pace anyway):
 after that the rest of the payload is read into memory and fed to the channel like any other
 data (``keep``) and goes out through the application's ordinary path, so the connection's other
 frames (control, events) are never stuck behind a pipe nobody reads. Credit for spliced bytes is returned as the
@@ -44,7 +45,7 @@ _PIPE_SIDE = (errno.EPIPE, errno.EBADF, errno.EINVAL)
 
 #: How long the reader waits for room in a full pipe before it reads the rest of a frame into
 #: memory instead (and the application's ordinary path writes it).
-PIPE_STALL = 0.05
+PIPE_STALL = 0.25
 
 wait_readable: Callable[[Any], Any] = getattr(anyio, "wait_readable", None) or anyio.wait_socket_readable
 wait_writable: Callable[[Any], Any] = getattr(anyio, "wait_writable", None) or anyio.wait_socket_writable
@@ -102,17 +103,26 @@ class PipeSplice:
 
         Raises ConnectionCut if the socket ends or fails before the frame does."""
         size = len(head) + rest
-        if size < MIN_SPLICE or not self._fits(len(head)):
+        if size < MIN_SPLICE or not await self._room_for(len(head)):
             self._keep(head)
         elif self._write_head(head):
             rest = await self._splice(sock, rest)
         await self._read_rest(sock, rest)
 
-    def _fits(self, size: int) -> bool:
-        try:
-            return self._capacity - _queued(self.fd) >= size
-        except OSError:
-            return False
+    async def _room_for(self, size: int) -> bool:
+        """Whether the pipe has room for ``size`` bytes, waiting PIPE_STALL at most for its reader."""
+        with anyio.move_on_after(PIPE_STALL):
+            while True:
+                try:
+                    if self._capacity - _queued(self.fd) >= size:
+                        return True
+                except OSError:
+                    return False
+                # Writable means a page is free, not that the head fits: then give the reader time.
+                await wait_writable(self.fd)
+                if self._capacity - _queued(self.fd) < size:
+                    await anyio.sleep(0.001)
+        return False
 
     def _write_head(self, head: Any) -> bool:
         """Write what was read of the frame (the pipe has room for it: we are its only writer);
