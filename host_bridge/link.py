@@ -34,8 +34,11 @@ from .options import InstanceOptions
 from .splice import ConnectionCut, PipeSplice
 
 READ_SIZE = 1 << 18
-#: The read after a spliced frame: the next frame's header and the start of its payload.
-SPLICE_READ_SIZE = 1 << 14
+#: A payload with at least this much missing after a read is received into its own buffer.
+RECV_INTO_MIN = 1 << 16
+#: The read after a spliced frame: the next frame's header alone (a DATA header is 7 bytes), so a
+#: spliced frame's payload is never read into this process at all (nor a buffer allocated for it).
+SPLICE_READ_SIZE = 7
 try:
     IOV_MAX = min(int(os.sysconf("SC_IOV_MAX")), 1024)
 except (AttributeError, ValueError, OSError):  # pragma: no cover - not on Linux/macOS
@@ -287,20 +290,18 @@ class Link:
     async def _reader(self) -> None:
         conn = self.conn
         sock = self.stream.sock
-        recv = sock.recv
         on_events = self._on_events
-        read_size = READ_SIZE
+        small = False  # frame by frame: the last frame was spliced, and the next one likely is
         try:
             while True:
                 try:
-                    data = recv(read_size)
+                    got = self._receive(sock, small)
                 except _WOULD_BLOCK:
                     await wait_readable(sock)
                     continue
                 except OSError as exc:
                     self._on_failure(f"connection broken while reading: {exc!r}", False)
                     return
-                conn.receive_data(data, anyio.current_time())
                 events = []
                 try:
                     while (event := conn.next_event()) is not NEED_DATA:
@@ -313,23 +314,23 @@ class Link:
                 if events:
                     on_events(events)
                     self.flush()
-                if not data:
+                if not got:
                     return
                 splice = self.splice
                 if splice is not None and splice.ready():
                     detached = conn.detach_data(splice.channel)
                     if detached is not None:
                         try:
-                            await splice.take(sock, *detached)
+                            small = await splice.take(sock, *detached)
                         except ConnectionCut as exc:
                             self._on_failure(str(exc), False)
                             return
-                        # Most likely the next frame is spliced too: read little of it, so that
-                        # little goes through this process (the first read of a frame is written).
-                        read_size = SPLICE_READ_SIZE
                         continue
-                read_size = READ_SIZE
-                if len(data) < READ_SIZE:
+                else:
+                    small = False
+                if small:
+                    continue  # the next header now (a read that would block waits above)
+                if got < READ_SIZE:
                     await wait_readable(sock)  # most likely drained: sleep until more comes
                 else:
                     await anyio.lowlevel.checkpoint()  # more is waiting; let others run first
@@ -337,6 +338,22 @@ class Link:
             return
         finally:
             self.read_done.set()
+
+    def _receive(self, sock: socket.socket, small: bool) -> int:
+        """One read into the Connection; the bytes read (0 at end of file). The rest of a large
+        payload cut by the last read goes straight into its own buffer (``recv_into``: no copy
+        out of a 256 KiB read); ``small`` reads one frame at a time (a DATA header, then its
+        payload), so a payload to splice is never read into this process at all."""
+        conn = self.conn
+        view = conn.pending_view(1 if small else RECV_INTO_MIN)
+        if view is not None:
+            with view:
+                got = sock.recv_into(view)
+            conn.received_into(got, anyio.current_time())
+            return got
+        data = sock.recv(SPLICE_READ_SIZE if small else READ_SIZE)
+        conn.receive_data(data, anyio.current_time())
+        return len(data)
 
     async def _writer(self) -> None:
         sock = self.stream.sock

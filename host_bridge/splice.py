@@ -98,16 +98,19 @@ class PipeSplice:
     def ready(self) -> bool:
         return self.active and self._idle()
 
-    async def take(self, sock: socket.socket, head: Any, rest: int) -> None:
-        """Deliver a detached frame: ``head`` (read already) and the next ``rest`` bytes of ``sock``.
-
-        Raises ConnectionCut if the socket ends or fails before the frame does."""
+    async def take(self, sock: socket.socket, head: Any, rest: int) -> bool:
+        """Deliver a detached frame: ``head`` (read already) and the next ``rest`` bytes of ``sock``;
+        whether any of it was spliced. Raises ConnectionCut if the socket ends or fails before
+        the frame does."""
         size = len(head) + rest
+        spliced = False
         if size < MIN_SPLICE or not await self._room_for(len(head)):
             self._keep(head)
         elif self._write_head(head):
-            rest = await self._splice(sock, rest)
+            left = await self._splice(sock, rest)
+            spliced, rest = left < rest, left
         await self._read_rest(sock, rest)
+        return spliced
 
     async def _room_for(self, size: int) -> bool:
         """Whether the pipe has room for ``size`` bytes, waiting PIPE_STALL at most for its reader."""

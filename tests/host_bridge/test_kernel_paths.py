@@ -281,3 +281,35 @@ def _drain_socket(sock: socket.socket, out: bytearray, at_least: int) -> None:
         out += chunk
         if len(out) >= at_least + 7 + 7 + 10:  # the credit, the data header, the message header
             return
+
+
+@needs_runner
+async def test_large_output_frames_are_received_into_their_own_buffers(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a splice, a large payload cut by a read is received straight into its buffer (the
+    Link's recv_into): the bytes still come through output() whole and in order."""
+    into: list[int] = []
+    received_into = Connection.received_into
+
+    def counted(self: Connection, n: int, now: float = 0.0) -> None:
+        into.append(n)
+        received_into(self, n, now)
+
+    monkeypatch.setattr(Connection, "received_into", counted)
+    blocks = [os.urandom(1 << 20) for _ in range(12)]
+    inst = await bridge.spawn(PASSTHROUGH, window=8 << 20)
+    assert await inst.wait_started()
+
+    async def feed() -> None:
+        for block in blocks:
+            await inst.write_input(block, content_type=OCTET)
+        await inst.end_input()
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            out = await collect(inst.output())
+        assert await inst.wait() == 0
+    assert hashlib.sha256(out).digest() == hashlib.sha256(b"".join(blocks)).digest()
+    assert sum(into) > len(out) // 2
