@@ -108,7 +108,7 @@ class Template:
     def handle_request(self) -> bool:
         """One fork request; False when the host is gone."""
         try:
-            size, ancdata, _, _ = self.control.recvmsg_into([self.buffer], socket.CMSG_LEN(MAX_FDS * 4))
+            size, ancdata, flags, _ = self.control.recvmsg_into([self.buffer], socket.CMSG_LEN(MAX_FDS * 4))
         except OSError:
             return False
         if not size:
@@ -116,6 +116,8 @@ class Template:
         fds = _received_fds(ancdata)
         del ancdata  # freed before the fork, not after it (see above)
         try:
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                raise ValueError(f"a fork request is at most {MAX_REQUEST} bytes and {MAX_FDS} fds")
             pid, in_cgroup = self.fork(size, fds)
             reply = b'{"pid": %d, "in_cgroup": %s}' % (pid, b"true" if in_cgroup else b"false")
         except Exception as exc:  # noqa: BLE001 - a bad request is answered, never fatal

@@ -188,6 +188,17 @@ def test_a_request_the_template_cannot_read_is_answered_and_it_keeps_serving(tmp
                                   "and a NUL byte"}
         assert status_ours.recv(4) == b""  # the template closed the status socket it was given
         status_ours.close()
+        status_ours, status_theirs = socket.socketpair()
+        fds = [os.open(os.devnull, os.O_RDWR) for _ in range(4)]
+        try:  # one fd more than a request has: refused, not cut short by the kernel
+            control = zygote._send(b"\0{}", [*fds, status_theirs.fileno()])
+            reply = json.loads(control.recv(1 << 16))
+        finally:
+            for fd in fds:
+                os.close(fd)
+            status_theirs.close()
+        assert reply == {"error": "ValueError: a fork request is at most 1048576 bytes and 4 fds"}
+        status_ours.close()
         out_r, out_w = os.pipe()
         conn = os.open(os.devnull, os.O_RDWR)
         _, status = zygote.fork(["--fd", "3"], {"PATH": os.environ.get("PATH", "")}, str(tmp_path), None,
