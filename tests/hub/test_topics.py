@@ -142,6 +142,6 @@ def test_two_utf16_producers_interleave_whole_lines(client: httpx.Client) -> Non
     with client.stream("GET", f"/topic/{topic}", timeout=60) as r:
         text = r.read().decode("utf-16-le")
     got = text.splitlines(keepends=True)
-    for p in lines:  # every line whole, each producer's in order
-        assert [line for line in got if line.startswith(p)] == lines[p]
+    for p, sent in lines.items():  # every line whole, each producer's in order
+        assert [line for line in got if line.startswith(p)] == sent
     assert len(got) == 800
