@@ -87,6 +87,7 @@ class TaskSet:
             self._owner.cancel()
 
     def raise_failure(self) -> None:
-        """In the owner, on its cancellation: the failure that caused it, if a task failed."""
+        """In the owner, on its cancellation: the failure that caused it, if a task failed (not chained
+        to the cancellation, which is only how it got here)."""
         if self.failure is not None:
-            raise self.failure
+            raise self.failure from None

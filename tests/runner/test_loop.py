@@ -60,3 +60,24 @@ def test_run_returns_what_main_returns() -> None:
         return type(asyncio.get_running_loop()).__module__
 
     assert run(main(), use_uvloop=False) == "asyncio.unix_events"
+
+
+def test_the_failure_is_not_chained_to_the_owners_cancellation() -> None:
+    async def fails() -> None:
+        raise Boom("alone")
+
+    async def main() -> None:
+        owner = asyncio.current_task()
+        assert owner is not None
+        tasks = TaskSet(owner)
+        tasks.start_soon(fails)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            tasks.raise_failure()
+            raise
+
+    with pytest.raises(Boom) as caught:
+        run(main(), use_uvloop=False)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
