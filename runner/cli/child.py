@@ -45,6 +45,13 @@ STDOUT_PIPE_SIZE = 1 << 20
 #: window let one frame through at a time: the runner waited for every chunk to be read and
 #: credited before it sent the next. 8 MiB keeps both processes busy (issue 13 part 4).
 OUTPUT_WINDOW = 8 << 20
+#: glibc malloc settings for the runner this command starts (unless set already): a bulk run
+#: allocates a 1 MiB payload per input frame, and with glibc's defaults each one came from fresh
+#: pages (a fifth of the runner's reader thread went to page faults). Payloads up to 8 MiB come
+#: from the heap and up to 64 MiB of freed heap is kept for the next ones: the runner's RSS may
+#: stay up to that much higher after a burst. Other C libraries ignore these variables; a warm
+#: (forked) runner keeps its template's settings.
+RUNNER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(8 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 #: Allocations of container objects between two young-generation collections during the run
 #: (CPython's default is 700): a bulk run allocates a few per chunk, none of them cyclic garbage.
 GC_YOUNG_THRESHOLD = 10_000
@@ -86,9 +93,11 @@ def _widen_stdout_pipe() -> None:
 
 async def _run(opts: RunOptions, render: Render, tally: RunTally) -> int:
     async with Bridge() as bridge:
+        env = opts.sequence_env()
+        env.update({k: v for k, v in RUNNER_MALLOC_ENV.items() if k not in os.environ and k not in env})
         try:
             inst = await bridge.spawn(opts.path, args=opts.args, app_config=opts.config,
-                                      input_content_type=opts.content_type, env=opts.sequence_env() or None,
+                                      input_content_type=opts.content_type, env=env,
                                       window=OUTPUT_WINDOW)
         except SpawnError as exc:
             render.note(str(exc))

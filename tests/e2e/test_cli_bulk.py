@@ -104,3 +104,22 @@ def test_bulk_from_a_pipe_into_a_file_takes_the_ordinary_paths(tmp_path: Path) -
         feeder.wait(RUN_TIMEOUT)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert hashlib.sha256(out_path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+MALLOC_PROBE = """\
+import os
+
+
+async def run(context, input):
+    yield " ".join(os.environ.get(name, "-") for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
+"""
+
+
+def test_the_runner_gets_bulk_malloc_settings_unless_they_are_set(tmp_path: Path) -> None:
+    """glibc's malloc thresholds for the runner (runner/cli/child.py RUNNER_MALLOC_ENV); the user's own win."""
+    (tmp_path / "seq.py").write_text(MALLOC_PROBE)
+    done = run_cli("run", str(tmp_path / "seq.py"))
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout == f"{8 << 20} {64 << 20}".encode()
+    done = run_cli("run", str(tmp_path / "seq.py"), env={"MALLOC_TRIM_THRESHOLD_": "4096"})
+    assert done.stdout == f"{8 << 20} 4096".encode()
