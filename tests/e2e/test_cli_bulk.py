@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -123,3 +124,24 @@ def test_the_runner_gets_bulk_malloc_settings_unless_they_are_set(tmp_path: Path
     assert done.stdout == f"{8 << 20} {64 << 20}".encode()
     done = run_cli("run", str(tmp_path / "seq.py"), env={"MALLOC_TRIM_THRESHOLD_": "4096"})
     assert done.stdout == f"{8 << 20} 4096".encode()
+
+
+def test_sigint_while_stdout_is_not_read_stops_the_run_and_keeps_order(tmp_path: Path) -> None:
+    """STOP in the middle of a spliced bulk run whose stdout reader has stopped: the connection is
+    not held up by the full pipe (the splice gives up after PIPE_STALL), the stop goes through,
+    and once the reader drains the pipe the run ends 138 with a prefix of the input, in order."""
+    path, data = _file(tmp_path, 64 << 20)
+    read, write = os.pipe()
+    proc = _run_into(tmp_path, write, subprocess.DEVNULL, "--input", str(path))
+    os.close(write)
+    try:
+        first = os.read(read, 1 << 16)  # output is flowing; then nobody reads for a while
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        out = first + _read_all(read)
+    finally:
+        os.close(read)
+    _, err = proc.communicate(timeout=RUN_TIMEOUT)
+    assert proc.returncode == 138, err.decode()[-2000:]
+    assert out == data[: len(out)] and len(out) >= len(first)

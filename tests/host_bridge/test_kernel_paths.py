@@ -313,3 +313,47 @@ async def test_large_output_frames_are_received_into_their_own_buffers(
         assert await inst.wait() == 0
     assert hashlib.sha256(out).digest() == hashlib.sha256(b"".join(blocks)).digest()
     assert sum(into) > len(out) // 2
+
+
+@needs_runner
+async def test_a_pipe_reader_that_goes_away_ends_splicing_and_the_run_completes(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    """EPIPE in the middle of a spliced frame: on_gone is told once, the rest of the output is
+    dropped through output()'s discard (credit flows back), and the Sequence completes."""
+    fd, _ = _file(tmp_path, 32 << 20)
+    inst = await bridge.spawn(PASSTHROUGH)
+    read_fd, write_fd = os.pipe()
+    fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    gone: list[bool] = []
+    writer = Writer(write_fd)
+    assert await inst.wait_started()
+
+    def on_gone() -> None:
+        gone.append(True)
+        inst.discard("output")
+
+    async def feed() -> None:
+        await inst.write_input_file(fd, content_type=OCTET)
+        await inst.end_input()
+
+    async def pump() -> None:
+        async for first in inst.output():
+            assert inst.splice_output(write_fd, writer.idle, lambda n: None, on_gone)
+            del first  # not written: the reader is about to go
+            break
+        os.close(read_fd)  # the reader goes away with frames in flight
+        async for _ in inst.output():
+            pass  # whatever came before the discard
+
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(feed)
+                tg.start_soon(pump)
+            assert await inst.wait() == 0
+    finally:
+        os.close(fd)
+        os.close(write_fd)
+    assert gone == [True]
+    assert inst._link is not None and inst._link.splice is not None and not inst._link.splice.active
