@@ -63,6 +63,14 @@ def startup_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
     if theirs:
         out.append(row("4 STH mode, start -> PING, STH's runner", theirs, "ms", f"vs import asyncio {floor:.1f}",
                        theirs / floor, fmt=F1))
+    ours_pang, theirs_pang = s.get("sth_ours_pang_ms"), s.get("sth_theirs_pang_ms")
+    if ours_pang is not None:  # STH's hub marks an Instance running at its first PANG
+        out.append(row("4 STH mode, start -> first PANG, our runner (Sequence loaded)", ours_pang, "ms",
+                       f"STH's runner {theirs_pang:.1f}" if theirs_pang else "",
+                       ours_pang / theirs_pang if theirs_pang else None, fmt=F1))
+    if theirs_pang is not None:
+        out.append(row("4 STH mode, start -> first PANG, STH's runner (before its Sequence load)", theirs_pang,
+                       "ms", vs_floor, theirs_pang / floor, fmt=F1))
     out.append(row("4 spawn -> first output (hello)", s["first_output_ms"], "ms", f"vs import asyncio {floor:.1f}",
                    s["first_output_ms"] / floor, fmt=F1))
     return out
