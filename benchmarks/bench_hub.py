@@ -42,16 +42,23 @@ ROOT = Path(__file__).resolve().parent.parent
 class HubServer:
     """A hub subprocess on an ephemeral loopback port, with its own store; always stopped."""
 
-    def __init__(self, *args: str) -> None:
+    #: What starts the hub (deploy/bench_bulk_suspects.py runs a launcher that patches it in-process).
+    command: tuple[str, ...] = ("-m", "hub")
+    max_instances = 500
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self._store = tempfile.TemporaryDirectory(prefix="bench-hub-")
         self.args = args  # more hub flags (bench_hub_docker.py: --runtime docker)
+        self.env = env or {}  # added to this process's environment
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def __enter__(self) -> HubServer:  # noqa: PYI034 - a final class; Self needs typing_extensions on 3.10
-        cmd = [sys.executable, "-m", "hub", "--port", "0", "--store", self._store.name, "--min-free-mem", "0",
-               "--min-free-space", "0", "--max-instances", "500", "--log-level", "warning", *self.args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        cmd = [sys.executable, *self.command, "--port", "0", "--store", self._store.name, "--min-free-mem", "0",
+               "--min-free-space", "0", "--max-instances", str(self.max_instances), "--log-level", "warning",
+               *self.args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, **self.env})
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode()
         if not line.startswith("hub listening on "):

@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -52,22 +51,10 @@ LAUNCHER = ROOT / "deploy" / "bulk_suspects" / "hub_variant.py"
 
 
 class VariantHub(HubServer):
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        super().__init__(*args)
-        self.env = env
+    """A hub started by the launcher, which changes one suspect in-process (``env`` says which)."""
 
-    def __enter__(self) -> VariantHub:  # noqa: PYI034 - as bench_hub.HubServer (Self needs typing_extensions on 3.10)
-        cmd = [sys.executable, str(LAUNCHER), "--port", "0", "--store", self._store.name, "--min-free-mem", "0",
-               "--min-free-space", "0", "--max-instances", "50", "--log-level", "warning", *self.args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env={**os.environ, **self.env})
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
-        if not line.startswith("hub listening on "):
-            self.__exit__()
-            raise RuntimeError(f"the hub did not start: {line!r}")
-        self.url = line.split()[-1]
-        return self
+    command = (str(LAUNCHER),)
+    max_instances = 50
 
 
 def cpu_seconds(pid: int) -> float:
@@ -151,7 +138,7 @@ async def measure(variants: list[str], runs: int, total: int, say: Any) -> dict[
     out: dict[str, dict[str, list[float]]] = {v: {"wall_s": [], "hub_cpu_s": [], "runner_cpu_s": [], "load": []}
                                               for v in variants}
     with contextlib.ExitStack() as hubs:
-        servers = {v: hubs.enter_context(VariantHub(VARIANTS[v][0], *VARIANTS[v][1])) for v in variants}
+        servers = {v: hubs.enter_context(VariantHub(*VARIANTS[v][1], env=VARIANTS[v][0])) for v in variants}
         async with contextlib.AsyncExitStack() as opened:
             clients = {v: await opened.enter_async_context(client_for(s)) for v, s in servers.items()}
             ids = {v: await upload(c, "identity-bytes") for v, c in clients.items()}
