@@ -234,11 +234,7 @@ cdef class FrameDecoder:
             SR_RESUME_GC(gc_was_enabled)
             PyBuffer_Release(&pb)
         if self._err != ERR_NONE:
-            err = self._make_error()
-            err.frames = frames
-            self._error = err
-            self._clear_pending()
-            raise err
+            self._raise_failed(frames)
         self.frames_decoded += len(frames)
         return frames
 
@@ -248,6 +244,15 @@ cdef class FrameDecoder:
         self._err_b = b
         self._err_lead = lead
         return -1
+
+    cdef object _raise_failed(self, list frames):
+        """Raise the error the parse recorded, carrying the frames decoded before it; every later
+        call raises it again (the pure twin's ``err.frames``)."""
+        err = self._make_error()
+        err.frames = frames
+        self._error = err
+        self._clear_pending()
+        raise err
 
     cdef object _make_error(self):
         cdef int code = self._err
@@ -441,11 +446,7 @@ cdef class FrameDecoder:
         if self._fill < PyBytes_GET_SIZE(self._payload):
             return frames
         if self._emit_pending(frames) != 0:
-            err = self._make_error()
-            err.frames = frames
-            self._error = err
-            self._clear_pending()
-            raise err
+            self._raise_failed(frames)
         self.frames_decoded += len(frames)
         return frames
 
