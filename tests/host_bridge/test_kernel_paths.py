@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 from hb_helpers import collect, real_runner_available, spawn_fake
+from received_into import count_received_into
 
 from host_bridge import Bridge, ChannelClosed, Instance, InstanceNotRunning
 from host_bridge.link import Link, SocketStream
@@ -289,14 +290,7 @@ async def test_large_output_frames_are_received_into_their_own_buffers(
 ) -> None:
     """Without a splice, a large payload cut by a read is received straight into its buffer (the
     Link's recv_into): the bytes still come through output() whole and in order."""
-    into: list[int] = []
-    received_into = Connection.received_into
-
-    def counted(self: Connection, n: int, now: float = 0.0) -> None:
-        into.append(n)
-        received_into(self, n, now)
-
-    monkeypatch.setattr(Connection, "received_into", counted)
+    into = count_received_into(monkeypatch)
     blocks = [os.urandom(1 << 20) for _ in range(12)]
     inst = await bridge.spawn(PASSTHROUGH, window=8 << 20)
     assert await inst.wait_started()

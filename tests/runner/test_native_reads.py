@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from received_into import count_received_into
 
 from runner.protocol import Channel, Connection, Event, Ping, Pong, Role
 from runner.protocol.events import Message
@@ -52,14 +53,7 @@ def _send(sock: socket.socket, host: Connection, pace: bool) -> None:
 
 @pytest.mark.parametrize("pace", [False, True])
 def test_large_payloads_arrive_whole_and_in_order(pace: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    into: list[int] = []
-    received_into = Connection.received_into
-
-    def counted(self: Connection, n: int, now: float = 0.0) -> None:
-        into.append(n)
-        received_into(self, n, now)
-
-    monkeypatch.setattr(Connection, "received_into", counted)
+    into = count_received_into(monkeypatch)
     ours, theirs = socket.socketpair()
     transport = NativeTransport(theirs, window=64 << 20)
     host = Connection(Role.HOST, window=1 << 20)
