@@ -39,6 +39,10 @@ __all__ = ["TRACE", "AppContext", "Chain", "ContextBackend"]
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
 
+#: What a Sequence's callback raises to end the whole run (sys.exit(), Ctrl-C): the run's
+#: failure handling reports them (exit 23 for sys.exit); everything else a callback raises is logged.
+_ENDS_THE_RUN = (SystemExit, KeyboardInterrupt)
+
 
 class ContextBackend(Protocol):
     """What the runner process (or inline mode) implements for an AppContext."""
@@ -248,7 +252,9 @@ class AppContext:
         for cb in list(self._listeners.get(event_name, ())):
             try:
                 result = cb(message)
-            except Exception:
+            except _ENDS_THE_RUN:
+                raise
+            except BaseException:  # any other error of the Sequence's, Exception or not: logged, never lost
                 self.logger.exception("event callback %r for %r raised", cb, event_name)
                 continue
             if inspect.isawaitable(result):
@@ -258,9 +264,9 @@ class AppContext:
         async def runner() -> None:
             try:
                 await aw
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, *_ENDS_THE_RUN):
                 raise
-            except Exception:
+            except BaseException:
                 self.logger.exception("%s raised", what)
 
         task = asyncio.ensure_future(runner())

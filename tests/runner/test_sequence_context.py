@@ -97,6 +97,39 @@ async def test_events_sync_async_and_errors(ctx: AppContext, fake_backend: Any,
         ctx.on("e", "not callable")  # type: ignore[arg-type]
 
 
+class _NotAnException(BaseException):
+    """A BaseException that is neither SystemExit nor KeyboardInterrupt (e.g. a library's own)."""
+
+
+async def test_callback_base_exceptions_are_logged_and_the_next_callbacks_still_run(
+        ctx: AppContext, caplog: pytest.LogCaptureFixture) -> None:
+    got: list[str] = []
+
+    def sync_bad(msg: Any) -> None:
+        raise _NotAnException("sync base")
+
+    async def async_bad(msg: Any) -> None:
+        raise _NotAnException("async base")
+
+    ctx.on("e", sync_bad).on("e", async_bad).on("e", lambda msg: got.append(msg))
+    ctx.dispatch_event("e", "after")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert got == ["after"]
+    logged = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert any("sync_bad" in m for m in logged) and any("async_bad" in m for m in logged)
+    assert "sync base" in caplog.text and "async base" in caplog.text
+
+
+async def test_sys_exit_in_a_callback_still_ends_the_run(ctx: AppContext) -> None:
+    def leave(msg: Any) -> None:
+        raise SystemExit(3)
+
+    ctx.on("e", leave)
+    with pytest.raises(SystemExit):
+        ctx.dispatch_event("e", None)
+
+
 async def test_stop_handlers_all_shapes(ctx: AppContext) -> None:
     calls: list[Any] = []
 
