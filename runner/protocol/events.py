@@ -7,9 +7,11 @@ types and required keys (schema.py derives them), so the codec, the role checks
 and the lifecycle table all key on the class. Send one with ``Connection.send(Stop(timeout_ms=5000))``; receive with
 ``match event: case Stop(timeout_ms=timeout): ...``.
 
-Data-plane events (Data, EndOfStream, CreditAvailable) are plain slotted
-classes, not messages: they are made once per frame on the data path, where a
-frozen dataclass costs measurably more.
+Data-plane and connection events (Data, EndOfStream, CreditAvailable,
+ConnectionClosed, DeadlineExpired) are not messages: small slotted classes written
+by hand (records.py), as a dataclass would make them but without generating their
+methods at import; Data, EndOfStream and CreditAvailable are made once per frame on
+the data path, where a frozen class costs measurably more.
 """
 
 # No ``from __future__ import annotations`` here: real annotation objects let schema.py read the
@@ -21,6 +23,7 @@ from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
 from .constants import Channel, Code, Role
+from .records import FrozenRecord, Record, checked_as
 from .schema import PlanItem, WireField, compile_fields, compile_plan, wire
 
 _T = TypeVar("_T")
@@ -281,32 +284,51 @@ class Event(Message):
 # -- data plane and connection events ---------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Data:
+@checked_as(eq=True)
+class Data(Record):
     """Bytes on a data channel (``payload`` may be a memoryview; copy it to keep it)."""
 
+    __slots__ = ("channel", "payload")
+    __match_args__ = ("channel", "payload")
     channel: int
     payload: Any
 
+    def __init__(self, channel: int, payload: Any) -> None:
+        self.channel = channel
+        self.payload = payload
 
-@dataclass(slots=True)
-class EndOfStream:
+
+@checked_as(eq=True)
+class EndOfStream(Record):
     """The peer will send no more data on ``channel``."""
 
+    __slots__ = ("channel",)
+    __match_args__ = ("channel",)
     channel: int
 
+    def __init__(self, channel: int) -> None:
+        self.channel = channel
 
-@dataclass(slots=True)
-class CreditAvailable:
+
+@checked_as(eq=True)
+class CreditAvailable(Record):
     """The peer granted credit: ``available`` bytes may now be sent on ``channel``."""
 
+    __slots__ = ("available", "channel")
+    __match_args__ = ("channel", "available")
     channel: int
     available: int
 
+    def __init__(self, channel: int, available: int) -> None:
+        self.channel = channel
+        self.available = available
 
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
+
+@checked_as(frozen=True)
+class ConnectionClosed(FrozenRecord):
     """The peer closed its side of the connection."""
+
+    __slots__ = ()
 
 
 class Deadline(str, enum.Enum):
@@ -314,11 +336,16 @@ class Deadline(str, enum.Enum):
     EXIT = "exit"  # the runner should have exited by now
 
 
-@dataclass(frozen=True, slots=True)
-class DeadlineExpired:
+@checked_as(frozen=True)
+class DeadlineExpired(FrozenRecord):
     """A lifecycle deadline passed (the host role has already queued KILL if due)."""
 
+    __slots__ = ("kind",)
+    __match_args__ = ("kind",)
     kind: Deadline
+
+    def __init__(self, kind: Deadline) -> None:
+        object.__setattr__(self, "kind", kind)
 
 
 class Sentinel(enum.Enum):

@@ -17,15 +17,17 @@ import typing
 from typing import Any, Union
 
 from .constants import Code
+from .records import FrozenRecord, checked_as
 
 _NONE = type(None)
 _WIRE = "wire"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class WireField:
-    """One key of a message body."""
+@checked_as(frozen=True)
+class WireField(FrozenRecord):
+    """One key of a message body (made ~50 times at import: written by hand, records.py)."""
 
+    __slots__ = __match_args__ = ("attr", "key", "types", "required", "nullable", "non_negative", "send_none")
     attr: str  # Python attribute of the message class
     key: str  # key in the msgpack map
     types: tuple[type, ...] | None  # accepted value types; None: any msgpack value
@@ -33,6 +35,11 @@ class WireField:
     nullable: bool  # null is a valid value (else null is refused like any wrong type)
     non_negative: bool  # a number below zero is refused
     send_none: bool  # a None value is sent as null (else the key is left out)
+
+    def __init__(self, attr: str, key: str, types: tuple[type, ...] | None, required: bool, nullable: bool,
+                 non_negative: bool, send_none: bool) -> None:
+        for name, value in zip(self.__match_args__, (attr, key, types, required, nullable, non_negative, send_none)):
+            object.__setattr__(self, name, value)
 
 
 def wire(

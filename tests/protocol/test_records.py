@@ -1,0 +1,119 @@
+"""The hand-written value classes (runner/protocol/records.py) behave as the dataclasses they replace,
+and importing the protocol generates no methods (what made the runner's start slower)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+
+from runner.protocol.events import (
+    ConnectionClosed,
+    CreditAvailable,
+    Data,
+    Deadline,
+    DeadlineExpired,
+    EndOfStream,
+)
+from runner.protocol.records import FrozenRecord
+from runner.protocol.schema import WireField
+
+
+def reference(cls: type, frozen: bool) -> type:
+    """The dataclass ``cls`` was before: same name, fields and flags (no slots: a frozen slotted
+    dataclass of 3.11 answers an assignment with a TypeError, not FrozenInstanceError)."""
+    fields = [(name, Any) for name in cls.__match_args__]
+    made: type = dataclasses.make_dataclass(cls.__name__, fields, frozen=frozen)
+    return made
+
+
+CASES: list[tuple[type, tuple[Any, ...]]] = [
+    (Data, (1, b"payload")),
+    (Data, (2, memoryview(b"view"))),
+    (EndOfStream, (3,)),
+    (CreditAvailable, (1, 65536)),
+    (ConnectionClosed, ()),
+    (DeadlineExpired, (Deadline.EXIT,)),
+    (WireField, ("timeout_ms", "timeout", (int, float), True, False, True, False)),
+]
+
+
+@pytest.mark.parametrize(("cls", "values"), CASES)
+def test_a_record_behaves_as_its_dataclass(cls: type, values: tuple[Any, ...]) -> None:
+    frozen = issubclass(cls, FrozenRecord)
+    ref = reference(cls, frozen)
+    ours, theirs = cls(*values), ref(*values)
+    assert repr(ours) == repr(theirs)
+    assert ours == cls(*values) and ours != theirs and ours != values  # same class only, by value
+    assert cls.__match_args__ == ref.__match_args__
+    assert cls(**dict(zip(cls.__match_args__, values))) == ours  # keywords as well
+    if frozen:
+        assert hash(ours) == hash(theirs)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            ours.renamed = 1
+        for name in cls.__match_args__:
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(ours, name, None)
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                delattr(ours, name)
+    else:
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(ours)
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(theirs)
+        setattr(ours, cls.__match_args__[0], 7)
+        assert getattr(ours, cls.__match_args__[0]) == 7
+        with pytest.raises(AttributeError):
+            ours.renamed = 1  # slotted
+    assert not hasattr(cls(*values), "__dict__")
+    if not any(isinstance(v, memoryview) for v in values):
+        fresh = cls(*values)
+        assert copy.copy(fresh) == fresh and copy.deepcopy(fresh) == fresh
+        assert pickle.loads(pickle.dumps(fresh)) == fresh
+
+
+def test_records_match_by_position_and_keyword() -> None:
+    def kind(event: object) -> object:
+        match event:
+            case Data(channel, payload):
+                return ("data", channel, bytes(payload))
+            case CreditAvailable(channel=channel, available=available):
+                return ("credit", channel, available)
+            case DeadlineExpired(kind=Deadline.EXIT):
+                return "exit deadline"
+            case ConnectionClosed():
+                return "closed"
+        return None
+
+    assert kind(Data(4, b"ab")) == ("data", 4, b"ab")
+    assert kind(CreditAvailable(1, 9)) == ("credit", 1, 9)
+    assert kind(DeadlineExpired(Deadline.EXIT)) == "exit deadline"
+    assert kind(DeadlineExpired(Deadline.STOP)) is None
+    assert kind(ConnectionClosed()) == "closed"
+
+
+def test_importing_the_protocol_generates_no_methods() -> None:
+    """A dataclass compiles each method it makes (``def __create_fn__``); every runner imports these
+    modules before its first PANG, where 27 of them cost ~1.8 ms."""
+    probe = textwrap.dedent("""
+        import sys
+        made = []
+        def count(event, args):
+            if event == "compile" and isinstance(args[0], (str, bytes)) and args[0][:16] in (
+                    "def __create_fn_", b"def __create_fn_"):
+                made.append(args[1])
+        sys.addaudithook(count)
+        import runner.protocol.connection, runner.protocol.events, runner.protocol.schema
+        import runner.transport.native
+        assert runner.protocol.events.Data(1, b"").channel == 1  # the probe sees the classes
+        print(len(made))
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0"]
