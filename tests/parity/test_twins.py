@@ -308,3 +308,9 @@ def test_a_pending_view_is_the_rest_of_the_payload(twins: tuple[ModuleType, Modu
         with pytest.raises(ValueError):
             decoder.pending_filled(1)
         assert [f[:2] for f in decoder.decode(stream[-2:])] == [(2, 2)]
+
+
+def test_the_twins_number_the_frame_kinds_alike(twins: tuple[ModuleType, ModuleType]) -> None:
+    """runner.protocol.framer takes KIND_* from whichever twin it uses."""
+    for name in ("KIND_DATA", "KIND_CREDIT", "KIND_END", "KIND_MESSAGE"):
+        assert getattr(twins[0], name) == getattr(twins[1], name), name

@@ -11,6 +11,8 @@ import json
 import os
 import random
 import struct
+import subprocess
+import sys
 from array import array
 from pathlib import Path
 from types import ModuleType
@@ -463,3 +465,19 @@ def test_the_error_does_not_depend_on_where_reads_end(
     whole = _outcome(twin, stream, [], max_size)
     assert _outcome(twin, stream, cuts, max_size) == whole
     assert _outcome(twin, stream, list(range(len(stream))), max_size) == whole
+
+
+def test_the_compiled_framer_does_not_load_its_pure_python_twin() -> None:
+    """Every runner imports the framer before its PING: the unused twin would be ~0.2 ms of it."""
+    probe = ("import sys, runner.protocol.framer as f;"
+             "print(f.IMPLEMENTATION, 'runner.protocol._framer_py' in sys.modules, f.KIND_DATA, f.KIND_MESSAGE)")
+    try:
+        from runner.protocol import _framer_c  # noqa: F401
+    except ImportError:
+        pytest.skip("the compiled framer is not built")
+    for pure, expected in (("", "cython False 0 3"), ("1", "python True 0 3")):
+        env = {**os.environ, "SEQUENCE_RUNNER_PURE_PYTHON": pure, "SEQUENCE_RUNNER_REQUIRE_EXTENSION": ""}
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == expected.split()
