@@ -1,9 +1,11 @@
-"""Builds the optional compiled framer; all other metadata lives in pyproject.toml.
+"""Builds the optional compiled framer (and the reaper's prctl); all other metadata lives in pyproject.toml.
 
 runner/protocol/_framer_c.pyx becomes the extension ``runner.protocol._framer_c``, beside
-its pure-Python twin _framer_py.py and its stub _framer_c.pyi. The
+its pure-Python twin _framer_py.py and its stub _framer_c.pyi; runner/_reaper_c.pyx becomes
+``runner._reaper_c`` (the subreaper's system call without ctypes, runner/reaper.py). The
 build is optional: without Cython or a C compiler the install still succeeds
-(with a warning) and runner.protocol.framer falls back to the pure-Python twin.
+(with a warning), runner.protocol.framer falls back to the pure-Python twin and the
+reaper to ctypes.
 CI sets SEQUENCE_RUNNER_REQUIRE_EXTENSION=1 so that a broken build fails the
 install instead of silently shipping the slow path.
 """
@@ -56,12 +58,15 @@ class OptionalBuildExt(build_ext):
                 f"building the compiled framer failed and {REQUIRE_EXTENSION_ENV} is set: {exc}"
             ) from exc
         self.warn(
-            f"could not build the compiled framer runner.protocol._framer_c ({exc}); "
-            "sequence-runner will use the pure-Python framer (slower)"
+            f"could not build the compiled framer runner.protocol._framer_c and runner._reaper_c ({exc}); "
+            "sequence-runner will use the pure-Python framer (slower) and ctypes for the subreaper"
         )
 
 
 setup(
-    ext_modules=[Extension("runner.protocol._framer_c", sources=["runner/protocol/_framer_c.pyx"])],
+    ext_modules=[
+        Extension("runner.protocol._framer_c", sources=["runner/protocol/_framer_c.pyx"]),
+        Extension("runner._reaper_c", sources=["runner/_reaper_c.pyx"]),
+    ],
     cmdclass={"build_ext": OptionalBuildExt},
 )
