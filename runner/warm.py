@@ -34,7 +34,7 @@ PRELOAD = (
     "runner.stopping",
     "runner.backend",
     "runner.output",
-    "ctypes",  # runner.reaper's, after the handshake
+    "runner._reaper_c",  # runner.reaper's subreaper call (ctypes where it is not built)
     "runner.bridge",
     "runner.instream",
     "runner.transport.native",
