@@ -23,10 +23,10 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ..protocol.records import Record, checked_as
 from .archive import (
     DEFAULT_MAX_ARCHIVE_BYTES,
     DEFAULT_MAX_ARCHIVE_MEMBERS,
@@ -55,10 +55,13 @@ __all__ = [
 ]
 
 
-@dataclass
-class LoadedSequence:
-    """A Sequence whose module has been imported and whose ``run`` was found."""
+@checked_as()
+class LoadedSequence(Record):
+    """A Sequence whose module has been imported and whose ``run`` was found. Written by hand, as
+    the dataclass it was (runner/protocol/records.py): every runner makes it before its first PANG."""
 
+    __match_args__ = ("root_dir", "main_file", "name", "version", "package", "module", "entry", "default_args",
+                      "requires", "provides", "output_type", "extracted_dir")
     root_dir: str
     main_file: str
     name: str
@@ -66,13 +69,30 @@ class LoadedSequence:
     package: dict[str, Any]
     module: ModuleType
     entry: Callable[..., Any] | list[Any]
-    default_args: list[Any] = field(default_factory=list)
-    requires: dict[str, Any] | None = None
-    provides: dict[str, Any] | None = None
+    default_args: list[Any]
+    requires: dict[str, Any] | None
+    provides: dict[str, Any] | None
     #: legacy module attribute ``output_type`` (a content type hint for the output)
-    output_type: str | None = None
+    output_type: str | None
     #: the directory a ``.tar.gz`` was extracted to (None for directories and files)
-    extracted_dir: str | None = None
+    extracted_dir: str | None
+
+    def __init__(self, root_dir: str, main_file: str, name: str, version: str, package: dict[str, Any],
+                 module: ModuleType, entry: Callable[..., Any] | list[Any], default_args: list[Any] | None = None,
+                 requires: dict[str, Any] | None = None, provides: dict[str, Any] | None = None,
+                 output_type: str | None = None, extracted_dir: str | None = None) -> None:
+        self.root_dir = root_dir
+        self.main_file = main_file
+        self.name = name
+        self.version = version
+        self.package = package
+        self.module = module
+        self.entry = entry
+        self.default_args = [] if default_args is None else default_args
+        self.requires = requires
+        self.provides = provides
+        self.output_type = output_type
+        self.extracted_dir = extracted_dir
 
     @property
     def root(self) -> Path:

@@ -21,20 +21,35 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from ..protocol.records import FrozenRecord, checked_as
 
 __all__ = ["Topics", "declared_topics"]
 
+#: numbers is imported here, not when first needed: by then the Sequence's directory leads sys.path,
+#: and a Sequence's own numbers.py would be imported instead (tests/e2e/test_cli_endings.py).
 _PLAIN_RESULTS: tuple[type, ...] = (str, bytes, bytearray, memoryview, dict, numbers.Number)
 
 
-@dataclass(frozen=True)
-class Topics:
-    requires: str = ""
-    input_content_type: str | None = None  # as declared (not normalised); None: not declared
-    provides: str = ""
-    output_content_type: str | None = None
+@checked_as(frozen=True)
+class Topics(FrozenRecord):
+    """What a Sequence declares (the first PANG's). Written by hand, as the frozen dataclass it was
+    (runner/protocol/records.py): every runner makes the class before its first PANG."""
+
+    __slots__ = ("input_content_type", "output_content_type", "provides", "requires")
+    __match_args__ = ("requires", "input_content_type", "provides", "output_content_type")
+    requires: str
+    input_content_type: str | None  # as declared (not normalised); None: not declared
+    provides: str
+    output_content_type: str | None
+
+    def __init__(self, requires: str = "", input_content_type: str | None = None, provides: str = "",
+                 output_content_type: str | None = None) -> None:
+        object.__setattr__(self, "requires", requires)
+        object.__setattr__(self, "input_content_type", input_content_type)
+        object.__setattr__(self, "provides", provides)
+        object.__setattr__(self, "output_content_type", output_content_type)
 
 
 def _topic_and_type(value: Any, key: str) -> tuple[str | None, str | None]:
