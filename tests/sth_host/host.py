@@ -75,6 +75,8 @@ class STHHost:
         disconnect_settle: float = 0.1,
         forward_events: bool = True,
         buffer_bytes: int = 16 << 20,
+        around_pong: tuple[Sequence[tuple[int, Mapping[str, Any]]], Sequence[tuple[int, Mapping[str, Any]]]] = (
+            (), ()),
     ) -> None:
         if exit_code_source not in ("process", "file"):
             raise ValueError("exit_code_source must be 'process' or 'file'")
@@ -97,6 +99,9 @@ class STHHost:
         self.forward_events = forward_events
         #: Unread bytes kept per runner channel before the host stops reading it.
         self.buffer_bytes = buffer_bytes
+        #: CONTROL messages (code, data) written just before and just after the first PONG of each
+        #: Instance, in the same write (a runner must keep what comes before PONG: ref §3.2).
+        self.around_pong = around_pong
         self.instances: dict[str, STHInstance] = {}
         self.refused: list[str] = []
         self._in_progress: dict[str, dict[int, tuple[anyio.abc.SocketStream, BufferedByteReceiveStream]]] = {}

@@ -62,6 +62,10 @@ class STHInstance:
         self.ping: dict[str, Any] | None = None
         self.pings = 0
         self.pangs: list[dict[str, Any]] = []
+        #: The code of every MONITORING message, in the order they came.
+        self.received: list[int] = []
+        #: How often STH's dispatcher would have routed the ``requires`` topic into IN (receive._on_pang).
+        self.topic_routings = 0
         self.pid: int | None = None
         self.created: float | None = None
         self.app_config: Any = None

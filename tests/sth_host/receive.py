@@ -119,8 +119,12 @@ async def _decode(inst: STHInstance, session: Session, decoder: sth.MessageDecod
 
 
 async def _reply(inst: STHInstance, session: Session, code: int, data: Mapping[str, Any]) -> None:
+    await _write_control(inst, session, sth.encode_host_message(code, data))
+
+
+async def _write_control(inst: STHInstance, session: Session, lines: bytes) -> None:
     try:
-        await inst._write(STHChannel.CONTROL, sth.encode_host_message(code, data), session)
+        await inst._write(STHChannel.CONTROL, lines, session)
     except STHInstanceGone as err:
         log.info("instance %s: %s", inst.id, err)
 
@@ -131,6 +135,7 @@ async def _on_message(inst: STHInstance, session: Session, code: int, data: dict
         log.warning("%s", err)
         inst.protocol_errors.append(err)
         return
+    inst.received.append(code)
     match code:
         case STHCode.MONITORING:
             if inst.reply_to_heartbeats:
@@ -184,7 +189,12 @@ async def _on_ping(inst: STHInstance, session: Session, data: dict[str, Any]) ->
         inst.pid = int(pid) if pid is not None else inst.pid
     except (TypeError, ValueError):
         inst.protocol_errors.append(sth.STHProtocolError(f"bad processPID {pid!r}"))
-    await _reply(inst, session, STHCode.PONG, sth.pong_data(inst.app_config, inst.args))
+    # PONG, in one write with the CONTROL messages a test asked to come around the first one
+    before, after = inst.host.around_pong if inst.pings == 1 else ((), ())
+    lines = [sth.encode_host_message(code, body) for code, body in before]
+    lines.append(sth.encode_host_message(STHCode.PONG, sth.pong_data(inst.app_config, inst.args)))
+    lines += [sth.encode_host_message(code, body) for code, body in after]
+    await _write_control(inst, session, b"".join(lines))
     inst._established.set()
     if (
         inst.pid is not None
@@ -198,12 +208,15 @@ async def _on_ping(inst: STHInstance, session: Session, data: dict[str, Any]) ->
 
 
 def _on_pang(inst: STHInstance, data: dict[str, Any]) -> None:
+    """STH's CSIController and dispatcher (ref §3.2 "Host on PANG", §10): the first non-empty
+    ``requires``/``provides`` wins; every PANG with a content type (re)routes the Instance's
+    ``requires`` topic into its IN (``topic_routings`` counts them: each is a copy of the topic)."""
     inst.pangs.append(data)
-    requires, provides = data.get("requires") or "", data.get("provides") or ""
-    inst.requires = inst.requires or requires
-    inst.provides = inst.provides or provides
-    if requires and data.get("contentType"):
+    inst.requires = inst.requires or data.get("requires") or ""
+    inst.provides = inst.provides or data.get("provides") or ""
+    if inst.requires and data.get("contentType"):
         # STH's dispatcher routes the topic to IN: raw bytes, no header block
+        inst.topic_routings += 1
         inst.input_from_topic = True
         inst.input_headers_sent = True
     if not inst._running.is_set():
