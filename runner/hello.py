@@ -13,6 +13,14 @@ For an inherited socket (``--fd``: host_bridge, the hub, warm starts), and in ST
 which opens its nine connections here and writes STH's PING line on MONITORING (the
 STH translator builds it again and the transport compares). ``--connect`` connects in
 the transport, as before.
+
+STH mode goes one step further: STH's hub marks an Instance "running" at its first PANG,
+and only then supervises its exit (ref §3.2, "Host on PANG"), so ``sth_pong_and_pang``
+waits here for PONG and writes STH's first PANG ``{"requires": "", "contentType": ""}``
+(what STH's own runners send right after PONG), before the runner core and the Sequence
+load. The CONTROL bytes read up to PONG go on to the transport, which delivers what came
+with PONG; the translator records this PANG (the transport checks the bytes), so the
+Sequence's own PANGs only add what it requires and provides.
 """
 
 from __future__ import annotations
@@ -109,14 +117,21 @@ def send_ping(settings: Settings) -> SentPing:
     return SentPing(fields, frame)
 
 
-class STHEarlyPing:
-    """STH mode: the nine connections (channel -> socket) and the PING line written on MONITORING."""
+#: STH's first PANG, written right after PONG (STHTranslator.first_pang builds the same line).
+STH_FIRST_PANG = {"requires": "", "contentType": ""}
 
-    __slots__ = ("frame", "socks")
+
+class STHEarlyPing:
+    """STH mode: the nine connections (channel -> socket), the PING line written on MONITORING,
+    and, once ``sth_pong_and_pang`` ran, the CONTROL bytes read up to PONG and the PANG written."""
+
+    __slots__ = ("control", "frame", "pang", "socks")
 
     def __init__(self, socks: dict[int, socket.socket], frame: bytes) -> None:
         self.socks = socks
         self.frame = frame
+        self.control = b""
+        self.pang = b""
 
 
 def sth_ping_line(cfg: STHConfig, fields: dict[str, Any]) -> bytes:
@@ -146,3 +161,22 @@ def sth_connect_and_ping(cfg: STHConfig, fields: dict[str, Any]) -> STHEarlyPing
             destroy(sock)
         raise EarlyPingError(f"connection to the STH host failed during the handshake: {err}") from None
     return STHEarlyPing(socks, frame)
+
+
+def sth_pong_and_pang(early: STHEarlyPing, timeout: float) -> None:
+    """Wait (up to ``timeout`` s) for PONG on CONTROL, then write STH's first PANG on MONITORING;
+    EarlyPingError in the words the transport's handshake used."""
+    from .protocol.sth import STHChannel, STHCode, encode_runner_message
+    from .transport.sth_connect import NoPong, destroy, read_until_pong
+
+    pang = encode_runner_message(STHCode.PANG, STH_FIRST_PANG)
+    try:
+        early.control = read_until_pong(early.socks[STHChannel.CONTROL], time.monotonic() + timeout, timeout)
+        early.socks[STHChannel.MONITORING].sendall(pang)
+    except (NoPong, OSError) as err:
+        for sock in early.socks.values():
+            destroy(sock)
+        if isinstance(err, NoPong):
+            raise EarlyPingError(str(err)) from None
+        raise EarlyPingError(f"connection to the STH host failed during the handshake: {err}") from None
+    early.pang = pang

@@ -10,8 +10,9 @@ runs the ordinary runner core over ``runner.transport.sth``. Every exit path
 writes the exit-code file ``/tmp/runner-<pid>`` (early exits here, the others
 through ``Transport.on_exit``).
 
-Before PING (start-up time counts until it arrives) only json, socket, threading and
-runner.protocol.sth are imported: runner/hello.py opens the connections and writes it.
+Before PING (start-up time counts until it arrives) only json, socket, select and
+runner.protocol.sth are imported: runner/hello.py opens the connections and writes it, then
+waits for PONG and writes STH's first PANG, before the runner core is imported.
 """
 
 from __future__ import annotations
@@ -175,11 +176,13 @@ def main(words: Sequence[str]) -> int:
         log_level=level if level in LOG_LEVELS else "INFO",
         sources={"--sequence": "SEQUENCE_PATH", "--instance-id": "INSTANCE_ID"},
     )
-    from .hello import EarlyPingError, ping_fields, sth_connect_and_ping
+    from .hello import EarlyPingError, ping_fields, sth_connect_and_ping, sth_pong_and_pang
 
     fields = ping_fields(settings)
     try:  # PING first: STH counts the runner as started ("established") when it arrives
         early = sth_connect_and_ping(cfg, fields)
+        # and the first PANG right after PONG: STH marks it "running" and supervises its exit from then on
+        sth_pong_and_pang(early, cfg.connect_timeout)
     except EarlyPingError as exc:
         return early_exit(log, INVALID_ENV, str(exc))
     install_handler(startup_log)  # the transport logs through `logging` until LOG takes over

@@ -55,7 +55,10 @@ from .sth import (
 )
 from .stop import DEFAULT_STOP_TIMEOUT_MS
 
-__all__ = ["ACCEPTED", "REFUSED", "STHTranslator", "control_message", "monitoring_body"]
+__all__ = ["ACCEPTED", "FIRST_PANG", "REFUSED", "STHTranslator", "control_message", "monitoring_body"]
+
+#: STH's first PANG (``first_pang``); runner/hello.py writes the same line before this module loads.
+FIRST_PANG: Mapping[str, str] = {"requires": "", "contentType": ""}
 
 #: ``outgoing`` results other than a line to write: the message needs nothing on STH's wire
 #: (``Transport.send`` says True) or may not go (False).
@@ -157,6 +160,17 @@ class STHTranslator:
 
     def accept_pong(self, pong: Pong, now: float) -> None:
         self.lifecycle.apply(pong, now)
+
+    def first_pang(self) -> bytes:
+        """STH's first PANG, right after PONG and before the Sequence is loaded, as STH's own
+        runners send it: the hub marks the Instance "running" at its first PANG and supervises
+        its exit only from then on (ref §3.2), so a Sequence that fails to load still ends
+        "errored". It says nothing of topics (no content type: nothing is routed); recorded as
+        sent, so the Sequence's PANGs only add what it requires and provides."""
+        data = dict(FIRST_PANG)
+        line = encode_runner_message(STHCode.PANG, data)
+        self._record_pang(data)
+        return line
 
     def reconnect_ping(self, pid: int) -> bytes:
         """A reconnect's PING: the current status, and whether the host must skip the header block."""
@@ -275,8 +289,9 @@ class STHTranslator:
     def _pang(self, data: dict[str, Any]) -> dict[str, Any] | None:
         """Each fact once: STH's hub (re)routes the ``requires`` topic into the Instance on every PANG
         with a content type, so topic data would arrive twice (ref §10). A ``requires`` PANG goes
-        out only until a topic with a content type was announced (the first PANG always: it makes
-        the Instance "running"); a ``provides`` PANG only when it names a topic.
+        out only until a topic with a content type was announced, and one naming no topic only as
+        the first PANG (it makes the Instance "running"; after ``first_pang`` it says nothing new);
+        a ``provides`` PANG only when it names a topic.
 
         --input-topic without a requires declaration: the topic is announced with a content type
         so STH routes it (STH-Py sent contentType "" and the topic never arrived)."""
@@ -286,6 +301,8 @@ class STHTranslator:
             return None
         if not data.get("requires") and self._input_topic:
             data = {**data, "requires": self._input_topic, "contentType": data.get("contentType") or "text/plain"}
+        if not data.get("requires") and self.pangs:
+            return None
         return data
 
     def _record_sent(self, message: Message, data: dict[str, Any], now: float) -> bool:
@@ -299,14 +316,17 @@ class STHTranslator:
             elif isinstance(message, Error):
                 self.status = "errored"
         if isinstance(message, Pang):
-            self.pangs.append(data)
-            if data.get("requires") and data.get("contentType"):
-                self.input_from_topic = True
-                if not self._in.done:
-                    try:
-                        self._in.no_headers()
-                    except LocalProtocolError:
-                        pass  # header bytes already came: the host sent a block after all
-            if self.status == "starting":
-                self.status = "running"
+            self._record_pang(data)
         return True
+
+    def _record_pang(self, data: dict[str, Any]) -> None:
+        self.pangs.append(data)
+        if data.get("requires") and data.get("contentType"):
+            self.input_from_topic = True
+            if not self._in.done:
+                try:
+                    self._in.no_headers()
+                except LocalProtocolError:
+                    pass  # header bytes already came: the host sent a block after all
+        if self.status == "starting":
+            self.status = "running"

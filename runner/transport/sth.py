@@ -66,10 +66,11 @@ class STHTransport(Transport):
     impl = "sth"
     stderr_is_crash_log = True  # STH-Py's tracebacks reach its real stderr, which STH keeps
 
-    def __init__(self, cfg: STHConfig, early: STHEarlyPing | None = None) -> None:
+    def __init__(self, cfg: STHConfig, early: STHEarlyPing) -> None:
         self.cfg = cfg
-        #: The nine connections and the PING runner.hello already made and wrote (handshake checks it).
-        self._early_ping = early
+        #: The nine connections, PING, the CONTROL bytes up to PONG and the first PANG, as runner.hello
+        #: made, wrote and read them (handshake checks them and takes them over).
+        self._early_ping: STHEarlyPing | None = early
         self.exit_timeout_ms = cfg.exit_timeout_ms
         self._lock = threading.Lock()  # transport state and the translator (not the channels)
         self._drained = threading.Condition(self._lock)
@@ -90,52 +91,31 @@ class STHTransport(Transport):
         self._windows = InputWindows((int(STHChannel.STDIN), int(STHChannel.IN)))
         self.reconnects = 0
 
-    # -- connecting and the handshake (main thread, before the loop exists) -------------------
+    # -- the handshake (main thread, before the loop exists) ------------------------------------
     def handshake(self, hello: Ping, timeout: float) -> Pong:
-        cfg = self.cfg
+        """Take over what runner/hello.py did: the nine connections, the PING, the CONTROL bytes up
+        to PONG and the first PANG. The translator builds the PING and the PANG from the same values
+        and must get the very bytes written: it is the one authority on STH's wire format."""
         early, self._early_ping = self._early_ping, None
-        if early is not None:
-            socks = early.socks
-        else:
-            try:
-                socks = connect_all(cfg.host, cfg.port, cfg.instance_id, min(timeout, cfg.connect_timeout))
-            except OSError as err:
-                raise HandshakeFailed(str(err)) from None
-        self._socks = socks
+        if early is None:
+            raise HandshakeFailed("the STH handshake was already taken over: a runner bug")
+        self._socks = early.socks
         self._connected = True
-        control = socks[STHChannel.CONTROL]
-        deadline = time.monotonic() + timeout
-        try:
-            ping = self._sth.ping(hello, os.getpid(), time.monotonic())
-            if early is None:
-                socks[STHChannel.MONITORING].sendall(ping)
-            elif ping != early.frame:
-                raise HandshakeFailed("the PING written at start-up (runner/hello.py) is not the one the "
-                                      "translator builds from the same values: a runner bug")
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise HandshakeFailed(f"no PONG from the STH host within {timeout:g} s")
-                control.settimeout(left)
-                chunk = control.recv(RECV_SIZE)
-                if not chunk:
-                    raise HandshakeFailed("the STH host closed CONTROL during the handshake")
-                pong = self._handshake_lines(chunk)
-                if pong is not None:
-                    return pong
-        except TimeoutError:
-            raise HandshakeFailed(f"no PONG from the STH host within {timeout:g} s") from None
-        except OSError as err:
-            raise HandshakeFailed(f"connection to the STH host failed during the handshake: {err}") from None
-        finally:
-            try:
-                control.settimeout(None)
-            except OSError:
-                pass
+        if self._sth.ping(hello, os.getpid(), time.monotonic()) != early.frame:
+            raise HandshakeFailed("the PING written at start-up (runner/hello.py) is not the one the "
+                                  "translator builds from the same values: a runner bug")
+        pong = self._handshake_lines(early.control)
+        if pong is None:
+            raise HandshakeFailed("runner/hello.py saw PONG in CONTROL bytes where the translator finds "
+                                  "none: a runner bug")
+        if self._sth.first_pang() != early.pang:
+            raise HandshakeFailed("the PANG written at start-up (runner/hello.py) is not the one the "
+                                  "translator builds: a runner bug")
+        return pong
 
     def _handshake_lines(self, chunk: bytes) -> Pong | None:
-        """CONTROL bytes during the handshake: the PONG once it came; what came with it (or
-        before it) is delivered after it."""
+        """The CONTROL bytes read until PONG: the PONG; what came with it (or before it) is
+        delivered after it."""
         messages, notes = self._sth.control(chunk)
         _log_notes(notes)
         pong = None

@@ -21,7 +21,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["STHConfig", "connect_all", "destroy", "write_exit_code"]
+__all__ = ["NoPong", "STHConfig", "connect_all", "destroy", "read_until_pong", "write_exit_code"]
+
+#: Bytes asked of CONTROL per read while waiting for PONG.
+PONG_READ_SIZE = 64 * 1024
 
 
 class STHConfig:
@@ -134,6 +137,59 @@ def _connect_nine(family: int, kind: int, proto: int, address: Any, timeout: flo
             destroy(sock)
         raise
     return socks
+
+
+class NoPong(Exception):
+    """No PONG came: the message says why (the runner's exit-20 reason)."""
+
+
+def read_until_pong(control: socket.socket, deadline: float, timeout: float) -> bytes:
+    """Every CONTROL byte read until a chunk completed PONG's line, PONG's chunk included.
+
+    The bytes are returned as they came, not decoded: what came before PONG (and after it
+    in the same chunk) is the transport's to deliver, through its own decoder, after PONG
+    (ref §3.2: a runner that waits for PONG must tolerate other messages first). Here lines
+    are only looked at for PONG's code, as leniently as the transport reads them (a bad line
+    is skipped). ``deadline`` is on ``time.monotonic()``; ``timeout`` (seconds) names it in
+    the error. NoPong: the deadline passed, the host ended CONTROL or the connection failed."""
+    decoder = sth.MessageDecoder()
+    got: list[bytes] = []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            control.settimeout(left)
+            chunk = control.recv(PONG_READ_SIZE)
+            if not chunk:
+                raise NoPong("the STH host closed CONTROL during the handshake")
+            got.append(chunk)
+            if _completes_pong(decoder, chunk):
+                return b"".join(got)
+    except TimeoutError:
+        raise NoPong(f"no PONG from the STH host within {timeout:g} s") from None
+    except OSError as err:
+        raise NoPong(f"connection to the STH host failed during the handshake: {err}") from None
+    finally:
+        try:
+            control.settimeout(None)
+        except OSError:
+            pass
+
+
+def _completes_pong(decoder: sth.MessageDecoder, chunk: bytes) -> bool:
+    data = chunk
+    while True:
+        try:
+            frames = decoder.feed(data)
+            failed = False
+        except sth.STHProtocolError as err:  # a bad line: skipped, the lines after it still count
+            frames, failed = err.frames, True
+        if any(code == sth.STHCode.PONG for code, _ in frames):
+            return True
+        if not failed:
+            return False
+        data = b""
 
 
 def destroy(sock: socket.socket | None) -> None:

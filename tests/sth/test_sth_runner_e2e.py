@@ -40,8 +40,10 @@ async def test_tc001_hello_input_to_output(tmp_path: Path, name: str) -> None:
         assert await collect(inst.output()) == b"Hello python runner!\n"
         assert await inst.wait() == 0
         assert inst.exit_code_from_file == 0 and inst.status == "completed"
-        # one PANG: no topic on either side, so nothing else for STH to route (each fact once)
+        # one PANG, right after PONG: no topic on either side, so nothing else for STH to route
         assert inst.pangs == [{"requires": "", "contentType": ""}]
+        assert inst.received[:2] == [STHCode.PING, STHCode.PANG]
+        assert inst.topic_routings == 0
         assert inst.protocol_errors == []
 
 
@@ -183,7 +185,8 @@ async def test_tc011_tc014_topics_producer_to_consumer(tmp_path: Path) -> None:
         consumer = await host.start(seq("topic-consumer"), input_topic="names3")
         await consumer.wait_running()
         await wait_for_pang(consumer, "requires")
-        assert {"requires": "names", "contentType": "text/plain"} in consumer.pangs
+        # STH's first PANG right after PONG, then the Sequence's requires once it is loaded
+        assert consumer.pangs == [{"requires": "", "contentType": ""}, {"requires": "names", "contentType": "text/plain"}]
         assert consumer.input_from_topic  # STH's dispatcher: raw topic data, no header block
         data = await collect(producer.output())  # the topic, as STH's topic router would carry it
         assert data == b"Alice\nBob\nCarol\n"
@@ -194,18 +197,22 @@ async def test_tc011_tc014_topics_producer_to_consumer(tmp_path: Path) -> None:
         assert await collect(consumer.output()) == b"Got: Alice\nGot: Bob\nGot: Carol\n"
         assert await producer.wait() == 0
         assert await consumer.wait() == 0
+    # STH's dispatcher would have routed "names3" into the consumer once: no doubled topic data
+    assert (consumer.topic_routings, producer.topic_routings) == (1, 0)
+    assert producer.pangs[0] == {"requires": "", "contentType": ""}
 
 
 async def test_input_topic_without_declaration_is_announced_with_a_content_type(tmp_path: Path) -> None:
     """--input-topic for a Sequence without `requires` (STH-Py sent contentType '' and got no data)."""
     async with new_host(tmp_path) as host:
         inst = await host.start(seq("hello"), input_topic="names4")
-        await inst.wait_running()
-        assert inst.pangs[0] == {"requires": "names4", "contentType": "text/plain"}
+        await wait_for_pang(inst, "contentType")  # running at the first PANG; routed at this one
+        assert inst.pangs == [{"requires": "", "contentType": ""}, {"requires": "names4", "contentType": "text/plain"}]
         await inst.send_input(b"topic\n")  # no header block: the topic feeds IN raw
         await inst.end_input()
         assert await collect(inst.output()) == b"Hello topic!\n"
         assert await inst.wait() == 0
+    assert inst.topic_routings == 1
 
 
 async def wait_for_pang(inst: object, key: str) -> None:

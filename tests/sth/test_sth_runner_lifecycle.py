@@ -176,16 +176,24 @@ async def test_e2e016_bad_main_exits_21_before_ping(tmp_path: Path) -> None:
 
 
 async def test_sequence_failing_on_import_exits_22(tmp_path: Path) -> None:
+    """STH's hub supervises an Instance's exit only after its first PANG (ref §3.2): the runner sends
+    it right after PONG, so a Sequence that fails to load ends "errored" (22), not half-initialized."""
     bad = tmp_path / "broken.py"
     bad.write_text("raise ImportError('no such thing')\n")
     async with new_host(tmp_path) as host:
         inst = await host.start(bad)
+        with anyio.fail_after(10):
+            await inst.wait_running()  # the first PANG, before the import that fails
         stderr = await collect(inst.stderr())
         assert b"ImportError: no such thing" in stderr
         assert await inst.wait() == 22
+        assert inst.status == "errored" and inst.exit_code_from_file == 22
         await wait_for(lambda: b"runner: Sequence failed on start: " in inst.crash_log)  # STH's crash log
         assert b"ImportError: no such thing" in bytes(inst.crash_log)
         assert inst.reports[sth.STHCode.ERROR]["errorCode"] == 22
+        assert inst.pangs == [{"requires": "", "contentType": ""}]
+        pang, error = inst.received.index(sth.STHCode.PANG), inst.received.index(sth.STHCode.ERROR)
+        assert inst.received[0] == sth.STHCode.PING and pang < error
 
 
 @pytest.mark.parametrize(

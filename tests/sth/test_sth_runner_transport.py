@@ -82,6 +82,38 @@ async def test_missing_monitoring_reply_is_a_disconnect(tmp_path: Path) -> None:
         assert await inst.wait() == 137
 
 
+# -- the handshake ------------------------------------------------------------------------------------
+
+
+async def test_control_messages_around_pong_are_delivered_after_it(tmp_path: Path) -> None:
+    """Ref §3.2: a runner that waits for PONG must tolerate other messages first. The host writes an
+    EVENT before PONG and one after it, in PONG's write: runner/hello.py reads them while it waits for
+    PONG (and writes the first PANG), and the Sequence still gets both, each once."""
+    before = [(STHCode.EVENT, {"eventName": "test-event", "message": "before", "source": "api"})]
+    after = [(STHCode.EVENT, {"eventName": "ping", "message": "after", "source": "api"})]
+    async with new_host(tmp_path, around_pong=(before, after)) as host:
+        inst = await host.start(seq("events"))
+        logs = inst.log()
+        with anyio.fail_after(10):
+            assert await inst.last_event("test-response") == "reply to before"
+            assert await inst.last_event("pong") == "reply to after"
+        assert inst.pangs == [{"requires": "", "contentType": ""}]
+        await inst.kill()
+        assert await inst.wait() == 137
+        log = await collect(logs)
+    assert log.count(b"Got 'test-event' with 'before'") == 1 and log.count(b"Got 'ping' with 'after'") == 1
+
+
+async def test_kill_before_pong_ends_the_instance_after_its_first_pang(tmp_path: Path) -> None:
+    """A KILL that came before PONG is acted on right after it: the Instance was "running" (first
+    PANG) and ends killed (137, which STH reports as completed)."""
+    async with new_host(tmp_path, around_pong=([(STHCode.KILL, {})], [])) as host:
+        inst = await host.start(seq("events"))
+        assert await inst.wait() == 137
+        assert inst.exit_code_from_file == 137 and inst.status == "completed"
+        assert inst.pangs == [{"requires": "", "contentType": ""}]
+
+
 # -- every interpreter ----------------------------------------------------------------------------------
 
 

@@ -241,6 +241,48 @@ def test_an_input_topic_without_a_declaration_is_announced_with_a_content_type()
     assert sent == [{"requires": "names", "contentType": "text/plain"}]
 
 
+# -- the first PANG, right after PONG (before the Sequence is loaded) --------------------------------------
+
+
+def after_first_pang(**connect_info: Any) -> STHTranslator:
+    """A translator past PONG and STH's first PANG, as in a runner."""
+    tr = running(**connect_info)
+    assert tr.first_pang() == b'[3012,{"requires":"","contentType":""}]\r\n'
+    return tr
+
+
+def test_the_first_pang_is_recorded_and_makes_the_instance_running() -> None:
+    tr = after_first_pang()
+    assert tr.status == "running" and tr.pangs == [{"requires": "", "contentType": ""}]
+    assert not tr.input_from_topic  # no content type: nothing is routed, IN still has its header block
+    assert tr.input(b"Content-Type: text/plain\r\n\r\nx") == ([InputContentType(content_type="text/plain"), b"x"],
+                                                               None)
+    assert tr.pang_lines() == [b'[3012,{"requires":"","contentType":""}]\r\n']  # a reconnect sends it again
+
+
+def test_after_the_first_pang_the_loaded_pang_goes_only_if_it_names_a_topic() -> None:
+    assert pangs_sent(after_first_pang(), Pang(requires="", content_type=""),
+                      Pang(requires="", content_type="application/x-ndjson"),  # no topic: nothing for STH
+                      Pang(provides="", content_type="text/plain")) == []
+    tr = after_first_pang()
+    sent = pangs_sent(tr, Pang(requires="names", content_type="text/plain"),
+                      Pang(requires="names", content_type="text/plain"),
+                      Pang(provides="", content_type="text/plain"))
+    assert sent == [{"requires": "names", "contentType": "text/plain"}]
+    assert sth_routings(tr.pangs) == 1 and tr.input_from_topic
+    assert pangs_sent(after_first_pang(), Pang(requires="", content_type=""),
+                      Pang(provides="greetings", content_type="text/plain")) == [
+        {"provides": "greetings", "contentType": "text/plain", "outputEncoding": None}]
+
+
+def test_after_the_first_pang_an_input_topic_without_a_declaration_is_announced_once() -> None:
+    tr = after_first_pang(inputTopic="names")
+    sent = pangs_sent(tr, Pang(requires="", content_type=""), Pang(requires="", content_type=""))
+    assert sent == [{"requires": "names", "contentType": "text/plain"}]
+    assert tr.pangs == [{"requires": "", "contentType": ""}, {"requires": "names", "contentType": "text/plain"}]
+    assert sth_routings(tr.pangs) == 1
+
+
 # -- IN: the header block -----------------------------------------------------------------------------
 
 
