@@ -116,9 +116,9 @@ async def bridge_ready(bridge: Bridge) -> dict[str, float]:
 
 async def sth_ready(sth_host: Any) -> dict[str, float]:
     """One STHHost.start(), two figures, for whichever runner it starts: -> PING received (STH's
-    "established") and -> the first PANG (STH's hub marks the Instance running). STH's own runner
-    sends its first PANG right after PONG, before it loads the Sequence; ours once the Sequence is
-    loaded (its PANG carries what the Sequence provides), so ours does more before it."""
+    "established") and -> the first PANG (STH's hub marks the Instance running). Both runners send
+    their first PANG (``{requires: "", contentType: ""}``) right after PONG, before they load the
+    Sequence (ours from runner/hello.py, docs/sth-compat.md §3)."""
     start = time.perf_counter()
     with anyio.fail_after(30):
         inst = await sth_host.start(seq("echo-events"), app_config={}, args=[])

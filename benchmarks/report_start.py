@@ -65,7 +65,7 @@ def startup_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
                        theirs / floor, fmt=F1))
     ours_pang, theirs_pang = s.get("sth_ours_pang_ms"), s.get("sth_theirs_pang_ms")
     if ours_pang is not None:  # STH's hub marks an Instance running at its first PANG
-        out.append(row("4 STH mode, start -> first PANG, our runner (Sequence loaded)", ours_pang, "ms",
+        out.append(row("4 STH mode, start -> first PANG, our runner (right after PONG)", ours_pang, "ms",
                        f"STH's runner {theirs_pang:.1f}" if theirs_pang else "",
                        ours_pang / theirs_pang if theirs_pang else None, fmt=F1))
     if theirs_pang is not None:
