@@ -115,10 +115,12 @@ async def bridge_ready(bridge: Bridge) -> dict[str, float]:
 
 
 async def sth_ready(sth_host: Any) -> dict[str, float]:
-    """One STHHost.start(), two figures, for whichever runner it starts: -> PING received (STH's
-    "established") and -> the first PANG (STH's hub marks the Instance running). Both runners send
-    their first PANG (``{requires: "", contentType: ""}``) right after PONG, before they load the
-    Sequence (ours from runner/hello.py, docs/sth-compat.md §3)."""
+    """One STHHost.start(), three figures, for whichever runner it starts: -> PING received (STH's
+    "established"), -> the first PANG (STH's hub marks the Instance running) and -> the Sequence's
+    "ready" event (its run() was called: the Sequence is loaded). Both runners send their first
+    PANG (``{requires: "", contentType: ""}``) right after PONG, before they load the Sequence
+    (ours from runner/hello.py, docs/sth-compat.md §3), so the last figure is the one that says
+    how soon the Sequence runs."""
     start = time.perf_counter()
     with anyio.fail_after(30):
         inst = await sth_host.start(seq("echo-events"), app_config={}, args=[])
@@ -126,10 +128,13 @@ async def sth_ready(sth_host: Any) -> dict[str, float]:
     with anyio.fail_after(30):
         await inst.wait_running()
     pang = time.perf_counter() - start
+    with anyio.fail_after(30):
+        await inst.last_event("ready")
+    ready = time.perf_counter() - start
     await inst.kill()
     with anyio.fail_after(30):
         await inst.wait()
-    return {"ping": ping, "pang": pang}
+    return {"ping": ping, "pang": pang, "ready": ready}
 
 
 # -- idle memory -------------------------------------------------------------------------------

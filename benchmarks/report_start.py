@@ -67,10 +67,20 @@ def startup_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
     if ours_pang is not None:  # STH's hub marks an Instance running at its first PANG
         out.append(row("4 STH mode, start -> first PANG, our runner (right after PONG)", ours_pang, "ms",
                        f"STH's runner {theirs_pang:.1f}" if theirs_pang else "",
-                       ours_pang / theirs_pang if theirs_pang else None, fmt=F1))
+                       ours_pang / theirs_pang if theirs_pang else None,
+                       "<= 0.6x STH's" if theirs_pang else "",
+                       ours_pang <= 0.6 * theirs_pang if theirs_pang else None, F1))
     if theirs_pang is not None:
         out.append(row("4 STH mode, start -> first PANG, STH's runner (before its Sequence load)", theirs_pang,
                        "ms", vs_floor, theirs_pang / floor, fmt=F1))
+    ours_running, theirs_running = s.get("sth_ours_running_ms"), s.get("sth_theirs_running_ms")
+    if ours_running is not None:  # both PANG before the Sequence loads: how soon it runs is this
+        out.append(row("4 STH mode, start -> Sequence running (run() called), our runner", ours_running, "ms",
+                       f"STH's runner {theirs_running:.1f}" if theirs_running else "",
+                       ours_running / theirs_running if theirs_running else None, fmt=F1))
+    if theirs_running is not None:
+        out.append(row("4 STH mode, start -> Sequence running (run() called), STH's runner", theirs_running,
+                       "ms", vs_floor, theirs_running / floor, fmt=F1))
     out.append(row("4 spawn -> first output (hello)", s["first_output_ms"], "ms", f"vs import asyncio {floor:.1f}",
                    s["first_output_ms"] / floor, fmt=F1))
     return out

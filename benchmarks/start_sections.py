@@ -60,11 +60,12 @@ async def startup(cfg: Any, hosts: Contenders, say: Say) -> dict[str, Any]:
         spawns = samples.pop(name)
         samples[name] = [r["ready"] for r in spawns]
         samples[f"{name}_cpu"] = [r["cpu"] for r in spawns]
-    for name in ("sth_ours", "sth_theirs"):  # one start, two figures: PING, then the first PANG
+    for name in ("sth_ours", "sth_theirs"):  # one start, three figures: PING, the first PANG, run() called
         if name in samples:
             starts = samples.pop(name)
             samples[name] = [r["ping"] for r in starts]
             samples[f"{name}_pang"] = [r["pang"] for r in starts]
+            samples[f"{name}_running"] = [r["ready"] for r in starts]
     for name in ("cold", "warm"):  # one spawn, two figures: handshake done, then the first PANG
         if name in samples:
             spawns = samples.pop(name)
