@@ -5,7 +5,8 @@ health timeout: a loop that does not answer in time makes ``healthy`` false and
 ``stats.loopLagMs`` says how long the oldest unanswered probe has waited.
 
 It starts right after the handshake, before the Sequence is loaded, so a host
-sees the runner alive through a long import. Until the Sequence's own health
+sees the runner alive through a long import; its first beat goes out one period
+later (a quick load has sent PANG by then). Until the Sequence's own health
 check has been asked (the loop runs and run() has been called: ``attach``),
 there is no verdict: a heartbeat says ``healthy: false`` with
 ``stats.starting: true`` and no ``stats.loopLagMs`` (the STH transport sends
@@ -65,7 +66,12 @@ class Heartbeat:
         self._changed.set()
 
     def _run(self) -> None:
-        next_beat = time.monotonic()
+        # The first beat one period after the start, not at once (docs/protocol.md: heartbeats start
+        # after PANG): a Sequence that loads within the period has sent its PANG by then, one that
+        # imports for longer is still seen alive. At once, that beat (its stats, its encoding and the
+        # writer thread sending it) took ~1 ms from every start to PANG, for a beat that can only say
+        # "starting". The first verdict still goes out at once (attach).
+        next_beat = time.monotonic() + 1.0 / max(self._rate, 1e-9)
         while True:
             rate = self._rate
             if rate <= 0:
