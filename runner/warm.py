@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import types
+from collections.abc import Iterable
 
 PRELOAD = (
     "runner.hello",
@@ -52,9 +54,10 @@ PRELOAD = (
 )
 
 
-def preload() -> list[str]:
-    """Import what a runner will need; returns the modules that could not be imported (the
-    runner imports them itself when it needs them, as a cold one does)."""
+def preload(fork_path: Iterable[types.CodeType] = ()) -> tuple[list[str], dict[int, types.CodeType]]:
+    """Import what a runner will need, then run it (``exercise``); returns the modules that could
+    not be imported (the runner imports them itself when it needs them, as a cold one does) and
+    the code objects ``exercise`` moved (old id -> copy)."""
     from .ssl_deferral import import_asyncio
 
     import_asyncio()  # what a cold runner does after PING, before anything imports asyncio
@@ -69,8 +72,8 @@ def preload() -> list[str]:
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
-    exercise("uvloop" in names and "uvloop" not in missing)
-    return missing
+    copies = exercise("uvloop" in names and "uvloop" not in missing, fork_path)
+    return missing, copies
 
 
 #: How often the template runs what every runner runs. CPython 3.11 writes into a code object
@@ -80,22 +83,32 @@ def preload() -> list[str]:
 EXERCISE_ROUNDS = 10
 
 
-def exercise(use_uvloop: bool) -> None:
-    """Run the machinery every runner runs (the runner's event loop with a TaskSet, a call into it
-    from another thread, an event and a queue; the protocol's handshake between two in-memory
-    Connections; the runner's settings parsed; a log record through a Logger; JSON; paths),
-    ``EXERCISE_ROUNDS`` times, so the caches it fills on first use
-    (ABC and typing caches, the loop's lazily built state, logging's and json's compiled
-    patterns) and its code's specialisation are made in the template: a fork reads them instead
-    of writing (and so copying) their pages (measured with anyio's loop: 0.38 MiB less private
-    memory per runner). Nothing here imports ssl: a fork would then have it, and a cold runner has not."""
+def exercise(use_uvloop: bool, fork_path: Iterable[types.CodeType] = ()) -> dict[int, types.CodeType]:
+    """Run what every runner runs, so that the caches it fills on first use (the type attribute
+    cache, ABC and typing caches, the loop's lazily built state, logging's and json's compiled
+    patterns) and its code's specialisation are made in the template: a fork reads them instead of
+    writing (and so copying) their pages. A round is a whole runner start-up against a host of
+    the template's own (runner/warm_startup.py), then the runner's loop with a TaskSet and a
+    LoopBridge called from a thread, the protocol's handshake between two in-memory Connections,
+    a log record, JSON and paths. The first round is profiled: the code it ran, and
+    ``fork_path`` (what only a fork runs), is packed into consecutive memory
+    (runner/warm_codes.py); then ``EXERCISE_ROUNDS`` more rounds specialise the packed copies.
+    Nothing here imports ssl: a fork would then have it, and a cold runner has not."""
     from .loop import run
+    from .warm_codes import code_run_by, pack
+    from .warm_startup import startup_round
 
-    for _ in range(EXERCISE_ROUNDS):
+    def one_round() -> None:
+        startup_round(use_uvloop)
         run(_loop_work(), use_uvloop)
         _protocol_work()
         _logging_work()
         _path_work()
+
+    copies = pack(code_run_by(one_round), fork_path)
+    for _ in range(EXERCISE_ROUNDS):
+        one_round()
+    return copies
 
 
 async def _loop_work() -> None:

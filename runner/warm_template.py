@@ -40,6 +40,7 @@ import struct
 import sys
 import threading
 import traceback
+import types
 from typing import Any
 
 #: The fd numbers a forked runner gets: 0 /dev/null, 1 and 2 as sent, its connection here.
@@ -273,6 +274,22 @@ def _runner_main_details() -> tuple[str, Any, Any] | None:
     return details
 
 
+def _fork_path_code(runner_main: tuple[str, Any, Any] | None) -> list[Any]:
+    """The code a fork runs that the template never runs: this module's side of the fork, the
+    at-fork hooks, runpy's, and runner/__main__.py's module and functions."""
+    import logging
+
+    functions = [Template._child, Template._become_runner, _replace_environment, _python_path_entries,
+                 _open_fds, fcntl_dup, fork_into, runpy._run_code,  # type: ignore[attr-defined]
+                 threading._after_fork, logging._after_at_fork_child_reinit_locks]  # type: ignore[attr-defined]
+    codes = [f.__code__ for f in functions]
+    if runner_main is not None:
+        module_code = runner_main[2]
+        codes.append(module_code)
+        codes.extend(c for c in module_code.co_consts if isinstance(c, types.CodeType))
+    return codes
+
+
 def _replace_environment(env: dict[str, str]) -> None:
     """``os.environ`` (and the C environment a subprocess inherits) becomes ``env``. By difference:
     the Instance's environment is mostly the template's, and every putenv/unsetenv in a fork
@@ -307,10 +324,15 @@ def fcntl_dup(fd: int, lowest: int) -> int:
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     from runner.warm import preload
+    from runner.warm_codes import fill_pools
 
-    missing = preload()
-    runner_main = _runner_main_details()  # before the freeze, as the preloaded modules
+    runner_main = _runner_main_details()
+    missing, copies = preload(_fork_path_code(runner_main))
+    if runner_main is not None:  # the fork runs the packed copy of runner/__main__.py's code
+        name, spec, code = runner_main
+        runner_main = (name, spec, copies.get(id(code), code))
     gc.collect()
+    fill_pools()  # after the collection, whose garbage leaves free blocks: a fork's objects go elsewhere
     gc.freeze()  # what the template made stays out of the children's collections (no copied pages)
     control.send(json.dumps({"ready": True, "pid": os.getpid(), "missing": missing}).encode())
     Template(control, runner_main).serve()

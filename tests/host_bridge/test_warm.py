@@ -107,7 +107,8 @@ async def test_a_forked_runner_is_a_fresh_process_like_a_cold_one(probe: str, tm
         assert str(workdir) in warm["path"]
         # the template imported what a cold runner imports, the way it imports it (asyncio without
         # ssl, no anyio): only the template's own modules come extra (ctypes: its clone3 call)
-        template_own = {"gc", "mmap", "resource", "runner.warm", "ctypes", "_ctypes", "ctypes._endian"}
+        template_own = {"gc", "mmap", "resource", "runner.warm", "runner.warm_startup", "runner.warm_codes",
+                        "ctypes", "_ctypes", "ctypes._endian"}
         assert set(warm["modules"]) - set(cold["modules"]) <= template_own
     assert cold["ppid"] == os.getpid() and cold["pid"] == cold["sid"]
     for facts in (cold, first, second):  # in its own cgroup when the system lets host_bridge make one

@@ -1,0 +1,125 @@
+"""Packing the code a warm runner runs into few pages of its template (runner/warm.py).
+
+CPython 3.11 writes into a code object whenever it runs an instruction that is not (or no
+longer) specialised: the instruction's counter sits in the code object's own bytecode. Nearly
+every function a runner runs has such an instruction, so a fork writes into nearly every code
+object its start-up runs, however often the template ran it first, and copies the page it lies
+on. Those ~440 code objects were made when their modules were imported, scattered among
+everything else: ~320 pages. ``pack`` makes a new copy of each (``code.replace()``) one after
+the other, so the copies fill consecutive memory (~150 pages), and points every function that
+ran one of them at its copy (``function.__code__``); the template then runs the start-up again
+so the copies are specialised before the first fork.
+
+A copy is the same code (bytecode, names, constants, line table): tracebacks, ``inspect`` and
+the functions' identities are unchanged; only ``function.__code__`` is another object.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+#: pymalloc serves objects up to this many bytes from pools of one size class; larger ones malloc.
+SMALL_OBJECT_LIMIT = 512
+_KEPT: list[Any] = []
+#: Consecutive blocks handed out one after the other: the pool is a fresh one from here on.
+FRESH_RUN = 8
+
+
+def code_run_by(work: Callable[[], Any]) -> dict[int, types.CodeType]:
+    """Every code object ``work()`` runs (Python functions, generators, coroutines), by id, in the
+    calling thread and in the threads it starts."""
+    ran: dict[int, types.CodeType] = {}
+
+    def profile(frame: types.FrameType, event: str, _arg: Any) -> None:
+        if event == "call":
+            ran[id(frame.f_code)] = frame.f_code
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    threading.setprofile(profile)
+    try:
+        work()
+    finally:
+        threading.setprofile(None)
+        sys.setprofile(previous)
+    return ran
+
+
+def pack(hot: dict[int, types.CodeType], extra: Iterable[types.CodeType] = ()) -> dict[int, types.CodeType]:
+    """Copy the ``hot`` code objects (and ``extra``) into consecutive memory and point every
+    function at its code's copy; returns old id -> copy."""
+    for code in extra:
+        hot[id(code)] = code
+    gc.collect()  # what is garbage now would otherwise leave holes among the copies
+    copies: dict[int, types.CodeType] = {}
+    ballast = _Ballast()
+    for code in sorted(hot.values(), key=sys.getsizeof):
+        _copy(code, hot, copies, ballast)
+    for obj in gc.get_objects():
+        if type(obj) is types.FunctionType and id(obj.__code__) in copies:
+            obj.__code__ = copies[id(obj.__code__)]
+    # Neither the originals nor the ballast are freed: their blocks, scattered among the template's
+    # objects, would be where a fork's new objects go first, copying those pages too.
+    _KEPT.append((list(hot.values()), ballast.kept))
+    return copies
+
+
+def _copy(code: types.CodeType, hot: dict[int, types.CodeType], copies: dict[int, types.CodeType],
+          ballast: _Ballast) -> types.CodeType:
+    """The copy of ``code``, with the copies of the hot code objects among its constants (the
+    functions it makes, e.g. closures and comprehensions, run those)."""
+    done = copies.get(id(code))
+    if done is not None:
+        return done
+    consts = code.co_consts
+    if any(type(c) is types.CodeType and id(c) in hot for c in consts):
+        consts = tuple(_copy(c, hot, copies, ballast) if type(c) is types.CodeType and id(c) in hot else c
+                       for c in consts)
+    ballast.before(sys.getsizeof(code))
+    copy = code.replace(co_consts=consts)
+    copies[id(code)] = copy
+    return copy
+
+
+def fill_pools() -> int:
+    """Fill the free blocks of every size class's partly used pools, so that a fork's new objects
+    go to fresh pools of their own instead of into holes on the template's pages."""
+    ballast = _Ballast()
+    for block in range(48, SMALL_OBJECT_LIMIT + 1, 16):
+        ballast.before(block)
+    _KEPT.append(ballast.kept)
+    return len(ballast.kept)
+
+
+class _Ballast:
+    """Filler objects of a copy's size, allocated until the allocator hands out fresh memory (a new
+    pool for a size class, the end of malloc's heap) rather than holes among older objects."""
+
+    def __init__(self) -> None:
+        self.kept: list[bytes] = []
+        self.fresh_classes: set[int] = set()
+
+    def before(self, size: int) -> None:
+        if size <= SMALL_OBJECT_LIMIT:
+            block = (size + 15) // 16 * 16
+            if block not in self.fresh_classes:
+                self.fresh_classes.add(block)
+                self._fill(block, block, FRESH_RUN)
+        else:
+            self._fill(size, max(32, (size + 8 + 15) // 16 * 16), 1)
+
+    def _fill(self, size: int, step: int, run: int) -> None:
+        last, seen = 0, 0
+        for _ in range(100_000):
+            filler = b"\1" * (size - 33)  # 33: a bytes object's header and its NUL; one allocation
+            self.kept.append(filler)
+            address = id(filler)
+            seen = seen + 1 if address - last == step else 0
+            last = address
+            if seen >= run:
+                return

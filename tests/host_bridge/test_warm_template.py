@@ -1,0 +1,110 @@
+"""What a warm-start template does before its first fork (runner/warm.py, warm_startup.py, warm_codes.py).
+
+The template runs a whole runner start-up ten times in its own process, then forks: nothing of
+those runs may be left for a fork to inherit, and the code it moved must be the same code.
+Each check runs ``preload`` in a fresh interpreter (it changes that process for good).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from host_bridge.zygote import template_environment
+
+#: The process's state a fork inherits, before and after ``preload``.
+STATE = r'''
+import json, logging, os, signal, stat, sys, threading
+
+def fd_kinds():
+    kinds = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            mode = os.fstat(int(name)).st_mode
+        except OSError:
+            continue
+        kinds[name] = [stat.S_IFMT(mode), os.readlink(f"/proc/self/fd/{name}")]
+    return kinds
+
+def state():
+    from runner import signals, stdio
+    loggers = {}
+    for name in ("runner", "Sequence"):
+        logger = logging.Logger.manager.loggerDict.get(name)
+        if isinstance(logger, logging.Logger):
+            loggers[name] = [logger.level, len(logger.handlers), logger.propagate, logger.disabled]
+    return {
+        "threads": [t.name for t in threading.enumerate()],
+        "fds": fd_kinds(),
+        "handlers": {s.name: repr(signal.getsignal(s)) for s in signal.valid_signals()
+                     if isinstance(s, signal.Signals) and s not in (signal.SIGKILL, signal.SIGSTOP)},
+        "wakeup_fd": signal.set_wakeup_fd(-1),
+        "streams": [id(sys.stdin), id(sys.stdout), id(sys.stderr), id(sys.breakpointhook)],
+        "cwd": os.getcwd(), "path": list(sys.path), "environ": dict(os.environ),
+        "loggers": loggers, "original_stderr_fd": stdio._original_stderr_fd,
+        "runner_signals": [signals._handler is None, signals._handshake_done, list(signals._pending)],
+        "sequence_modules": sorted(m for m in sys.modules if m.startswith("sequence_")),
+    }
+'''
+
+
+def _run(body: str) -> dict[str, Any]:
+    env = template_environment()
+    proc = subprocess.run([sys.executable, "-c", STATE + body], check=False, env=env, capture_output=True,
+                          text=True, timeout=120, cwd=os.getcwd())
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    return result
+
+
+def test_the_start_up_rounds_leave_nothing_a_fork_could_inherit() -> None:
+    result = _run('''
+from runner import logs, signals  # what the rounds touch, imported first: their state is compared
+before = state()
+from runner.warm import preload
+missing, copies = preload()
+after = state()
+print(json.dumps({"before": before, "after": after, "missing": missing, "copies": len(copies)}))
+''')
+    before, after = result["before"], result["after"]
+    assert after["threads"] == ["MainThread"]
+    for key in before.keys() - {"loggers"}:
+        assert after[key] == before[key], key
+    for name, logger in after["loggers"].items():  # one the rounds made is as getLogger makes it
+        assert logger == before["loggers"].get(name, [0, 0, True, False]), name
+    assert result["missing"] == []
+    assert result["copies"] > 300  # the code a runner's start-up runs, packed
+
+
+def test_packed_code_is_the_same_code_in_fewer_pages() -> None:
+    result = _run('''
+import sys, types
+from runner.transport.native import NativeTransport
+from runner.runtime import Runtime
+functions = [NativeTransport.handshake, NativeTransport._read_loop, Runtime.__init__, Runtime.load]
+originals = [f.__code__ for f in functions]
+from runner.warm import preload
+missing, copies = preload()
+
+def pages(codes):
+    spanned = set()
+    for code in codes:
+        spanned.update(range(id(code) // 4096, (id(code) + sys.getsizeof(code) - 1) // 4096 + 1))
+    return len(spanned)
+
+from runner.warm_codes import _KEPT
+originals_all = _KEPT[0][0]
+moved = [f.__code__ is copies.get(id(old)) for f, old in zip(functions, originals)]
+same = [f.__code__ == old and f.__code__.co_code == old.co_code and f.__code__.co_consts == old.co_consts
+        and f.__code__.co_positions is not None and list(f.__code__.co_lines()) == list(old.co_lines())
+        for f, old in zip(functions, originals)]
+print(json.dumps({"moved": moved, "same": same, "pages_before": pages(originals_all),
+                  "pages_after": pages(copies.values())}))
+''')
+    assert result["moved"] == [True] * 4
+    assert result["same"] == [True] * 4
+    # the point of moving them: the copies lie together (measured ~320 pages -> ~150)
+    assert result["pages_after"] < 0.7 * result["pages_before"], result
