@@ -3,14 +3,13 @@ of the run function are announced. Real runners, over STH's protocol (sth_host.S
 which records every PANG) and over protocol v1 (the test host).
 
 STH's hub remembers ``requires`` from the first PANG that names it and (re)routes that topic
-into the Instance on *every* PANG with a content type (reference §10): ``sth_routings`` counts
+into the Instance on *every* PANG with a content type (reference §10): the test host's ``topic_routings`` counts
 what such a hub would do with the PANGs a runner sent.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from runner_fault_helpers import SAMPLES, TestHost, package_dir, sequence_file
@@ -26,17 +25,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def sth_routings(pangs: list[dict[str, Any]]) -> int:
-    """How many times STH's hub routes the requires topic into the Instance for these PANGs."""
-    requires = ""
-    routings = 0
-    for pang in pangs:
-        requires = requires or pang.get("requires") or ""
-        if requires and pang.get("contentType"):
-            routings += 1
-    return routings
-
-
 async def test_a_topic_consumer_gets_its_topic_routed_once(tmp_path: Path) -> None:
     async with new_host(tmp_path) as host:
         inst = await host.start(SAMPLES / "topic-consumer")
@@ -46,7 +34,7 @@ async def test_a_topic_consumer_gets_its_topic_routed_once(tmp_path: Path) -> No
         assert await inst.wait() == 0
     # STH's first PANG right after PONG (no content type: nothing routed), then the requires once
     assert inst.pangs == [{"requires": "", "contentType": ""}, {"requires": "names", "contentType": "text/plain"}]
-    assert sth_routings(inst.pangs) == 1  # was 2: a second PANG {provides: "", contentType} re-routed it
+    assert inst.topic_routings == 1  # was 2: a second PANG {provides: "", contentType} re-routed it
 
 
 async def test_requires_set_on_the_run_function_at_run_time_is_announced_once(tmp_path: Path) -> None:
