@@ -17,7 +17,6 @@ on every later call). The caller then writes what ``data_to_send`` still holds
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 from typing import Any
 
 from . import codec
@@ -47,6 +46,7 @@ from .events import (
     Pong,
     Reject,
     Sentinel,
+    replaced,
 )
 from .flow import ReceiveWindow, SendWindow
 from .framer import IMPLEMENTATION, KIND_CREDIT, KIND_DATA, KIND_END, FrameDecoder, FrameEncoder
@@ -156,7 +156,7 @@ class Connection:
         if isinstance(event, Pong) and self.peer_hello is None:
             raise LocalProtocolError("Pong answers a received Ping")
         if isinstance(event, (Ping, Pong)):
-            event = replace(event, protocol=PROTOCOL_VERSION, impl=IMPLEMENTATION,
+            event = replaced(event, protocol=PROTOCOL_VERSION, impl=IMPLEMENTATION,
                             max_frame_size=self.max_frame_size, window=self.window)
         self._hello_sent = True
         return event

@@ -2,7 +2,8 @@
 
 Messages: one frozen dataclass per message code (docs/protocol.md §3). The class
 is the message's only definition: ``@message(code, sender)`` makes it a frozen
-keyword-only dataclass and registers it, and its fields give the body's keys,
+keyword-only dataclass and registers it (reading the fields itself, schema.collect_fields:
+dataclasses is imported only when asked about a message), and its fields give the body's keys,
 types and required keys (schema.py derives them), so the codec, the role checks
 and the lifecycle table all key on the class. Send one with ``Connection.send(Stop(timeout_ms=5000))``; receive with
 ``match event: case Stop(timeout_ms=timeout): ...``.
@@ -19,12 +20,24 @@ the data path, where a frozen class costs measurably more.
 # import time of this module, and every runner imports it before its PING).
 import enum
 from collections.abc import Callable
-from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+
+if TYPE_CHECKING:
+    from dataclasses import Field
 
 from .constants import Channel, Code, Role
-from .records import FrozenRecord, Record, checked_as
-from .schema import PlanItem, WireField, compile_fields, compile_plan, wire
+from .records import FrozenRecord, Record, checked_as, frozen_error
+from .schema import (
+    MISSING,
+    FieldSpec,
+    PlanItem,
+    WireField,
+    collect_fields,
+    compile_fields,
+    compile_plan,
+    field,
+    wire,
+)
 
 _T = TypeVar("_T")
 
@@ -40,7 +53,7 @@ class Message:
     """Base of every message class: frozen, compared and hashed by value, keyword-only.
 
     ``code``, ``sender``, ``channel`` and ``wire_fields`` are set by ``@message``. Every runner
-    imports this module before its PING, so the methods a dataclass would generate for each of
+    imports this module before its first PANG, so the methods a dataclass would generate for each of
     the 16 classes (with one ``exec`` per method: two thirds of the import time) are written once
     here instead; type checkers see frozen keyword-only dataclasses (``@message`` is a
     ``dataclass_transform``), and ``dataclasses.fields``/``replace`` work on them.
@@ -54,6 +67,8 @@ class Message:
     wire_fields: ClassVar[tuple[WireField, ...]]
     #: wire_fields prepared once for the codec's per-message loops (schema.compile_plan).
     wire_plan: ClassVar[tuple[PlanItem, ...]]
+    #: The fields the class body declares (schema.collect_fields).
+    message_fields: ClassVar[tuple[FieldSpec, ...]]
     #: Every field's attribute, and the defaults of those that have one (for __init__).
     field_names: ClassVar[frozenset[str]]
     field_defaults: ClassVar[dict[str, Any]]
@@ -75,10 +90,10 @@ class Message:
                 raise TypeError(f"{type(self).__name__}() lacks the keyword arguments {missing}")
 
         def __setattr__(self, name: str, value: Any) -> None:
-            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+            raise frozen_error(f"cannot assign to field {name!r}")
 
         def __delattr__(self, name: str) -> None:
-            raise FrozenInstanceError(f"cannot delete field {name!r}")
+            raise frozen_error(f"cannot delete field {name!r}")
 
     @classmethod
     def from_checked(cls, kwargs: dict[str, Any], body_size: int = 0) -> "Message":
@@ -110,6 +125,31 @@ MESSAGES: dict[int, type[Message]] = {}
 _M = TypeVar("_M", bound=Message)
 
 
+class _DataclassFields:
+    """``__dataclass_fields__`` of a message class, made when first asked for: ``dataclasses.fields``,
+    ``replace``, ``asdict`` and ``is_dataclass`` work on messages as on the dataclasses they were,
+    while a runner, which asks none of them, never imports dataclasses for them."""
+
+    def __get__(self, instance: object, owner: type) -> "dict[str, Field[Any]]":
+        specs: tuple[FieldSpec, ...] | None = owner.__dict__.get("message_fields")
+        if specs is None:  # Message itself, or a class @message did not make: not a dataclass
+            raise AttributeError("__dataclass_fields__")
+        import dataclasses
+
+        made: dict[str, Field[Any]] = {}
+        for spec in specs:
+            default = spec.default if spec.default is not MISSING else dataclasses.MISSING
+            made_field: Any = dataclasses.field(default=default, metadata=spec.metadata, kw_only=True)
+            made_field.name, made_field.type = spec.name, spec.type
+            made_field._field_type = dataclasses._FIELD  # type: ignore[attr-defined]  # as @dataclass marks it
+            made[spec.name] = made_field
+        owner.__dataclass_fields__ = made  # type: ignore[attr-defined]  # once per class
+        return made
+
+
+Message.__dataclass_fields__ = _DataclassFields()  # type: ignore[attr-defined]
+
+
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field,))
 def message(code: Code, sender: Role | None) -> Callable[[type[_M]], type[_M]]:
     """Make a message class (a frozen keyword-only dataclass) of ``code``, sent by ``sender``
@@ -118,22 +158,30 @@ def message(code: Code, sender: Role | None) -> Callable[[type[_M]], type[_M]]:
     def register(cls: type[_M]) -> type[_M]:
         if int(code) in MESSAGES:
             raise ValueError(f"message code {int(code)} is defined twice")
-        # Only the fields: no method is generated (Message has them).
-        dataclass(init=False, repr=False, eq=False, kw_only=True)(cls)
+        # Only the fields, read as @dataclass(kw_only=True) reads them: Message has the methods.
+        cls.message_fields = collect_fields(cls)
+        # keyword-only fields: no positional patterns, as for a kw_only dataclass
+        cls.__match_args__ = ()  # type: ignore[attr-defined,misc]
         cls.code = int(code)
         cls.sender = sender
         cls.channel = {Role.RUNNER: Channel.MONITORING, Role.HOST: Channel.CONTROL, None: Channel.EVENTS}[sender]
         cls.wire_fields = compile_fields(cls)
         cls.wire_plan = compile_plan(cls.wire_fields)
-        declared = fields(cast(Any, cls))
-        if any(f.default_factory is not MISSING for f in declared):
-            raise TypeError(f"{cls.__name__}: message fields take plain defaults, not default_factory")
-        cls.field_names = frozenset(f.name for f in declared)
-        cls.field_defaults = {f.name: f.default for f in declared if f.default is not MISSING}
+        cls.field_names = frozenset(f.name for f in cls.message_fields)
+        cls.field_defaults = {f.name: f.default for f in cls.message_fields if f.default is not MISSING}
         MESSAGES[int(code)] = cls
         return cls
 
     return register
+
+
+def replaced(message: _M, **changes: Any) -> _M:
+    """A copy of ``message`` with ``changes``, as ``dataclasses.replace`` makes it (through __init__,
+    so an unknown name is refused), without importing dataclasses before a runner's PING."""
+    values = {name: getattr(message, name) for name in message.field_names}
+    values.update(changes)
+    made: _M = type(message)(**values)
+    return made
 
 
 # -- runner -> host, on MONITORING ---------------------------------------------------------

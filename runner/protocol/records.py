@@ -17,10 +17,9 @@ field assignment to a frozen one is still an error there.
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError
 from typing import TYPE_CHECKING, Any, ClassVar
 
-__all__ = ["FrozenRecord", "Record", "checked_as"]
+__all__ = ["FrozenRecord", "Record", "checked_as", "frozen_error"]
 
 if TYPE_CHECKING:
     from dataclasses import dataclass as checked_as
@@ -29,6 +28,14 @@ else:
     def checked_as(**_: Any) -> Any:
         """At run time nothing: the class stays as written."""
         return lambda cls: cls
+
+
+def frozen_error(message: str) -> AttributeError:
+    """dataclasses' FrozenInstanceError (an AttributeError), imported when one is raised: a runner
+    does not import dataclasses for its messages and records."""
+    from dataclasses import FrozenInstanceError
+
+    return FrozenInstanceError(message)
 
 
 class Record:
@@ -58,10 +65,10 @@ class FrozenRecord(Record):
     __slots__ = ()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        raise frozen_error(f"cannot assign to field {name!r}")
 
     def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
+        raise frozen_error(f"cannot delete field {name!r}")
 
     def __hash__(self) -> int:
         return hash(self._values())

@@ -1,5 +1,6 @@
-"""The hand-written value classes (runner/protocol/records.py) behave as the dataclasses they replace,
-and importing what a runner imports before its first PANG generates no methods (what made its start
+"""The hand-written value classes (runner/protocol/records.py) and the message classes (read by
+schema.collect_fields, not @dataclass) behave as the dataclasses they were, and importing what a
+runner imports before its first PANG generates no methods and no dataclasses (what made its start
 slower)."""
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from typing import Any
 import pytest
 
 from runner.protocol.events import (
+    MESSAGES,
     ConnectionClosed,
     CreditAvailable,
     Data,
     Deadline,
     DeadlineExpired,
     EndOfStream,
+    Message,
+    Ping,
+    replaced,
 )
 from runner.protocol.records import FrozenRecord
 from runner.protocol.schema import WireField
@@ -119,9 +124,41 @@ def test_importing_the_protocol_and_the_loader_generates_no_methods() -> None:
         sys.addaudithook(count)
         import runner.protocol.connection, runner.protocol.events, runner.protocol.schema
         import runner.sequence.loader, runner.sequence.topics, runner.transport.native
+        from runner.protocol import Connection, Ping, Role
+        Connection(Role.RUNNER).send(Ping(instance_id="i"), 0.0)  # a handshake fills the Ping in (replaced)
         assert runner.protocol.events.Data(1, b"").channel == 1  # the probe sees the classes
-        print(len(made))
+        print(len(made), "dataclasses" in sys.modules)
     """)
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0"]
+    assert done.stdout.split() == ["0", "False"]
+
+
+@pytest.mark.parametrize("cls", sorted(MESSAGES.values(), key=lambda c: c.code), ids=lambda c: c.__name__)
+def test_messages_are_still_dataclasses_to_the_dataclasses_module(cls: type[Message]) -> None:
+    """``@message`` reads the class body itself (schema.collect_fields); ``dataclasses.fields``,
+    ``replace``, ``asdict`` and ``is_dataclass`` see what ``@dataclass(kw_only=True)`` made before."""
+    assert dataclasses.is_dataclass(cls) and not dataclasses.is_dataclass(Message)
+    declared = dataclasses.fields(cls)
+    assert [f.name for f in declared] == [f.attr for f in cls.wire_fields]
+    assert all(f.kw_only and f.init for f in declared)
+    assert cls.__match_args__ == ()
+    required = {f.name: ({} if "dict" in str(f.type) else "x" if "str" in str(f.type) else 1)
+                for f in declared if f.default is dataclasses.MISSING}
+    made = cls(**required)
+    assert dataclasses.replace(made) == made
+    assert dataclasses.asdict(made) == {f.name: getattr(made, f.name) for f in declared}
+    for f in declared:  # defaults are class attributes, as a dataclass leaves them; no default, none
+        assert cls.__dict__.get(f.name, dataclasses.MISSING) == f.default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.anything = 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        dataclasses.replace(made, bogus=1)
+
+
+def test_replaced_is_dataclasses_replace() -> None:
+    ping = Ping(instance_id="i", token="t")
+    assert replaced(ping, window=7) == dataclasses.replace(ping, window=7)
+    assert replaced(ping, window=7).token == "t" and ping.window == 0
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        replaced(ping, bogus=1)
