@@ -20,7 +20,6 @@ import importlib.machinery
 import importlib.util
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -220,11 +219,13 @@ def check_package(root: str | os.PathLike[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- import
 
 
-_SANITIZE = re.compile(r"[^0-9A-Za-z_]")
+#: What a module name keeps of a Sequence's name (anything else becomes "_"); no regex: compiling one
+#: was ~0.1 ms of every runner's start to PANG.
+_NAME_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 
 
 def _module_name(name: str) -> str:
-    base = "sequence_" + (_SANITIZE.sub("_", name) or "main")
+    base = "sequence_" + ("".join(c if c in _NAME_CHARS else "_" for c in name) or "main")
     candidate = base
     n = 1
     while candidate in sys.modules:

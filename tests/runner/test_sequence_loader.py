@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from runner.sequence.loader import (
     LoadedSequence,
@@ -389,3 +392,12 @@ def test_check_package_reports_the_loaders_errors_without_importing(tmp_path: Pa
     (nested / "only").mkdir(parents=True)
     (nested / "only" / "package.json").write_text("{}")
     assert find_package_root(nested) == nested / "only"
+
+
+@given(st.text())
+def test_a_module_name_keeps_ascii_letters_digits_and_underscores_of_the_sequences_name(name: str) -> None:
+    from runner.sequence.loader import _module_name
+
+    expected = "sequence_" + (re.sub(r"[^0-9A-Za-z_]", "_", name) or "main")
+    assume(expected not in sys.modules)  # taken (by another test's Sequence): a suffix is added
+    assert _module_name(name) == expected
