@@ -4,11 +4,12 @@ CPython 3.11 writes into a code object whenever it runs an instruction that is n
 longer) specialised: the instruction's counter sits in the code object's own bytecode. Nearly
 every function a runner runs has such an instruction, so a fork writes into nearly every code
 object its start-up runs, however often the template ran it first, and copies the page it lies
-on. Those ~440 code objects were made when their modules were imported, scattered among
+on. Those ~500 code objects were made when their modules were imported, scattered among
 everything else: ~320 pages. ``pack`` makes a new copy of each (``code.replace()``) one after
-the other, so the copies fill consecutive memory (~150 pages), and points every function that
-ran one of them at its copy (``function.__code__``); the template then runs the start-up again
-so the copies are specialised before the first fork.
+the other, so the copies fill consecutive memory (~100 pages: fresh pymalloc pools for the
+smaller ones, the end of malloc's heap for the larger), and points every function that ran one
+of them at its copy (``function.__code__``); the template then runs the start-up again so the
+copies are specialised before the first fork.
 
 A copy is the same code (bytecode, names, constants, line table): tracebacks, ``inspect`` and
 the functions' identities are unchanged; only ``function.__code__`` is another object.
@@ -16,6 +17,7 @@ the functions' identities are unchanged; only ``function.__code__`` is another o
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import sys
 import threading
@@ -26,6 +28,8 @@ from typing import Any
 #: pymalloc serves objects up to this many bytes from pools of one size class; larger ones malloc.
 SMALL_OBJECT_LIMIT = 512
 _KEPT: list[Any] = []
+#: Filler sizes for malloc's holes, largest first (above pymalloc's limit).
+HEAP_FILL_SIZES = (1 << 16, 1 << 14, 1 << 12, 2048, 1024, 768, 544)
 #: Consecutive blocks handed out one after the other: the pool is a fresh one from here on.
 FRESH_RUN = 8
 
@@ -58,7 +62,14 @@ def pack(hot: dict[int, types.CodeType], extra: Iterable[types.CodeType] = ()) -
     gc.collect()  # what is garbage now would otherwise leave holes among the copies
     copies: dict[int, types.CodeType] = {}
     ballast = _Ballast()
-    for code in sorted(hot.values(), key=sys.getsizeof):
+    for code in hot.values():
+        _ = code.co_code  # made and kept by the original now, not made by ``replace`` among the copies
+    by_size = sorted(hot.values(), key=sys.getsizeof)
+    for code in by_size:
+        if sys.getsizeof(code) <= SMALL_OBJECT_LIMIT:
+            _copy(code, hot, copies, ballast)
+    ballast.use_up_heap_holes()  # the larger ones come from malloc: one after the other from the heap's end
+    for code in by_size:
         _copy(code, hot, copies, ballast)
     for obj in gc.get_objects():
         if type(obj) is types.FunctionType and id(obj.__code__) in copies:
@@ -110,8 +121,24 @@ class _Ballast:
             if block not in self.fresh_classes:
                 self.fresh_classes.add(block)
                 self._fill(block, block, FRESH_RUN)
-        else:
-            self._fill(size, max(32, (size + 8 + 15) // 16 * 16), 1)
+
+    def use_up_heap_holes(self) -> None:
+        """Fill malloc's free chunks inside its heap, largest sizes first, until a filler of each
+        size comes from the top of the heap (glibc >= 2.33, ``mallinfo2``; elsewhere nothing)."""
+        try:
+            mallinfo2 = ctypes.CDLL(None).mallinfo2
+        except (OSError, AttributeError):
+            return
+        mallinfo2.restype = _MallInfo2
+        budget = mallinfo2().fordblks  # never more than what is free now
+        for size in HEAP_FILL_SIZES:
+            while budget > size:
+                top = mallinfo2().keepcost
+                filler = b"\1" * (size - 33)
+                if mallinfo2().keepcost != top:  # from the top (or the heap grew): no hole this big left
+                    break
+                self.kept.append(filler)
+                budget -= size
 
     def _fill(self, size: int, step: int, run: int) -> None:
         last, seen = 0, 0
@@ -123,3 +150,8 @@ class _Ballast:
             last = address
             if seen >= run:
                 return
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
