@@ -18,24 +18,24 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .announce import TopicAnnouncer
-from .backend import RunnerBackend
 from .config import Settings
 from .control import ControlHandler
 from .exiting import ExitPath
 from .logs import RUNNER_LOGGER, SEQUENCE_LOGGER
 from .monitor import Heartbeat
-from .output import OutputPump
 from .protocol import Channel, Error, ExitCode, Pong, SequenceCompleted
 from .protocol.stop import EXIT_BUDGET, exit_delay_ms
-from .sequence.inputs import SequenceInput
 from .sequence.topics import Topics, declared_topics
 from .stdio import Stdio
 from .stopping import StopControl
 from .transport.base import Transport
 
 if TYPE_CHECKING:
+    from .backend import RunnerBackend
     from .bridge import LoopBridge
+    from .output import OutputPump
     from .sequence.context import AppContext
+    from .sequence.inputs import SequenceInput
     from .sequence.loader import LoadedSequence
     from .sequence.shapes import SequenceRun
 
@@ -57,18 +57,47 @@ class Runtime:
                            lambda n: transport.consumed(Channel.STDIN, n))
         self.exits = ExitPath(transport, self.stdio)
         self.stops = StopControl(transport, self.exits)
-        self.backend = RunnerBackend(transport, self.stops)
         self.heartbeat = Heartbeat(transport, self.channel_stats)
         self.control = ControlHandler(self.stdio, self.stops, self.exits, self.heartbeat.set_rate)
         self.announcer = TopicAnnouncer(transport)
-        self.output = OutputPump(transport)
-        self.sequence_input = SequenceInput()
+        # Made when first used, after the first PANG: their modules (with runner.bridge and
+        # runner.sequence.compat) are not needed before it (~0.3 ms of every start to PANG).
+        self._backend: RunnerBackend | None = None
+        self._output: OutputPump | None = None
+        self._sequence_input: SequenceInput | None = None
         self.runner_log = logging.getLogger(RUNNER_LOGGER)
         self.sequence_log = logging.getLogger(SEQUENCE_LOGGER)
         #: The topics the Sequence declared when it was loaded (the first PANG).
         self.load_topics = Topics()
         #: What run() produced, once it has.
         self.run_info: SequenceRun | None = None
+
+    @property
+    def backend(self) -> RunnerBackend:
+        """What the Sequence's AppContext talks to."""
+        if self._backend is None:
+            from .backend import RunnerBackend
+
+            self._backend = RunnerBackend(self.transport, self.stops)
+        return self._backend
+
+    @property
+    def output(self) -> OutputPump:
+        """Takes what run() produces to OUT."""
+        if self._output is None:
+            from .output import OutputPump
+
+            self._output = OutputPump(self.transport)
+        return self._output
+
+    @property
+    def sequence_input(self) -> SequenceInput:
+        """The ``input`` run() is given."""
+        if self._sequence_input is None:
+            from .sequence.inputs import SequenceInput
+
+            self._sequence_input = SequenceInput()
+        return self._sequence_input
 
     # -- from the handshake to the loop ---------------------------------------------------------
     def run(self, pong: Pong) -> NoReturn:
@@ -276,7 +305,8 @@ class Runtime:
         for channel in (Channel.STDOUT, Channel.STDERR, Channel.OUT, Channel.LOG):
             writer = self.transport.writer(channel)
             stats[channel.name.lower()] = {"bytes": writer.bytes, "items": writer.items}
-        stats["out"]["items"] = self.output.items
+        output = self._output  # this runs on the heartbeat's thread: no OutputPump made from here
+        stats["out"]["items"] = output.items if output is not None else 0
         stats["in"] = {"bytes": self.control.in_bytes, "items": self.control.in_items}
         stats["stdin"] = {"bytes": self.stdio.stdin.bytes, "items": self.stdio.stdin.items}
         return stats
