@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from testhost import TestHost
+from warm_popen import warm_enabled
 
 from runner.protocol import Channel, Code
 
@@ -36,6 +37,8 @@ def _built(module: str) -> bool:
     return True
 
 
+@pytest.mark.skipif(warm_enabled(), reason="a warm fork has its template's modules (runner/warm.py PRELOAD), "
+                    "loaded once and shared: this is about a cold start")
 def test_what_a_runner_has_not_imported_when_it_imports_its_sequence(tmp_path: Path) -> None:
     path = tmp_path / "seq.py"
     path.write_text(textwrap.dedent("""
