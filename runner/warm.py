@@ -15,6 +15,7 @@ import importlib
 import os
 import types
 from collections.abc import Iterable
+from typing import Any
 
 PRELOAD = (
     "runner.hello",
@@ -106,10 +107,34 @@ def exercise(use_uvloop: bool, fork_path: Iterable[types.CodeType] = ()) -> dict
         _path_work()
 
     ran = code_run_by(one_round)
-    copies = pack({key: code for key, code in ran.items() if not _templates_own(code)}, fork_path)
+    copies = pack({key: code for key, code in ran.items() if not _templates_own(code)},
+                  [*fork_path, *_start_up_code_not_in_rounds()])
     for _ in range(EXERCISE_ROUNDS):
         one_round()
     return copies
+
+
+def _start_up_code_not_in_rounds() -> list[types.CodeType]:
+    """What a runner's start-up runs that a round does differently (runner/warm_startup.py: the
+    parts that would end the process or are the template's already): packed, not specialised."""
+    import json
+
+    from . import prog_name
+    from .app import App, select_transport
+    from .loop import wants_uvloop
+    from .reaper import become_subreaper
+    from .runtime import Runtime, collect_from_here
+    from .sequence import loader
+    from .ssl_deferral import import_asyncio
+    from .transport.native import from_fd
+
+    functions: list[Any] = [
+        prog_name, App.run, select_transport, from_fd, import_asyncio, Runtime.run, Runtime._install_signals,
+        become_subreaper, collect_from_here, Runtime._run_loop, wants_uvloop, Runtime._main,
+        # a Sequence that is a directory with a package.json (the rounds' is a file)
+        loader._read_package_json, loader._resolve_main, loader._check_fields, json.load, json.detect_encoding,
+    ]
+    return [f.__code__ for f in functions]
 
 
 def _templates_own(code: types.CodeType) -> bool:

@@ -55,10 +55,12 @@ def code_run_by(work: Callable[[], Any]) -> dict[int, types.CodeType]:
 
 
 def pack(hot: dict[int, types.CodeType], extra: Iterable[types.CodeType] = ()) -> dict[int, types.CodeType]:
-    """Copy the ``hot`` code objects (and ``extra``) into consecutive memory and point every
-    function at its code's copy; returns old id -> copy."""
+    """Copy the ``hot`` code objects (and ``extra``, with the code of the functions, comprehensions
+    and lambdas they make) into consecutive memory and point every function at its code's copy;
+    returns old id -> copy."""
     for code in extra:
-        hot[id(code)] = code
+        for inner in _with_nested(code):
+            hot[id(inner)] = inner
     gc.collect()  # what is garbage now would otherwise leave holes among the copies
     copies: dict[int, types.CodeType] = {}
     ballast = _Ballast()
@@ -78,6 +80,14 @@ def pack(hot: dict[int, types.CodeType], extra: Iterable[types.CodeType] = ()) -
     # objects, would be where a fork's new objects go first, copying those pages too.
     _KEPT.append((list(hot.values()), ballast.kept))
     return copies
+
+
+def _with_nested(code: types.CodeType) -> list[types.CodeType]:
+    found = [code]
+    for const in code.co_consts:
+        if type(const) is types.CodeType:
+            found.extend(_with_nested(const))
+    return found
 
 
 def _copy(code: types.CodeType, hot: dict[int, types.CodeType], copies: dict[int, types.CodeType],

@@ -40,7 +40,8 @@ import struct
 import sys
 import threading
 import traceback
-import types
+import weakref
+from collections.abc import KeysView, Mapping, MappingView
 from typing import Any
 
 #: The fd numbers a forked runner gets: 0 /dev/null, 1 and 2 as sent, its connection here.
@@ -280,13 +281,24 @@ def _fork_path_code(runner_main: tuple[str, Any, Any] | None) -> list[Any]:
     import logging
 
     functions = [Template._child, Template._become_runner, _replace_environment, _python_path_entries,
-                 _open_fds, fcntl_dup, fork_into, runpy._run_code,  # type: ignore[attr-defined]
-                 threading._after_fork, logging._after_at_fork_child_reinit_locks]  # type: ignore[attr-defined]
+                 _open_fds, fcntl_dup, fork_into, runpy._run_code, socket.socket.detach,  # type: ignore[attr-defined]
+                 os._Environ.__setitem__, os._Environ.__delitem__, os._Environ.__iter__,
+                 os._Environ.__getitem__, Mapping.get, Mapping.__contains__, Mapping.keys,
+                 KeysView.__iter__, MappingView.__init__, weakref.WeakValueDictionary.__init__]
+    # the at-fork hooks, and what runs first in a new thread (before a profiler would see it); by
+    # name: private, and another Python may not have them all
+    for owner, name in ((threading, "_after_fork"), (logging, "_after_at_fork_child_reinit_locks"),
+                        (logging.Handler, "_at_fork_reinit"), (threading.Thread, "_reset_internal_locks"),
+                        (threading.Thread, "_bootstrap"), (threading.Thread, "_bootstrap_inner"),
+                        (threading.Thread, "_set_ident"), (threading.Thread, "_set_native_id"),
+                        (threading.Thread, "_set_tstate_lock"), (threading, "_enumerate"),
+                        (threading.Condition, "_at_fork_reinit"), (threading.Event, "_at_fork_reinit")):
+        function = getattr(owner, name, None)
+        if function is not None:
+            functions.append(function)
     codes = [f.__code__ for f in functions]
     if runner_main is not None:
-        module_code = runner_main[2]
-        codes.append(module_code)
-        codes.extend(c for c in module_code.co_consts if isinstance(c, types.CodeType))
+        codes.append(runner_main[2])  # runner/__main__.py's module code, and the functions it makes
     return codes
 
 
