@@ -89,28 +89,20 @@ def exercise(use_uvloop: bool, fork_path: Iterable[types.CodeType] = ()) -> dict
     cache, ABC and typing caches, the loop's lazily built state, logging's and json's compiled
     patterns) and its code's specialisation are made in the template: a fork reads them instead of
     writing (and so copying) their pages. A round is a whole runner start-up against a host of
-    the template's own (runner/warm_startup.py), then the runner's loop with a TaskSet and a
-    LoopBridge called from a thread, the protocol's handshake between two in-memory Connections,
-    a log record, JSON and paths. The first round is profiled: the code it ran, and
-    ``fork_path`` (what only a fork runs), is packed into consecutive memory
-    (runner/warm_codes.py); then ``EXERCISE_ROUNDS`` more rounds specialise the packed copies.
-    Nothing here imports ssl: a fork would then have it, and a cold runner has not."""
-    from .loop import run
+    the template's own (runner/warm_startup.py). The first round is profiled: the code it ran, and
+    what only a fork runs (``fork_path``, ``_start_up_code_not_in_rounds``), is packed into
+    consecutive memory (runner/warm_codes.py); then ``EXERCISE_ROUNDS`` more rounds specialise the
+    packed copies. Nothing here imports ssl: a fork would then have it, and a cold runner has not.
+    (Before the rounds, the template ran pieces of this machinery instead: its loop, an in-memory
+    handshake, a log record; the rounds cover them, and leaving them out measured no worse.)"""
     from .warm_codes import code_run_by, pack
     from .warm_startup import startup_round
 
-    def one_round() -> None:
-        startup_round(use_uvloop)
-        run(_loop_work(), use_uvloop)
-        _protocol_work()
-        _logging_work()
-        _path_work()
-
-    ran = code_run_by(one_round)
+    ran = code_run_by(lambda: startup_round(use_uvloop))
     copies = pack({key: code for key, code in ran.items() if not _templates_own(code)},
                   [*fork_path, *_start_up_code_not_in_rounds()])
     for _ in range(EXERCISE_ROUNDS):
-        one_round()
+        startup_round(use_uvloop)
     return copies
 
 
@@ -143,86 +135,3 @@ def _templates_own(code: types.CodeType) -> bool:
     here = os.path.dirname(os.path.abspath(__file__))
     return os.path.dirname(code.co_filename) == here and os.path.basename(code.co_filename) in (
         "warm.py", "warm_startup.py", "warm_codes.py", "warm_sequence.py")
-
-
-async def _loop_work() -> None:
-    """What runner.runtime does on its loop: a TaskSet owned by the main task, a LoopBridge that
-    other threads call into, and the asyncio primitives its parts wait on."""
-    import asyncio
-    import threading
-
-    from .bridge import LoopBridge
-    from .loop import TaskSet
-
-    main = asyncio.current_task()
-    assert main is not None
-    tasks = TaskSet(main)
-    bridge = LoopBridge(asyncio.get_running_loop(), tasks)
-    called = asyncio.Event()
-    queue: asyncio.Queue[int] = asyncio.Queue()
-
-    async def consume() -> None:
-        await queue.get()
-
-    tasks.start_soon(consume)
-    caller = threading.Thread(target=bridge.call, args=(called.set,), name="warm-up", daemon=True)
-    caller.start()
-    await called.wait()
-    caller.join()
-    queue.put_nowait(1)
-    await asyncio.sleep(0)
-    await asyncio.wait_for(asyncio.sleep(0), 10)
-
-
-def _protocol_work() -> None:
-    """PING, PONG and a message between a runner's and a host's Connection (sans-IO, in memory),
-    and the settings a forked runner parses."""
-    from .config import parse
-    from .hello import ping_fields, ping_frame
-    from .protocol import NEED_DATA, Channel, Connection, Event, Ping, Pong, Role
-
-    def carry(src: Connection, dst: Connection) -> None:
-        dst.receive_data(b"".join(bytes(chunk) for chunk in src.data_to_send()))
-        while dst.next_event() is not NEED_DATA:
-            pass
-
-    settings = parse(["--fd", "3", "--instance-id", "warm", "--sequence", "warm"], {})
-    fields = ping_fields(settings)
-    ping_frame(fields)
-    runner, host = Connection(Role.RUNNER), Connection(Role.HOST)
-    runner.send(Ping(**fields))
-    carry(runner, host)
-    host.send(Pong(app_config={}, args=[]))
-    carry(host, runner)
-    runner.send(Event(name="warm", message={"up": True}))
-    runner.send_data(int(Channel.STDOUT), b"warm\n")
-    carry(runner, host)
-
-
-def _logging_work() -> None:
-    import io
-    import json
-    import logging
-
-    from .logs import format_record
-
-    # a logger logging's manager does not keep: a fork's loggers are those a cold runner has
-    logger = logging.Logger("runner.warm")  # noqa: LOG001
-    handler = logging.StreamHandler(io.StringIO())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logger.addHandler(handler)
-    logger.info("warm %s", "up")
-    format_record(logging.LogRecord("runner", logging.INFO, __file__, 0, "warm %s", ("up",), None))
-    json.loads(json.dumps({"warm": [1, 2.5, "x", None, True]}))
-
-
-def _path_work() -> None:
-    """What loading a Sequence does with its path (runner.sequence.loader: strings and os.path;
-    a cold runner imports no pathlib before its first output)."""
-    here = os.path.dirname(os.path.realpath(__file__))
-    for path in (here, os.path.join(here, "warm.py"), os.path.join(here, "missing")):
-        os.path.realpath(path)
-        os.path.exists(path)
-        os.path.isdir(path)
-        os.path.isfile(path)
-        _ = os.path.basename(path), os.path.dirname(path), os.path.splitext(path)
