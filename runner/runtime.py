@@ -162,10 +162,12 @@ class Runtime:
 
     def _extraction_dir(self) -> str | None:
         """A package is unpacked into this runner's own directory, removed on every exit."""
+        from .sequence.paths import is_archive
+
+        if not is_archive(self.settings.sequence):
+            return None
         from .sequence import archive
 
-        if not archive.is_archive(self.settings.sequence):
-            return None
         path = archive.extraction_dir()
         self.exits.at_exit.append(archive.remover(path))
         try:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import SequencePathError
+from .paths import DEFAULT_MAX_ARCHIVE_BYTES, DEFAULT_MAX_ARCHIVE_MEMBERS, inside, is_archive
 
 if TYPE_CHECKING:  # pathlib is imported where a package is unpacked: a runner checks is_archive only
     from pathlib import Path
@@ -43,10 +44,6 @@ __all__ = [
     "remove_extraction",
 ]
 
-#: Total size of the regular files a ``.tar.gz`` package may unpack to.
-DEFAULT_MAX_ARCHIVE_BYTES = 1 << 30  # 1 GiB
-#: Number of entries a ``.tar.gz`` package may hold.
-DEFAULT_MAX_ARCHIVE_MEMBERS = 100_000
 #: Where the runner process unpacks packages (a directory per runner below it).
 EXTRACT_ROOT_ENV = "SEQUENCE_RUNNER_EXTRACT_ROOT"
 
@@ -59,14 +56,6 @@ TAR_FILTER = "auto"
 
 class UnsafeArchive(SequencePathError):
     """The archive is not a usable package (exit 21); the message names the member and why."""
-
-
-def is_archive(path: str | os.PathLike[str]) -> bool:
-    return os.path.basename(os.fspath(path)).lower().endswith((".tar.gz", ".tgz", ".tar"))
-
-
-def inside(base: str, target: str) -> bool:
-    return target == base or target.startswith(base + os.sep)
 
 
 def _safe_member_name(archive: Path, name: str) -> str:

@@ -26,17 +26,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..protocol.records import Record, checked_as
-from .archive import (
-    DEFAULT_MAX_ARCHIVE_BYTES,
-    DEFAULT_MAX_ARCHIVE_MEMBERS,
-    extract_package,
-    inside,
-    is_archive,
-)
 from .errors import SequenceLoadError, SequencePathError
+from .paths import DEFAULT_MAX_ARCHIVE_BYTES, DEFAULT_MAX_ARCHIVE_MEMBERS, inside, is_archive
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from .archive import extract_package
 
 #: runner/cli/pack.py passes Paths to the package.json checks
 StrPath: TypeAlias = "str | os.PathLike[str]"
@@ -52,6 +48,15 @@ __all__ = [
     "find_package_root",
     "load_sequence",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``extract_package`` from runner/sequence/archive.py, imported when asked for (a package)."""
+    if name == "extract_package":
+        from .archive import extract_package
+
+        return extract_package
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @checked_as()
@@ -323,6 +328,8 @@ def load_sequence(
         import shutil
         import tempfile
         from pathlib import Path
+
+        from .archive import extract_package
 
         target = Path(extract_dir) if extract_dir else Path(tempfile.mkdtemp(prefix="sequence-"))
         try:

@@ -24,6 +24,7 @@ NOT_BEFORE_PANG = (
     "runner.sequence.inputs",  # Runtime.sequence_input
     "runner.sequence.compat",
     "runner.backend",  # Runtime.backend, for the AppContext
+    "runner.sequence.archive",  # a package's unpacking (runner/sequence/paths.py has the checks)
 )
 
 
