@@ -44,7 +44,7 @@ PRELOAD = (
     "runner.protocol.content_types",
     "runner.protocol.stop",
     "runner.sequence.loader",
-    "runner.sequence.archive",
+    "runner.sequence.paths",  # archive.py (unpacking) only for a package, as in a cold runner
     "runner.sequence.content",
     "runner.sequence.context",
     "runner.sequence.inputs",
