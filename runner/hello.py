@@ -144,14 +144,14 @@ def sth_ping_line(cfg: STHConfig, fields: dict[str, Any]) -> bytes:
 
 
 def sth_connect_and_ping(cfg: STHConfig, fields: dict[str, Any]) -> STHEarlyPing:
-    """Open STH's nine connections and write the PING; EarlyPingError in the words the transport's
-    handshake used."""
+    """Open STH's connections (nine; eight for an 0.18-style host) and write the PING; EarlyPingError in
+    the words the transport's handshake used."""
     from .protocol.sth import STHChannel
     from .transport.sth_connect import connect_all, destroy
 
     frame = sth_ping_line(cfg, fields)
     try:
-        socks = connect_all(cfg.host, cfg.port, cfg.instance_id, cfg.connect_timeout)
+        socks = connect_all(cfg.host, cfg.port, cfg.instance_id, cfg.connect_timeout, cfg.profile.channels)
     except OSError as err:
         raise EarlyPingError(str(err)) from None
     try:

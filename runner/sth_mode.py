@@ -71,12 +71,19 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def parse_env(env: Mapping[str, str]) -> Any:
-    """STHConfig and the Sequence path from STH's environment; STHEnvError(20/21) names what is wrong."""
-    from .transport.sth_connect import STHConfig
+    """STHConfig and the Sequence path from STH's environment; STHEnvError(20/21) names what is wrong.
 
-    missing = [name for name in sth.ENV_VARS if not env.get(name)]
+    Which STH host generation started the runner is decided here, once (``profile_for``): an
+    0.18-style host passes neither SEQUENCE_INFO nor RUNNER_CONNECT_INFO (docs/sth-compat.md §6)."""
+    from .transport.sth_connect import STHConfig
+    from .transport.sth_profile import profile_for
+
+    profile = profile_for(env)
+    missing = [name for name in profile.required_env if not env.get(name)]
     if missing:
-        raise STHEnvError(INVALID_ENV, f"missing environment variable(s): {', '.join(missing)}")
+        raise STHEnvError(INVALID_ENV, f"missing environment variable(s): {', '.join(missing)}" + (
+            "" if any(name in env for name in ("SEQUENCE_INFO", "RUNNER_CONNECT_INFO")) else
+            f" (STH 1.0.x passes all of {', '.join(sth.ENV_VARS)}; an 0.18-style host the first four)"))
     port_text = env["INSTANCES_SERVER_PORT"].strip()
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise STHEnvError(INVALID_ENV, f"INSTANCES_SERVER_PORT={port_text!r} is not a port number")
@@ -84,8 +91,8 @@ def parse_env(env: Mapping[str, str]) -> Any:
     if len(instance_id) != sth.INSTANCE_ID_LENGTH or not instance_id.isascii() or not instance_id.isprintable():
         raise STHEnvError(INVALID_ENV, f"INSTANCE_ID={instance_id!r} is not {sth.INSTANCE_ID_LENGTH} ASCII "
                                        "characters")
-    parsed: dict[str, dict[str, Any]] = {}
-    for name in ("SEQUENCE_INFO", "RUNNER_CONNECT_INFO"):
+    parsed: dict[str, dict[str, Any]] = {"SEQUENCE_INFO": {}, "RUNNER_CONNECT_INFO": {}}
+    for name in ("SEQUENCE_INFO", "RUNNER_CONNECT_INFO") if profile.info_in_env else ():
         try:
             value = json.loads(env[name])
         except ValueError as exc:
@@ -97,6 +104,8 @@ def parse_env(env: Mapping[str, str]) -> Any:
     if not os.path.exists(sequence_path):
         raise STHEnvError(INVALID_SEQUENCE_PATH, f"SEQUENCE_PATH {sequence_path!r} does not exist "
                                                  "(check `main` in the Sequence's package.json)")
+    if not profile.info_in_env:
+        parsed["SEQUENCE_INFO"] = sequence_info_from_package(sequence_path)
     exit_timeout = _number(env, ENV_EXIT_TIMEOUT, STH_EXIT_TIMEOUT_MS)
     cfg = STHConfig(
         host=env["INSTANCES_SERVER_HOST"],
@@ -105,11 +114,65 @@ def parse_env(env: Mapping[str, str]) -> Any:
         sequence_info=parsed["SEQUENCE_INFO"],
         connect_info=parsed["RUNNER_CONNECT_INFO"],
         connect_timeout=_number(env, "SEQUENCE_RUNNER_CONNECT_TIMEOUT", 10.0) or 10.0,
-        reply_timeout=_number(env, ENV_REPLY_TIMEOUT, 1.0),
+        # a host that never replies (0.18.x) arms no watchdog, whatever the variable says
+        reply_timeout=_number(env, ENV_REPLY_TIMEOUT, 1.0) if profile.host_replies else 0.0,
         reconnect_delay=_number(env, ENV_RECONNECT_DELAY, 10.0),
         exit_timeout_ms=int(min(exit_timeout, MAX_EXIT_TIMEOUT_MS)),
+        profile=profile,
     )
     return cfg, sequence_path
+
+
+def package_dir(sequence_path: str) -> tuple[str, dict[str, Any]]:
+    """The Sequence's directory and its package.json (``{}`` if none or unreadable).
+
+    STH's process adapter sets ``SEQUENCE_PATH = <sequenceDir>/<main>``: the nearest directory
+    above the main file that holds a package.json; without one, the main file's directory."""
+    start = os.path.dirname(os.path.abspath(sequence_path))
+    here = start
+    while True:
+        pj = os.path.join(here, "package.json")
+        if os.path.isfile(pj):
+            try:
+                with open(pj, encoding="utf-8") as f:
+                    package = json.load(f)
+            except (OSError, ValueError):
+                package = {}
+            return here, package if isinstance(package, dict) else {}
+        parent = os.path.dirname(here)
+        if parent == here:
+            return start, {}
+        here = parent
+
+
+def sequence_info_from_package(sequence_path: str) -> dict[str, Any]:
+    """An 0.18-style host passes no SEQUENCE_INFO: the PING's ``sequenceInfo`` is built from the
+    Sequence's package.json as STH 1.0.x's would hold it (0.18.x reads only ``ports`` of PING)."""
+    directory, package = package_dir(sequence_path)
+    config: dict[str, Any] = {
+        "type": "process",
+        "sequenceDir": directory,
+        "entrypointPath": os.path.relpath(os.path.abspath(sequence_path), directory),
+    }
+    for key in ("name", "version", "engines", "args", "description"):
+        if key in package:
+            config[key] = package[key]
+    return {"config": config}
+
+
+def add_pypackages(sequence_path: str) -> str | None:
+    """What STH 1.0.x's ``PYTHONPATH`` ends with and 0.18.x's lacks: ``<sequenceDir>/__pypackages__``,
+    put where PYTHONPATH's entries go (before the standard library and site-packages, so the
+    Sequence's own copy of a package wins). Returns the directory added, if any."""
+    directory, _ = package_dir(sequence_path)
+    pyp = os.path.join(directory, "__pypackages__")
+    if not os.path.isdir(pyp) or pyp in sys.path:
+        return None
+    stdlib_parent = os.path.dirname(os.path.dirname(os.__file__))
+    at = next((i for i, entry in enumerate(sys.path) if entry and os.path.dirname(entry) == stdlib_parent),
+              len(sys.path))
+    sys.path.insert(at, pyp)
+    return pyp
 
 
 def early_exit(log: StartupLog, code: int, message: str) -> int:
@@ -162,6 +225,14 @@ def main(words: Sequence[str]) -> int:
         return early_exit(log, exc.code, str(exc))
     log.info("STH mode: instance %s, host %s:%d, Sequence %s", cfg.instance_id, cfg.host, cfg.port,
              sequence_path)
+    if not cfg.profile.info_in_env:
+        log.info("STH 0.18-style host (no SEQUENCE_INFO or RUNNER_CONNECT_INFO in the environment): "
+                 "%d connections, no MONITORING_REPLY expected (no reply watchdog), appConfig/args from "
+                 "PONG only", cfg.profile.channels)
+    if not cfg.profile.pypackages_on_path:
+        added = add_pypackages(sequence_path)
+        if added is not None:
+            log.info("STH: %s added to sys.path (this host does not put it on PYTHONPATH)", added)
     from .config import LOG_LEVELS, Settings
 
     app_config = cfg.connect_info.get("appConfig")

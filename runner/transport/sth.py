@@ -1,5 +1,8 @@
 """Scramjet Transform Hub's runner protocol: nine TCP connections, JSON lines (docs/sth-compat.md).
 
+An 0.18-style host (``STHConfig.profile``, runner/transport/sth_profile.py) takes eight (no
+PACKAGE) and never sends MONITORING_REPLY, so there is no reply watchdog; the rest is the same.
+
 The runner core speaks protocol-v1 terms (the message classes of ``runner.protocol``
 and ``Channel``); what each becomes on STH's wire is ``STHTranslator``'s
 (runner/protocol/sth_translator.py). This module moves the bytes:
@@ -57,6 +60,7 @@ MONITORING_LIMIT = 1 << 20
 #: second before run() can finish (issue 13 part 3).
 EOF_SETTLE = 0.002
 
+#: The channels the runner reads; PACKAGE only where the host opens it (STH 1.0.x, not 0.18.x).
 INBOUND = (STHChannel.STDIN, STHChannel.CONTROL, STHChannel.IN, STHChannel.PACKAGE)
 OUTBOUND = (STHChannel.STDOUT, STHChannel.STDERR, STHChannel.MONITORING, STHChannel.OUT, STHChannel.LOG)
 DATA_OUT = (Channel.STDOUT, Channel.STDERR, Channel.OUT, Channel.LOG)
@@ -89,6 +93,9 @@ class STHTransport(Transport):
         self._control_ended = threading.Event()  # of the current generation
         self._ended: set[int] = set()  # inbound channels whose end was delivered
         self._windows = InputWindows((int(STHChannel.STDIN), int(STHChannel.IN)))
+        #: The channels read: on an 0.18-style host there is no PACKAGE (8), and nothing of the
+        #: runner's uses it (its BPMux frames are dropped on 1.0.x: no context.hub).
+        self._inbound = tuple(ch for ch in INBOUND if ch < cfg.profile.channels)
         self.reconnects = 0
 
     # -- the handshake (main thread, before the loop exists) ------------------------------------
@@ -141,13 +148,14 @@ class STHTransport(Transport):
         for message in early:
             self._deliver(message)
         self._install(generation, socks)
-        threading.Thread(target=self._watchdog, name="sth-reply-watchdog", daemon=True).start()
+        if self.cfg.reply_timeout > 0:  # 0 when the host never replies (0.18.x) or when told so
+            threading.Thread(target=self._watchdog, name="sth-reply-watchdog", daemon=True).start()
 
     def _install(self, generation: int, socks: dict[int, socket.socket]) -> None:
         """Hand a (new) set of sockets to the writers and start readers for it."""
         for ch, out in self._out.items():
             out.use(socks[ch])
-        for ch in INBOUND:
+        for ch in self._inbound:
             threading.Thread(target=self._read_loop, args=(generation, int(ch), socks[ch]),
                              name=f"sth-reader-{int(ch)}", daemon=True).start()
 
@@ -319,7 +327,7 @@ class STHTransport(Transport):
             if self._exiting:
                 return
             try:
-                socks = connect_all(cfg.host, cfg.port, cfg.instance_id, cfg.connect_timeout)
+                socks = connect_all(cfg.host, cfg.port, cfg.instance_id, cfg.connect_timeout, cfg.profile.channels)
             except OSError as err:
                 log.warning("STH: reconnect failed (%s); retrying in %g s", err, cfg.reconnect_delay)
                 continue

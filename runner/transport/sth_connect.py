@@ -16,6 +16,7 @@ import time
 
 from ..protocol import sth
 from ..protocol.stop import STH_EXIT_TIMEOUT_MS
+from .sth_profile import STH_1_0, STHProfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class STHConfig:
     import dataclasses (and inspect) before PING."""
 
     __slots__ = ("connect_info", "connect_timeout", "created_ms", "exit_code_dir", "exit_timeout_ms", "host",
-                 "instance_id", "port", "reconnect_delay", "reply_timeout", "sequence_info")
+                 "instance_id", "port", "profile", "reconnect_delay", "reply_timeout", "sequence_info")
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class STHConfig:
         exit_timeout_ms: int = STH_EXIT_TIMEOUT_MS,
         exit_code_dir: str = "/tmp",  # where STH's process adapter looks
         created_ms: int | None = None,
+        profile: STHProfile = STH_1_0,
     ) -> None:
         self.host = host
         self.port = port
@@ -59,6 +61,8 @@ class STHConfig:
         self.exit_timeout_ms = exit_timeout_ms
         self.exit_code_dir = exit_code_dir
         self.created_ms = int(time.time() * 1000) if created_ms is None else created_ms
+        #: Which STH host generation (runner/transport/sth_profile.py): how many connections, replies.
+        self.profile = profile
 
     def __repr__(self) -> str:
         return "STHConfig(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__) + ")"
@@ -71,8 +75,10 @@ def _address_host(host: str) -> str | bytes:
     return host.encode("ascii") if host.isascii() else host
 
 
-def connect_all(host: str, port: int, instance_id: str, timeout: float) -> dict[int, socket.socket]:
-    """Nine connections, opened concurrently, each with its preamble sent in one write.
+def connect_all(host: str, port: int, instance_id: str, timeout: float,
+                channels: int = sth.CHANNEL_COUNT) -> dict[int, socket.socket]:
+    """``channels`` connections (STH 1.0.x: nine; 0.18.x: eight, no PACKAGE), opened concurrently,
+    each with its preamble sent in one write.
 
     Non-blocking connects polled together, not a thread per connection: on loopback the nine
     take ~0.1 ms, where nine threads took 0.5 ms and, on a loaded machine, up to 10 ms waiting
@@ -87,7 +93,7 @@ def connect_all(host: str, port: int, instance_id: str, timeout: float) -> dict[
     error: OSError = OSError("not all channels connected")
     for family, kind, proto, _, address in addresses:
         try:
-            socks = _connect_nine(family, kind, proto, address, timeout)
+            socks = _connect_channels(family, kind, proto, address, timeout, channels)
         except OSError as err:
             error = err
             continue
@@ -108,11 +114,12 @@ def connect_all(host: str, port: int, instance_id: str, timeout: float) -> dict[
     raise OSError(f"cannot connect to the STH host {host}:{port}: {error}") from None
 
 
-def _connect_nine(family: int, kind: int, proto: int, address: Any, timeout: float) -> dict[int, socket.socket]:
-    """The nine sockets connected to ``address`` (all or none: OSError, TimeoutError)."""
+def _connect_channels(family: int, kind: int, proto: int, address: Any, timeout: float,
+                      channels: int) -> dict[int, socket.socket]:
+    """The sockets of channels 0..channels-1 connected to ``address`` (all or none: OSError, TimeoutError)."""
     socks: dict[int, socket.socket] = {}
     try:
-        for channel in range(sth.CHANNEL_COUNT):
+        for channel in range(channels):
             sock = socks[channel] = socket.socket(family, kind, proto)
             sock.setblocking(False)
             code = sock.connect_ex(address)
