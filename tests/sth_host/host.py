@@ -3,6 +3,9 @@
 Used by tests and benchmarks to check STH compatibility without Node (it is not
 shipped: hubs use host_bridge). Nothing of an instance is processed until all
 nine of its channels are connected; a known instance id may reconnect.
+``protocol="0.18"`` makes it an 0.18-style host (``@scramjet/host`` 0.18.7, docs/sth-compat.md §6):
+0.18's environment, eight channels, no MONITORING_REPLY, appConfig/args in PONG only, topics
+routed on every PANG naming one (legacy.py).
 Process handling (signals, escalation) and channel buffers are host_bridge's.
 """
 
@@ -37,6 +40,7 @@ from runner.protocol.stop import DEFAULT_EXIT_GRACE
 from .channels import Session, first
 from .exits import remove_stale_exit_file, watch_process
 from .instance import STHError, STHInstance, STHStartError
+from .legacy import PROTOCOLS, channel_count, runner_env_0_18
 from .receive import serve
 
 log = logging.getLogger("sth_host")
@@ -77,9 +81,17 @@ class STHHost:
         buffer_bytes: int = 16 << 20,
         around_pong: tuple[Sequence[tuple[int, Mapping[str, Any]]], Sequence[tuple[int, Mapping[str, Any]]]] = (
             (), ()),
+        protocol: str = "1.0",
     ) -> None:
         if exit_code_source not in ("process", "file"):
             raise ValueError("exit_code_source must be 'process' or 'file'")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}")
+        #: "1.0" (STH 1.0.x, the default) or "0.18" (an 0.18-style host: legacy.py).
+        self.protocol = protocol
+        #: Connections an instance opens (9; 8 on 0.18). One beyond them is refused: 0.18.7 throws
+        #: there, and under Node >= 15 that ends the hub (``refused`` names it).
+        self.channel_count = channel_count(protocol)
         self.listen_host = host
         self._port = port
         self.python = python
@@ -166,6 +178,12 @@ class STHHost:
             log.warning("refusing an STH connection: %r", err)
             await stream.aclose()
             return
+        if int(channel) >= self.channel_count:
+            self.refused.append(f"channel {int(channel)} for {instance_id}: an STH {self.protocol} host "
+                                f"takes {self.channel_count} connections")
+            log.warning("refusing channel %d of %s (STH %s)", channel, instance_id, self.protocol)
+            await stream.aclose()
+            return
         pending = self._in_progress.setdefault(instance_id, {})
         if int(channel) in pending:
             self.refused.append(f"duplicate channel {int(channel)} for {instance_id}")
@@ -173,7 +191,7 @@ class STHHost:
             await stream.aclose()
             return
         pending[int(channel)] = (stream, reader)
-        if len(pending) < sth.CHANNEL_COUNT:
+        if len(pending) < self.channel_count:
             return
         del self._in_progress[instance_id]
         session = Session(
@@ -227,16 +245,23 @@ class STHHost:
         if sequence_info is not None:
             info = dict(sequence_info)
         connect_info = _connect_info(app_config, args, input_topic, output_topic, limits, instance_id)
-        env = runner_env(
-            sequence_path=seq_path,
-            instance_id=iid,
-            port=self.port,
-            sequence_info=info,
-            connect_info=connect_info,
-            runner_pythonpath=self.runner_pythonpath,
-            runner_envs={**self.runner_envs, **(runner_envs or {})},
-        )
+        if self.protocol == "0.18":  # no SEQUENCE_INFO/RUNNER_CONNECT_INFO, no runnerEnvs setting
+            env = runner_env_0_18(sequence_path=seq_path, instance_id=iid, port=self.port,
+                                  runner_pythonpath=self.runner_pythonpath, extra=runner_envs)
+        else:
+            env = runner_env(
+                sequence_path=seq_path,
+                instance_id=iid,
+                port=self.port,
+                sequence_info=info,
+                connect_info=connect_info,
+                runner_pythonpath=self.runner_pythonpath,
+                runner_envs={**self.runner_envs, **(runner_envs or {})},
+            )
         inst = STHInstance(self, iid, spawned=True)
+        if self.protocol == "0.18":  # PONG carries the start request's appConfig/args (keys only if given)
+            inst.app_config, inst.args = connect_info.get("appConfig"), connect_info.get("args")
+            inst.reply_to_heartbeats = False
         self.instances[iid] = inst
         proc = await anyio.open_process(
             runner_argv(self.python, self.runner_command, self.startup_log),

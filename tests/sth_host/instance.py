@@ -66,6 +66,9 @@ class STHInstance:
         self.received: list[int] = []
         #: How often STH's dispatcher would have routed the ``requires`` topic into IN (receive._on_pang).
         self.topic_routings = 0
+        #: How often the host piped OUT into the ``provides`` topic (counted on an 0.18-style host,
+        #: which does it on every PANG naming one: legacy.py).
+        self.output_routings = 0
         self.pid: int | None = None
         self.created: float | None = None
         self.app_config: Any = None

@@ -20,6 +20,7 @@ from runner.protocol.sth import STHChannel, STHCode
 
 from .channels import DRAIN_CHANNELS, READ_CHANNELS, READ_SIZE, Session, first
 from .instance import STHInstance, STHInstanceGone
+from .legacy import on_pang_0_18
 
 log = logging.getLogger("sth_host")
 
@@ -42,7 +43,8 @@ async def serve(inst: STHInstance, session: Session) -> None:
             for ch in READ_CHANNELS:
                 tg.start_soon(_read_data, inst, session, int(ch))
             for ch in DRAIN_CHANNELS:
-                tg.start_soon(_drain, session, int(ch))
+                if int(ch) in session.readers:  # no PACKAGE on an 0.18-style host
+                    tg.start_soon(_drain, session, int(ch))
     finally:
         if inst._session is session:
             inst._session = None
@@ -143,6 +145,11 @@ async def _on_message(inst: STHInstance, session: Session, code: int, data: dict
             inst.heartbeat(data)
         case STHCode.PING:
             await _on_ping(inst, session, data)
+        case STHCode.PANG if inst.host.protocol == "0.18":
+            _running(inst, data)
+            control = on_pang_0_18(inst, data)
+            if control:
+                await _write_control(inst, session, control)
         case STHCode.PANG:
             _on_pang(inst, data)
         case STHCode.EVENT:
@@ -180,8 +187,9 @@ async def _on_ping(inst: STHInstance, session: Session, data: dict[str, Any]) ->
         inst.status = data.get("status") or "running"
     inst.input_headers_sent = bool(data.get("inputHeadersSent"))
     inst.created = data.get("created")
-    inst.app_config = payload.get("appConfig")
-    inst.args = payload.get("args")
+    if inst.host.protocol != "0.18":  # 0.18.x: the start request's, set by STHHost.start
+        inst.app_config = payload.get("appConfig")
+        inst.args = payload.get("args")
     inst.requires = inst.requires or payload.get("inputTopic") or ""
     inst.provides = inst.provides or payload.get("outputTopic") or ""
     pid = (payload.get("system") or {}).get("processPID")
@@ -211,7 +219,6 @@ def _on_pang(inst: STHInstance, data: dict[str, Any]) -> None:
     """STH's CSIController and dispatcher (ref §3.2 "Host on PANG", §10): the first non-empty
     ``requires``/``provides`` wins; every PANG with a content type (re)routes the Instance's
     ``requires`` topic into its IN (``topic_routings`` counts them: each is a copy of the topic)."""
-    inst.pangs.append(data)
     inst.requires = inst.requires or data.get("requires") or ""
     inst.provides = inst.provides or data.get("provides") or ""
     if inst.requires and data.get("contentType"):
@@ -219,6 +226,12 @@ def _on_pang(inst: STHInstance, data: dict[str, Any]) -> None:
         inst.topic_routings += 1
         inst.input_from_topic = True
         inst.input_headers_sent = True
+    _running(inst, data)
+
+
+def _running(inst: STHInstance, data: dict[str, Any]) -> None:
+    """The first PANG makes the Instance "running" (STH 1.0.x; 0.18.x has no status, tests wait on it)."""
+    inst.pangs.append(data)
     if not inst._running.is_set():
         inst._running.set()
         if inst.status in ("initializing", "starting"):
