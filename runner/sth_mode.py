@@ -124,25 +124,33 @@ def parse_env(env: Mapping[str, str]) -> Any:
 
 
 def package_dir(sequence_path: str) -> tuple[str, dict[str, Any]]:
-    """The Sequence's directory and its package.json (``{}`` if none or unreadable).
+    """The Sequence's directory and its package.json (``{}`` if none).
 
-    STH's process adapter sets ``SEQUENCE_PATH = <sequenceDir>/<main>``: the nearest directory
-    above the main file that holds a package.json; without one, the main file's directory."""
-    start = os.path.dirname(os.path.abspath(sequence_path))
-    here = start
+    STH's adapters set ``SEQUENCE_PATH = <sequenceDir>/<package.json's main>``: the nearest
+    directory above the main file whose package.json's ``main`` leads back to it; without
+    one (a lone file), the main file's directory."""
+    target = os.path.normpath(os.path.abspath(sequence_path))
+    start = here = os.path.dirname(target)
     while True:
-        pj = os.path.join(here, "package.json")
-        if os.path.isfile(pj):
-            try:
-                with open(pj, encoding="utf-8") as f:
-                    package = json.load(f)
-            except (OSError, ValueError):
-                package = {}
-            return here, package if isinstance(package, dict) else {}
+        package = _package_json(os.path.join(here, "package.json"))
+        main = package.get("main")
+        if isinstance(main, str) and os.path.normpath(os.path.join(here, main)) == target:
+            return here, package
         parent = os.path.dirname(here)
         if parent == here:
             return start, {}
         here = parent
+
+
+def _package_json(path: str) -> dict[str, Any]:
+    """A package.json's object; ``{}`` when there is none or it is not a JSON object (the hub
+    validated the Sequence's own when it was uploaded)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            package = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return package if isinstance(package, dict) else {}
 
 
 def sequence_info_from_package(sequence_path: str) -> dict[str, Any]:

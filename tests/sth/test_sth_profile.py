@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.sth_mode import STHEnvError, add_pypackages, parse_env
+from runner.sth_mode import STHEnvError, add_pypackages, package_dir, parse_env
 from runner.transport.sth_profile import STH_0_18, STH_1_0, profile_for
 
 IID = "i" * 36
@@ -87,3 +87,15 @@ def test_pypackages_go_before_the_standard_library(package: Path, monkeypatch: p
     stdlib = next(i for i, p in enumerate(sys.path) if p.endswith(f"python{sys.version_info[0]}.{sys.version_info[1]}"))
     assert sys.path.index(str(pyp)) < stdlib
     assert add_pypackages(str(package)) is None  # once
+
+
+def test_package_dir_is_the_one_whose_main_is_the_sequence(package: Path, tmp_path: Path) -> None:
+    root = package.parent.parent
+    assert package_dir(str(root / "src" / "." / "main.py")) == (str(root), json.loads((root / "package.json").read_text()))
+    # a package.json whose main is another file (an enclosing project's) is not the Sequence's
+    (root / "src" / "package.json").write_text(json.dumps({"main": "other.py"}))
+    assert package_dir(str(package))[0] == str(root)
+    lone = tmp_path / "lone" / "deep" / "seq.py"
+    lone.parent.mkdir(parents=True)
+    lone.write_text("")
+    assert package_dir(str(lone)) == (str(lone.parent), {})
