@@ -21,10 +21,10 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from dataclasses import dataclass
 from typing import Any
 
 from ..protocol import ExitCode
+from ..protocol.records import FrozenRecord, checked_as
 
 __all__ = ["FULL_TRACEBACK_ENV", "Failure", "classify_run_error", "import_failure_message", "user_traceback"]
 
@@ -73,11 +73,20 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(te.format())
 
 
-@dataclass(frozen=True)
-class Failure:
+@checked_as(frozen=True)
+class Failure(FrozenRecord):
+    """Written by hand, as the frozen dataclass it was (runner/protocol/records.py): this module is
+    imported after the Sequence's directory leads sys.path, so it must not import dataclasses."""
+
+    __match_args__ = ("code", "message", "stack")
     code: int  # the exit code
     message: str  # one line: ERROR's message and the exit reason
     stack: str  # for STDERR, LOG and ERROR's stack
+
+    def __init__(self, code: int, message: str, stack: str) -> None:
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "stack", stack)
 
 
 def _exit_value(exc: SystemExit) -> str:

@@ -38,9 +38,9 @@ import inspect
 import numbers
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.records import Record, checked_as
 from .content import TEXT, canonical_content_type, normalize_content_type
 from .inputs import SequenceInput, _no_batches
 from .topics import declared_topics
@@ -329,8 +329,8 @@ async def _resolve(result: Any) -> Any:
 # --------------------------------------------------------------------------- run
 
 
-@dataclass
-class SequenceRun:
+@checked_as()
+class SequenceRun(Record):
     """What ``run()`` produced.
 
     ``output``: batches of output items, None when there is no output.
@@ -340,15 +340,35 @@ class SequenceRun:
     ``provides``/``requires``: topics ("" when none), for PANG.
     ``input_content_type``: from a ``requires`` declaration (module, result or
     pipeline descriptor) when there is one, else None.
+
+    Written by hand, as the dataclass it was (runner/protocol/records.py): this module is imported
+    after the Sequence's directory leads sys.path, so it must not be the first to import
+    dataclasses (a Sequence's own dataclasses.py or copy.py would be taken instead).
     """
 
+    __match_args__ = ("output", "content_type", "provides", "requires", "input_content_type", "result", "input")
     output: AsyncIterator[list[Any]] | None
-    content_type: str = TEXT
-    provides: str = ""
-    requires: str = ""
-    input_content_type: str | None = None
-    result: Any = None
-    input: SequenceInput | None = field(default=None, repr=False)
+    content_type: str
+    provides: str
+    requires: str
+    input_content_type: str | None
+    result: Any
+    input: SequenceInput | None
+
+    def __init__(self, output: AsyncIterator[list[Any]] | None, content_type: str = TEXT, provides: str = "",
+                 requires: str = "", input_content_type: str | None = None, result: Any = None,
+                 input: SequenceInput | None = None) -> None:
+        self.output = output
+        self.content_type = content_type
+        self.provides = provides
+        self.requires = requires
+        self.input_content_type = input_content_type
+        self.result = result
+        self.input = input
+
+    def __repr__(self) -> str:  # ``input`` is left out, as the dataclass's field(repr=False) did
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__[:-1])
+        return f"{type(self).__qualname__}({shown})"
 
 
 async def start_sequence(

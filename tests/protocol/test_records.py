@@ -30,7 +30,9 @@ from runner.protocol.events import (
 )
 from runner.protocol.records import FrozenRecord
 from runner.protocol.schema import WireField
+from runner.sequence.failure import Failure
 from runner.sequence.loader import LoadedSequence
+from runner.sequence.shapes import SequenceRun
 from runner.sequence.topics import Topics
 
 
@@ -51,6 +53,7 @@ CASES: list[tuple[type, tuple[Any, ...]]] = [
     (DeadlineExpired, (Deadline.EXIT,)),
     (WireField, ("timeout_ms", "timeout", (int, float), True, False, True, False)),
     (Topics, ("in", "text/plain", "out", None)),
+    (Failure, (23, "ValueError: boom", "Traceback ...\n")),
     (LoadedSequence, ("/s", "/s/main.py", "s", "1.0", {"main": "main.py"}, types.ModuleType("m"), print, [1],
                       {"contentType": "text/plain"}, None, None, None)),
 ]
@@ -89,6 +92,15 @@ def test_a_record_behaves_as_its_dataclass(cls: type, values: tuple[Any, ...]) -
         fresh = cls(*values)
         assert copy.copy(fresh) == fresh and copy.deepcopy(fresh) == fresh
         assert pickle.loads(pickle.dumps(fresh)) == fresh
+
+
+def test_a_sequence_run_shows_no_input_as_its_dataclass_did() -> None:
+    run = SequenceRun(None, provides="out", input=None)
+    assert repr(run) == ("SequenceRun(output=None, content_type='text/plain', provides='out', requires='', "
+                         "input_content_type=None, result=None)")
+    assert run == SequenceRun(None, provides="out") and run != SequenceRun(None)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(run)
 
 
 def test_records_match_by_position_and_keyword() -> None:

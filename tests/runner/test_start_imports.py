@@ -61,3 +61,28 @@ def test_what_a_runner_has_not_imported_when_it_imports_its_sequence(tmp_path: P
                        *(["runner.protocol._framer_py"] if _built("runner.protocol._framer_c") else []),
                        *(["ctypes"] if _built("runner._reaper_c") else [])]
     assert [name for name in expected_absent if name in at_import] == []
+
+
+#: Standard modules a runner imports, or used to import, before its first PANG; a Sequence's own
+#: file of that name must not be what the runner imports after loading it (its directory then
+#: leads sys.path), so the runner imports none of them for the first time after the load.
+SHADOWED = ("dataclasses", "copy", "ctypes", "numbers", "json", "inspect", "typing", "enum")
+
+
+@pytest.mark.parametrize("ending", ["completes", "fails"])
+def test_a_sequence_with_files_named_like_standard_modules(tmp_path: Path, ending: str) -> None:
+    for name in SHADOWED:
+        (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('the runner imported the Sequence\\'s {name}.py')\n")
+    (tmp_path / "package.json").write_text('{"name": "shadows", "version": "1.0.0", "main": "main.py"}')
+    body = "    yield 'ok\\n'\n" if ending == "completes" else "    raise ValueError('boom')\n    yield 'never'\n"
+    (tmp_path / "main.py").write_text("async def run(context, input):\n" + body)
+    with TestHost(tmp_path) as host:
+        host.wait_message(Code.PANG)
+        host.send_end(Channel.IN)
+        code, err = host.finish()
+        out, stderr = bytes(host.data[Channel.OUT]), host.text(Channel.STDERR)
+    assert "the runner imported" not in stderr + err
+    if ending == "completes":
+        assert (code, out) == (0, b"ok\n"), (err, stderr)
+    else:
+        assert code == 23 and "ValueError: boom" in stderr, (err, stderr)
