@@ -75,7 +75,7 @@ print(json.dumps({"before": before, "after": after, "missing": missing, "copies"
         assert after[key] == before[key], key
     for name, logger in after["loggers"].items():  # one the rounds made is as getLogger makes it
         assert logger == before["loggers"].get(name, [0, 0, True, False]), name
-    assert result["missing"] == []
+    assert set(result["missing"]) <= {"runner._reaper_c"}  # not built without a C compiler: ctypes then
     assert result["copies"] > 300  # the code a runner's start-up runs, packed
 
 
@@ -95,11 +95,15 @@ def pages(codes):
         spanned.update(range(id(code) // 4096, (id(code) + sys.getsizeof(code) - 1) // 4096 + 1))
     return len(spanned)
 
+def positions(code):  # columns as well as lines from 3.11; 3.10's code objects have none
+    return code.co_positions() if hasattr(code, "co_positions") else ()
+
 from runner.warm_codes import _KEPT
 originals_all = _KEPT[0][0]
 moved = [f.__code__ is copies.get(id(old)) for f, old in zip(functions, originals)]
 same = [f.__code__ == old and f.__code__.co_code == old.co_code and f.__code__.co_consts == old.co_consts
-        and f.__code__.co_positions is not None and list(f.__code__.co_lines()) == list(old.co_lines())
+        and list(f.__code__.co_lines()) == list(old.co_lines())
+        and list(positions(f.__code__)) == list(positions(old))
         for f, old in zip(functions, originals)]
 print(json.dumps({"moved": moved, "same": same, "pages_before": pages(originals_all),
                   "pages_after": pages(copies.values())}))

@@ -16,7 +16,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +25,9 @@ from runner.protocol import Event, Pong, Stop
 from runner.protocol.sth import STHCode, encode_host_message, encode_runner_message
 from runner.protocol.sth_translator import FIRST_PANG, STHTranslator
 from runner.transport.sth_connect import NoPong, read_until_pong
+
+if TYPE_CHECKING:
+    from typing import Self  # 3.11+; the tests run on 3.10 too
 
 pytestmark = pytest.mark.timeout(60)
 
