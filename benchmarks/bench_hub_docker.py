@@ -63,8 +63,9 @@ async def section(cfg: Any, say: Callable[..., None]) -> dict[str, Any]:
         servers = {rt: hubs.enter_context(HubServer(*hub_args[rt])) for rt in runtimes}
         async with contextlib.AsyncExitStack() as opened:
             clients = {rt: await opened.enter_async_context(client_for(hub)) for rt, hub in servers.items()}
-            ids = {rt: {n: await upload(c, n) for n in ("hello-now", "identity-bytes", "identity-text")}
-                   for rt, c in clients.items()}
+            ids: dict[str, dict[str, str]] = {}
+            for rt, c in clients.items():  # loops, not nested comprehensions: an await in one needs 3.11
+                ids[rt] = {n: await upload(c, n) for n in ("hello-now", "identity-bytes", "identity-text")}
             starts: dict[str, list[float]] = {rt: [] for rt in runtimes}
             for rnd in range(cfg.startup_runs + 1):  # round 0 warms both up
                 for rt, c in clients.items():
