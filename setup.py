@@ -2,7 +2,9 @@
 
 runner/protocol/_framer_c.pyx becomes the extension ``runner.protocol._framer_c``, beside
 its pure-Python twin _framer_py.py and its stub _framer_c.pyi; runner/_reaper_c.pyx becomes
-``runner._reaper_c`` (the subreaper's system call without ctypes, runner/reaper.py). The
+``runner._reaper_c`` (the subreaper's system call without ctypes, runner/reaper.py) and
+runner/_warm_serve_c.pyx ``runner._warm_serve_c`` (a warm-start template's loop between forks,
+runner/warm_template.py). The
 build is optional: without Cython or a C compiler the install still succeeds
 (with a warning), runner.protocol.framer falls back to the pure-Python twin and the
 reaper to ctypes.
@@ -67,6 +69,7 @@ setup(
     ext_modules=[
         Extension("runner.protocol._framer_c", sources=["runner/protocol/_framer_c.pyx"]),
         Extension("runner._reaper_c", sources=["runner/_reaper_c.pyx"]),
+        Extension("runner._warm_serve_c", sources=["runner/_warm_serve_c.pyx"]),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

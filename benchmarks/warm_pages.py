@@ -1,6 +1,6 @@
 """Where a warm runner's private memory goes: its private pages, each with the reason it is private.
 
-    python benchmarks/warm_pages.py [--runs N] [--settle S] [--json FILE]
+    python benchmarks/warm_pages.py [--runs N] [--settle S] [--many N] [--json FILE]
 
 A warm runner (host_bridge.zygote) shares every page with its template until one of the two
 writes it. This starts a ``Bridge(warm=True)``, records the frame of each of the template's pages,
@@ -20,6 +20,14 @@ once) into:
     (mostly attribute names: CPython's type attribute cache holds a reference to each name it
     caches, so a lookup that misses writes the count of the name it caches and of the one it evicts),
   - *other*: new objects in free blocks, dicts, lists, interpreter state.
+
+A page both wrote is "template wrote" when the template wrote it first (the runner then kept the
+old frame and wrote it in place), "child wrote" otherwise. ``--many N`` keeps N runners at once,
+as ``bench_start.many_idle`` does, each classified against the template's frames just before its
+own request: a page the template writes while serving a request, before its fork, and again for
+the next one is then private to every runner but the last (read as "child wrote: no net change":
+its content is the template's), and so the many-Instance USS minus the last runner's is what
+serving the later forks cost each one.
 
 Frames need CAP_SYS_ADMIN (root): without it pagemap hides them and only the totals are printed.
 The object layout read here (a header of reference count and type; a type's name at offset 24)
@@ -214,6 +222,56 @@ async def measure(runs: int, settle: float) -> list[dict[str, Any]]:
     return results
 
 
+async def measure_many(count: int, settle: float) -> list[dict[str, Any]]:
+    """``count`` runners spawned one after the other and all kept (as bench_start.many_idle does),
+    each classified against the template's frames before its own fork: a runner's "template
+    wrote" pages are then every page the template wrote while serving the later forks."""
+    results: list[dict[str, Any]] = []
+    async with Bridge(warm=True) as bridge:
+        assert bridge.warm is not None
+        zygote = await bridge.warm.ready()
+        if zygote is None or zygote.pid is None:
+            raise SystemExit(f"warm starts unavailable: {bridge.warm.error}")
+        insts, readies, before = [], [], []
+        for _ in range(count):
+            before.append(frames(zygote.pid))
+            inst = await bridge.spawn(str(SEQUENCES / "echo-events"))
+            readies.append(inst.events("ready"))
+            inst.discard("stdout", "stderr", "log")
+            insts.append(inst)
+        with anyio.fail_after(120):
+            for ready in readies:
+                await ready.receive()
+        await anyio.sleep(settle)
+        for inst, before_fork in zip(insts, before):
+            assert inst.pid is not None
+            counts = classify(inst.pid, zygote.pid, before_fork)
+            results.append({"uss": private_bytes(inst.pid), "rss": rss_bytes(inst.pid),
+                            "pages": {f"{why}|{region}": n for (why, region), n in counts.items()}})
+        for inst in insts:
+            await inst.kill()
+        with anyio.fail_after(120):
+            for inst in insts:
+                await inst.wait()
+    return results
+
+
+def report_many(results: list[dict[str, Any]]) -> str:
+    """How many pages each runner keeps because the template wrote them after its fork, by position."""
+    wrote = [sum(n for k, n in r["pages"].items() if k.startswith("template wrote|")) for r in results]
+    count = len(results)
+    at = [0, 1, count // 4, count // 2, 3 * count // 4, count - 2, count - 1]
+    lines = ["template wrote, by fork (first ... last): "
+             + ", ".join(f"#{i + 1}: {wrote[i]}" for i in sorted(set(at)) if 0 <= i < count)]
+    last_wrote: Counter[str] = Counter()
+    for key, n in results[0]["pages"].items():
+        if key.startswith("template wrote|"):
+            last_wrote[key.split("|")[1]] += n
+    lines.append("the first fork's template-written pages by region: "
+                 + ", ".join(f"{region} {n}" for region, n in last_wrote.most_common(12)))
+    return "\n".join(lines)
+
+
 def report(results: list[dict[str, Any]]) -> str:
     def median_of(key: str) -> float:
         return statistics.median(r["pages"].get(key, 0) for r in results)
@@ -239,10 +297,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--settle", type=float, default=1.0, help="seconds idle before reading (default 1)")
+    parser.add_argument("--many", type=int, default=0,
+                        help="instead: this many runners kept at once, each classified against the template before "
+                             "its own fork (the later forks' writes included)")
     parser.add_argument("--json", help="also write every run's counts here")
     args = parser.parse_args(argv)
-    results = anyio.run(measure, args.runs, args.settle)
-    print(report(results))
+    if args.many:
+        results = anyio.run(measure_many, args.many, args.settle)
+        print(report(results))
+        print(report_many(results))
+    else:
+        results = anyio.run(measure, args.runs, args.settle)
+        print(report(results))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

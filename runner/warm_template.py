@@ -56,8 +56,11 @@ def _python_path_entries(env: dict[str, str]) -> list[str]:
 
 
 class Template:
-    def __init__(self, control: socket.socket, runner_main: tuple[str, Any, Any] | None = None) -> None:
+    def __init__(self, control: socket.socket, runner_main: tuple[str, Any, Any] | None = None,
+                 compiled: Any = None) -> None:
         self.control = control
+        #: runner._warm_serve_c (imported before the start-up rounds: see main), None: the Python loop
+        self.compiled = compiled
         self.children: dict[int, int] = {}  # pid -> the fd of its status socket
         # an anonymous mapping: pages are touched only as far as requests reach
         self.buffer = mmap.mmap(-1, MAX_REQUEST, flags=mmap.MAP_PRIVATE)  # not shared with the forks
@@ -72,9 +75,36 @@ class Template:
         #: runner/__main__.py's (name, spec, code), as ``python -m runner`` finds them; None: each
         #: fork lets runpy find them itself
         self.runner_main = runner_main
+        if compiled is not None:  # after library_fds: its signalfd is the template's, not a fork's
+            compiled.setup()
 
     # -- the loop -------------------------------------------------------------------------
     def serve(self) -> None:
+        if self.compiled is None or threading.active_count() != 1:  # the Python loop refuses to fork then
+            self.serve_in_python()
+        else:
+            self.serve_compiled(self.compiled)
+
+    def serve_compiled(self, compiled: Any) -> None:
+        """runner/_warm_serve_c.pyx serves the requests: between two forks the template then runs
+        no Python and makes no object (each page written then is one more private page for every
+        runner forked before); it comes back here in a new child, for a refused request, and when
+        the host is gone."""
+        control = self.control.fileno()
+        while True:
+            outcome = compiled.serve(control, self.buffer, MAX_FDS)
+            if outcome[0] == "child":
+                _, size, cut, fds = outcome
+                self._child(cut + 1, size, fds)  # ends the process
+            if outcome[0] != "refused":
+                return
+            _, size, reason, fds = outcome
+            for fd in fds:
+                os.close(fd)
+            self.buffer[:size] = bytes(size)
+            self.control.send(json.dumps({"error": reason}).encode())
+
+    def serve_in_python(self) -> None:
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # the wakeup fd needs a handler
@@ -267,6 +297,17 @@ def fork_into(cgroup: str | bytes | None) -> tuple[int, bool]:
     return os.fork(), False
 
 
+def _compiled_loop() -> Any:
+    """runner._warm_serve_c, or None: not built, or SEQUENCE_RUNNER_PURE_PYTHON set (the framer's rule)."""
+    if os.environ.get("SEQUENCE_RUNNER_PURE_PYTHON", "").strip().lower() not in ("", "0", "false", "no"):
+        return None
+    try:
+        from runner import _warm_serve_c
+    except ImportError:
+        return None
+    return _warm_serve_c
+
+
 def _runner_main_details() -> tuple[str, Any, Any] | None:
     try:
         details: tuple[str, Any, Any] = runpy._get_module_details("runner")  # type: ignore[attr-defined]
@@ -280,7 +321,7 @@ def _fork_path_code(runner_main: tuple[str, Any, Any] | None) -> list[Any]:
     at-fork hooks, runpy's, and runner/__main__.py's module and functions."""
     import logging
 
-    functions = [Template._child, Template._become_runner, _replace_environment, _python_path_entries,
+    functions = [Template.serve_compiled, Template._child, Template._become_runner, _replace_environment, _python_path_entries,
                  _open_fds, fcntl_dup, fork_into, runpy._run_code, socket.socket.detach,  # type: ignore[attr-defined]
                  os._Environ.__setitem__, os._Environ.__delitem__, os._Environ.__iter__,
                  os._Environ.__getitem__, Mapping.get, Mapping.__contains__, Mapping.keys,
@@ -335,6 +376,10 @@ def fcntl_dup(fd: int, lowest: int) -> int:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
+    # before the start-up rounds: importing it registers Cython's memoryview types with the
+    # collections ABCs, which empties every ABC's negative cache; refilled by the rounds, not by
+    # each fork (measured: ~45 more pages a fork when it was imported after them)
+    compiled = _compiled_loop()
     from runner.warm import preload
     from runner.warm_codes import fill_pools
 
@@ -346,8 +391,9 @@ def main() -> None:
     gc.collect()
     fill_pools()  # after the collection, whose garbage leaves free blocks: a fork's objects go elsewhere
     gc.freeze()  # what the template made stays out of the children's collections (no copied pages)
+    template = Template(control, runner_main, compiled)
     control.send(json.dumps({"ready": True, "pid": os.getpid(), "missing": missing}).encode())
-    Template(control, runner_main).serve()
+    template.serve()
 
 
 if __name__ == "__main__":

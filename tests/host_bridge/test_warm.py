@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from hb_helpers import SAMPLES, collect
 
 from host_bridge import Bridge, Status
-from host_bridge.zygote import Zygote, decode_status
+from host_bridge.zygote import Zygote, decode_status, template_environment
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +48,7 @@ async def run(context, input):
         "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0), "sid": os.getsid(0),
         "fds": _fds(), "fd0": os.readlink("/proc/self/fd/0"),
         "signals": handlers, "wakeup_fd": signal.set_wakeup_fd(-1),
+        "blocked": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
         "threads": sorted(t.name for t in threading.enumerate()),
         "random": random.random(), "urandom": os.urandom(8).hex(),
         "env": os.environ.get("PROBE_VALUE"), "bridge_only": os.environ.get("PROBE_BRIDGE_ONLY"),
@@ -100,15 +102,16 @@ async def test_a_forked_runner_is_a_fresh_process_like_a_cold_one(probe: str, tm
         assert sorted(warm["fds"].values()) == sorted(cold["fds"].values())
         assert [warm["fds"][n] for n in "012"] == [cold["fds"][n] for n in "012"] == ["chr", "pipe", "pipe"]
         assert (warm["wakeup_fd"] >= 0) == (cold["wakeup_fd"] >= 0)  # the loop's, whatever its number
-        for key in ("fd0", "signals", "threads", "env", "cwd", "argv0", "main", "name"):
+        for key in ("fd0", "signals", "blocked", "threads", "env", "cwd", "argv0", "main", "name"):
             assert warm[key] == cold[key], key
         assert warm["argv"][0] == cold["argv"][0] == "--fd" and warm["argv"][2:] == cold["argv"][2:]
         assert warm["path"] == cold["path"]  # the Sequence's root, cwd, PYTHONPATH, then the interpreter's
         assert str(workdir) in warm["path"]
         # the template imported what a cold runner imports, the way it imports it (asyncio without
-        # ssl, no anyio): only the template's own modules come extra (ctypes: its clone3 call)
+        # ssl, no anyio): only the template's own modules come extra (ctypes: its clone3 call; its
+        # compiled loop between forks)
         template_own = {"gc", "mmap", "resource", "runner.warm", "runner.warm_startup", "runner.warm_codes",
-                        "ctypes", "_ctypes", "ctypes._endian"}
+                        "ctypes", "_ctypes", "ctypes._endian", "runner._warm_serve_c"}
         assert set(warm["modules"]) - set(cold["modules"]) <= template_own
     assert cold["ppid"] == os.getpid() and cold["pid"] == cold["sid"]
     for facts in (cold, first, second):  # in its own cgroup when the system lets host_bridge make one
@@ -148,9 +151,28 @@ async def test_warm_runners_end_and_report_like_cold_ones() -> None:
             assert await spinner.wait() == 137
 
 
-def test_a_fork_that_fails_is_reported_and_the_template_keeps_serving(tmp_path: Path) -> None:
-    zygote = Zygote()
+def _zygote(loop: str) -> Zygote:
+    """A started template serving with its compiled loop (runner/_warm_serve_c.pyx) or its Python one."""
+    env = template_environment()
+    env["SEQUENCE_RUNNER_PURE_PYTHON"] = "1" if loop == "python" else "0"
+    if loop == "compiled":
+        pytest.importorskip("runner._warm_serve_c", reason="the compiled template loop is not built")
+    zygote = Zygote(env=env)
     zygote.start()
+    try:
+        # the compiled loop reads SIGCHLD from a signalfd: blocked in the template (not in its forks)
+        with open(f"/proc/{zygote.pid}/status") as f:
+            blocked = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+        assert bool(blocked & 1 << (signal.SIGCHLD - 1)) == (loop == "compiled")
+    except BaseException:
+        zygote.close()
+        raise
+    return zygote
+
+
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+def test_a_fork_that_fails_is_reported_and_the_template_keeps_serving(tmp_path: Path, loop: str) -> None:
+    zygote = _zygote(loop)
     try:
         for cwd, expected in ((str(tmp_path / "missing"), 70), (str(tmp_path), 20)):
             out_r, out_w = os.pipe()
@@ -173,9 +195,9 @@ def test_a_fork_that_fails_is_reported_and_the_template_keeps_serving(tmp_path: 
     assert not zygote.alive
 
 
-def test_a_request_the_template_cannot_read_is_answered_and_it_keeps_serving(tmp_path: Path) -> None:
-    zygote = Zygote()
-    zygote.start()
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+def test_a_request_the_template_cannot_read_is_answered_and_it_keeps_serving(tmp_path: Path, loop: str) -> None:
+    zygote = _zygote(loop)
     try:
         status_ours, status_theirs = socket.socketpair()
         fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
