@@ -33,6 +33,7 @@ from .transport.base import Transport
 if TYPE_CHECKING:
     from .backend import RunnerBackend
     from .bridge import LoopBridge
+    from .loop import TaskSet
     from .output import OutputPump
     from .sequence.context import AppContext
     from .sequence.inputs import SequenceInput
@@ -225,26 +226,35 @@ class Runtime:
     async def _main(self, seq: LoadedSequence, context: AppContext, args: list[Any]) -> None:
         import asyncio
 
-        from .bridge import LoopBridge
-        from .instream import InputStream
         from .loop import TaskSet
 
         main = asyncio.current_task()
         assert main is not None
         tasks = TaskSet(main)
         try:
-            bridge = LoopBridge(asyncio.get_running_loop(), tasks)
-            self.stops.attach(bridge, context)
-            self.control.attach_loop(bridge, context)
-            self.heartbeat.attach(bridge, context)
-            stream = InputStream(bridge, self.transport, self.control)
-            self.control.attach_input(stream.feed)
-            tasks.start_soon(self._guard, stream.attach_to(self.sequence_input, self._declared_input_type))
+            bridge = self.attach_loop(tasks, context)
             await self._guard(self._run_sequence(bridge, seq, context, args))
             await self._complete(context)
         except asyncio.CancelledError:
             tasks.raise_failure()  # a task of the run failed: that, not the cancellation, ends it
             raise
+
+    def attach_loop(self, tasks: TaskSet, context: AppContext) -> LoopBridge:
+        """The loop's side of the run (on the loop): stops, host events and the heartbeat reach it
+        through one LoopBridge, and the Sequence's input starts flowing as a task of ``tasks``."""
+        import asyncio
+
+        from .bridge import LoopBridge
+        from .instream import InputStream
+
+        bridge = LoopBridge(asyncio.get_running_loop(), tasks)
+        self.stops.attach(bridge, context)
+        self.control.attach_loop(bridge, context)
+        self.heartbeat.attach(bridge, context)
+        stream = InputStream(bridge, self.transport, self.control)
+        self.control.attach_input(stream.feed)
+        tasks.start_soon(self._guard, stream.attach_to(self.sequence_input, self._declared_input_type))
+        return bridge
 
     def _declared_input_type(self) -> str | None:
         run = self.run_info

@@ -172,20 +172,11 @@ async def _serve(runtime: Any, seq: Any, context: Any, host: _Host) -> None:
     """Runtime._main up to the Sequence's end, then the host goes and the runner's threads end."""
     import asyncio
 
-    from .bridge import LoopBridge
-    from .instream import InputStream
     from .loop import TaskSet
 
     main = asyncio.current_task()
     assert main is not None
-    tasks = TaskSet(main)
-    bridge = LoopBridge(asyncio.get_running_loop(), tasks)
-    runtime.stops.attach(bridge, context)
-    runtime.control.attach_loop(bridge, context)
-    runtime.heartbeat.attach(bridge, context)
-    stream = InputStream(bridge, runtime.transport, runtime.control)
-    runtime.control.attach_input(stream.feed)
-    tasks.start_soon(runtime._guard, stream.attach_to(runtime.sequence_input, runtime._declared_input_type))
+    bridge = runtime.attach_loop(TaskSet(main), context)
     await asyncio.wait_for(runtime._guard(runtime._run_sequence(bridge, seq, context, [])), ROUND_TIMEOUT)
     host.close()
     runtime.heartbeat.set_rate(1000.0)  # its next beats find the connection broken, and it ends
