@@ -197,15 +197,21 @@ def classify(runner: int, template_pid: int, before_fork: dict[int, int]) -> Cou
     return counts
 
 
+async def _template_pid(bridge: Bridge) -> int:
+    """The pid of the bridge's warm-start template, once it is ready (or why there is none)."""
+    assert bridge.warm is not None
+    zygote = await bridge.warm.ready()
+    if zygote is None or zygote.pid is None:
+        raise SystemExit(f"warm starts unavailable: {bridge.warm.error}")
+    return zygote.pid
+
+
 async def measure(runs: int, settle: float) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     async with Bridge(warm=True) as bridge:
-        assert bridge.warm is not None
-        zygote = await bridge.warm.ready()
-        if zygote is None or zygote.pid is None:
-            raise SystemExit(f"warm starts unavailable: {bridge.warm.error}")
+        template_pid = await _template_pid(bridge)
         for _ in range(runs):
-            before_fork = frames(zygote.pid)
+            before_fork = frames(template_pid)
             inst = await bridge.spawn(str(SEQUENCES / "echo-events"))
             ready = inst.events("ready")
             inst.discard("stdout", "stderr", "log")
@@ -213,7 +219,7 @@ async def measure(runs: int, settle: float) -> list[dict[str, Any]]:
                 await ready.receive()
             await anyio.sleep(settle)
             assert inst.pid is not None
-            counts = classify(inst.pid, zygote.pid, before_fork)
+            counts = classify(inst.pid, template_pid, before_fork)
             results.append({"uss": private_bytes(inst.pid), "rss": rss_bytes(inst.pid),
                             "pages": {f"{why}|{region}": n for (why, region), n in counts.items()}})
             await inst.kill()
@@ -228,13 +234,10 @@ async def measure_many(count: int, settle: float) -> list[dict[str, Any]]:
     wrote" pages are then every page the template wrote while serving the later forks."""
     results: list[dict[str, Any]] = []
     async with Bridge(warm=True) as bridge:
-        assert bridge.warm is not None
-        zygote = await bridge.warm.ready()
-        if zygote is None or zygote.pid is None:
-            raise SystemExit(f"warm starts unavailable: {bridge.warm.error}")
+        template_pid = await _template_pid(bridge)
         insts, readies, before = [], [], []
         for _ in range(count):
-            before.append(frames(zygote.pid))
+            before.append(frames(template_pid))
             inst = await bridge.spawn(str(SEQUENCES / "echo-events"))
             readies.append(inst.events("ready"))
             inst.discard("stdout", "stderr", "log")
@@ -245,7 +248,7 @@ async def measure_many(count: int, settle: float) -> list[dict[str, Any]]:
         await anyio.sleep(settle)
         for inst, before_fork in zip(insts, before):
             assert inst.pid is not None
-            counts = classify(inst.pid, zygote.pid, before_fork)
+            counts = classify(inst.pid, template_pid, before_fork)
             results.append({"uss": private_bytes(inst.pid), "rss": rss_bytes(inst.pid),
                             "pages": {f"{why}|{region}": n for (why, region), n in counts.items()}})
         for inst in insts:
