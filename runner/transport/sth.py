@@ -439,8 +439,10 @@ class STHTransport(Transport):
                 half_close(sock)
 
     def on_exit(self, code: int) -> None:
-        """Just before the process exits: STH's process adapter reads the code from this file."""
-        write_exit_code(code, self.cfg.exit_code_dir)
+        """Just before the process exits: STH 1.0's process adapter reads the code from this file
+        (an 0.18-style host takes the process's own exit code: no file to leave behind)."""
+        if self.cfg.profile.exit_code_file:
+            write_exit_code(code, self.cfg.exit_code_dir)
 
     @property
     def broken(self) -> bool:

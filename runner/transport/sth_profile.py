@@ -10,7 +10,8 @@ STH's hubs start the Python runner the same way (``/usr/bin/env python3 runner.p
   ``SEQUENCE_PATH``, ``INSTANCES_SERVER_HOST``/``PORT``, ``INSTANCE_ID`` (plus PATH, PYTHONPATH,
   DEVELOPMENT, PRODUCTION); eight connections (a ninth throws in its socket server, and under
   Node >= 15 that ends the hub); no MONITORING_REPLY (code 4004 does not exist there);
-  appConfig/args only in PONG; ``__pypackages__`` not on ``PYTHONPATH``.
+  appConfig/args only in PONG; ``__pypackages__`` not on ``PYTHONPATH``; the exit code is the
+  process's own (nothing reads ``/tmp/runner-<pid>``, so the runner does not leave one behind).
 
 ``profile_for(env)`` is the one place that tells them apart; everything that differs reads it
 from ``STHConfig.profile``. Standard library only, and nothing imported: STH mode reads it
@@ -36,10 +37,11 @@ _0_18_MARKERS = ("SEQUENCE_PATH", "INSTANCES_SERVER_PORT", "INSTANCE_ID")
 class STHProfile:
     """What differs between STH host generations (a plain class: nothing imported before PING)."""
 
-    __slots__ = ("channels", "host_replies", "info_in_env", "label", "pypackages_on_path", "required_env")
+    __slots__ = ("channels", "exit_code_file", "host_replies", "info_in_env", "label", "pypackages_on_path",
+                 "required_env")
 
     def __init__(self, label: str, *, channels: int, host_replies: bool, info_in_env: bool,
-                 pypackages_on_path: bool) -> None:
+                 pypackages_on_path: bool, exit_code_file: bool) -> None:
         #: "1.0" or "0.18", for logs and docs.
         self.label = label
         #: Connections the host expects, channels 0..channels-1 (1.0.x: 9, with PACKAGE; 0.18.x: 8).
@@ -51,14 +53,19 @@ class STHProfile:
         self.info_in_env = info_in_env
         #: The host puts ``<sequenceDir>/__pypackages__`` on PYTHONPATH (else the runner adds it).
         self.pypackages_on_path = pypackages_on_path
+        #: The host's process adapter reads the exit code from ``/tmp/runner-<pid>`` (else from the
+        #: process: a file written there would only be left behind, one per Instance).
+        self.exit_code_file = exit_code_file
         self.required_env = _COMMON_ENV + (_INFO_ENV if info_in_env else ())
 
     def __repr__(self) -> str:
         return f"STHProfile({self.label!r})"
 
 
-STH_1_0 = STHProfile("1.0", channels=9, host_replies=True, info_in_env=True, pypackages_on_path=True)
-STH_0_18 = STHProfile("0.18", channels=8, host_replies=False, info_in_env=False, pypackages_on_path=False)
+STH_1_0 = STHProfile("1.0", channels=9, host_replies=True, info_in_env=True, pypackages_on_path=True,
+                     exit_code_file=True)
+STH_0_18 = STHProfile("0.18", channels=8, host_replies=False, info_in_env=False, pypackages_on_path=False,
+                      exit_code_file=False)
 
 
 def profile_for(env: Mapping[str, str]) -> STHProfile:
