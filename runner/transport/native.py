@@ -118,6 +118,8 @@ class NativeTransport(Transport):
         self._progress_at = 0.0  # when credit last came
         #: Bytes a direct send (``_send_now``) could not write: the writer sends them first.
         self._carry: list[Any] = []
+        #: Made by ``start``, started by ``_wake_writer`` when there is first something to write.
+        self._writer: threading.Thread | None = None
 
     def _channel_writer(self, channel: int) -> ChannelWriter:
         def sink(data: Any) -> int:
@@ -128,7 +130,7 @@ class NativeTransport(Transport):
             if taken:
                 if (self._writing or self._carry or not _DONTWAIT
                         or conn.bytes_to_send > DIRECT_DATA_MAX):
-                    self._wake.notify()
+                    self._wake_writer()
                 else:
                     self._send_now()
             return taken
@@ -136,7 +138,7 @@ class NativeTransport(Transport):
         def end() -> None:
             if not self._broken:
                 self._conn.send_end(channel)
-                self._wake.notify()
+                self._wake_writer()
 
         return ChannelWriter(self._lock, sink, end)
 
@@ -180,10 +182,24 @@ class NativeTransport(Transport):
     # -- threads -------------------------------------------------------------------
     def start(self, handler: TransportHandler) -> None:
         self._handler = handler
-        writer = threading.Thread(target=self._write_loop, name="runner-writer", daemon=True)
         reader = threading.Thread(target=self._read_loop, name="runner-reader", daemon=True)
-        writer.start()
+        with self._lock:
+            self._writer = threading.Thread(target=self._write_loop, name="runner-writer", daemon=True)
+            if self._conn.bytes_to_send or self._carry:
+                self._wake_writer()
         reader.start()
+
+    def _wake_writer(self) -> None:
+        """Lock held: the writer thread has something to send; started the first time it has.
+
+        Until then every write went out directly (``_send_now``), and that is all most runners
+        write before their first PANG (a LOG record and the PANG itself): a writer thread started
+        with the reader cost every cold start ~0.25 ms of CPU before it (one thread's start-up,
+        measured side by side: runner CPU from ``runner.app``'s import to PANG)."""
+        writer = self._writer
+        if writer is not None and writer.ident is None:
+            writer.start()  # returns once the thread runs; it then waits for this lock
+        self._wake.notify()
 
     def _read_loop(self) -> None:
         ident = threading.get_ident()
@@ -310,7 +326,7 @@ class NativeTransport(Transport):
                 return False  # the connection is over, or it crossed with the host's (ALIVE after KILL)
             conn.send(message, time.monotonic())
             if self._writing or self._carry or not _DONTWAIT or conn.bytes_to_send > DIRECT_SEND_MAX:
-                self._wake.notify()  # the writer is busy (or bulk is queued): it sends this after
+                self._wake_writer()  # the writer is busy (or bulk is queued): it sends this after
             else:
                 self._send_now()
             return True
@@ -336,7 +352,7 @@ class NativeTransport(Transport):
             self._carry.append(memoryview(buf).cast("B")[sent:] if sent else buf)
             sent = 0
         if self._carry:
-            self._wake.notify()
+            self._wake_writer()
 
     def writer(self, channel: int) -> ChannelWriter:
         return self._writers[int(channel)]
@@ -346,7 +362,7 @@ class NativeTransport(Transport):
             if not self._broken:
                 self._conn.consumed(channel, n)
                 if self._conn.bytes_to_send:
-                    self._wake.notify()
+                    self._wake_writer()
 
     def flush(self, timeout: float, grace: float = 0.0) -> bool:
         deadline = time.monotonic() + timeout
