@@ -24,6 +24,12 @@ from .errors import ChannelClosed
 from .link import Link
 
 _BATCH = 1 << 16
+#: A write that need not wait (for the connection, credit or another writer) yields to other tasks
+#: only every this many writes: a loop of ``write_input`` then queues that many chunks in one turn
+#: of the event loop, and the runner reads them in larger bursts. Bulk 64 KiB writes, alternating
+#: with a yield on every write: host + runner CPU 2.27 -> 1.63 ms per MiB, 780 -> 1,090 MB/s
+#: (every 4 writes: ~8% more CPU than every 16; every 64: the same as 16).
+YIELD_EVERY = 16
 Source = bytes | bytearray | memoryview | str | Iterable[Any] | AsyncIterable[Any]
 
 
@@ -42,6 +48,7 @@ class InputSide:
         self.content_type_sent: str | None = None
         self._started = False
         self.closed = False
+        self._unyielded = 0  # writes since the last yield (YIELD_EVERY)
 
     def credit_available(self, channel: int) -> None:
         event = self._credit.get(channel)
@@ -60,10 +67,15 @@ class InputSide:
         reference until the socket took them. Mutable buffers are copied first unless
         ``owned`` (the caller never touches them again).
         """
-        # One yield (and cancellation point) per write that need not wait for credit,
-        # before anything is queued: cancelled there means nothing was written.
+        # A cancellation point on every write, before anything is queued (cancelled there means
+        # nothing was written); a yield to other tasks only on every YIELD_EVERY-th write (see there).
         if self._link_now is not None and self._link_now() is not None:
-            await anyio.lowlevel.checkpoint()  # then _open_link does not wait (it re-checks the state)
+            self._unyielded += 1
+            if self._unyielded >= YIELD_EVERY:
+                self._unyielded = 0
+                await anyio.lowlevel.checkpoint()  # then _open_link does not wait (it re-checks the state)
+            else:
+                await anyio.lowlevel.checkpoint_if_cancelled()
         conn, link = await self._open_link()
         if isinstance(data, str):  # IN: in the charset of its content type (text/plain; charset=...)
             data = encode_text(data, self._text_type(content_type)) if channel == Channel.IN else data.encode()
@@ -101,6 +113,7 @@ class InputSide:
                     event = self._credit[channel] = anyio.Event()
                 if conn.credit(channel) == 0:
                     await event.wait()
+                    self._unyielded = 0
                 taken = self._queue(conn, channel, view)
                 link.flush()
                 view = view[taken:]

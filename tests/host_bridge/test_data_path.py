@@ -8,11 +8,13 @@ import socket
 import threading
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hb_helpers import collect, spawn_fake
 
 from host_bridge import Bridge
 from host_bridge.channels import ByteChannel, keepable
+from host_bridge.inputs import YIELD_EVERY
 from host_bridge.link import SocketStream
 
 pytestmark = pytest.mark.anyio
@@ -149,3 +151,60 @@ async def test_large_bulk_roundtrip_is_exact(bridge: Bridge) -> None:
                 assert type(chunk) is bytes
                 got += chunk
     assert bytes(got) == payload
+
+
+async def test_writes_that_never_wait_still_let_other_tasks_run_and_stay_in_order(bridge: Bridge) -> None:
+    """write_input yields to other tasks on every YIELD_EVERY-th write that need not wait (not on
+    every one): a writer that never waits cannot starve the rest of the program, and the chunks
+    arrive whole and in order."""
+    inst = await spawn_fake(bridge)
+    assert await inst.wait_started()
+    await inst.write_input(b"", content_type="application/octet-stream")
+    chunks = [b"%05d" % i * 20 for i in range(YIELD_EVERY * 10)]  # 100 B each: well within credit
+    turns = 0
+    stop = anyio.Event()
+
+    async def other_task() -> None:
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        await anyio.lowlevel.checkpoint()
+        before = turns
+        for chunk in chunks:
+            await inst.write_input(chunk)
+        ran = turns - before
+        stop.set()
+    assert ran >= len(chunks) // YIELD_EVERY
+    await inst.end_input()
+    with anyio.fail_after(30):
+        out = await collect(inst.output())
+        assert await inst.wait() == 0
+    assert out == b"".join(chunks)
+
+
+async def test_every_write_is_a_cancellation_point(bridge: Bridge) -> None:
+    """A write in a cancelled scope raises before anything is queued, also on the writes that do
+    not yield to other tasks: nothing of it reaches the Sequence."""
+    inst = await spawn_fake(bridge)
+    assert await inst.wait_started()
+    await inst.write_input(b"first;", content_type="application/octet-stream")
+    written = 0
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        for _ in range(YIELD_EVERY + 1):
+            try:
+                await inst.write_input(b"lost;")
+            except anyio.get_cancelled_exc_class():
+                continue
+            written += 1
+    assert written == 0
+    await inst.write_input(b"last")
+    await inst.end_input()
+    with anyio.fail_after(30):
+        out = await collect(inst.output())
+        assert await inst.wait() == 0
+    assert out == b"first;last"
