@@ -20,17 +20,16 @@ from __future__ import annotations
 import io
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .fd_pump import FdPump
 from .stdin import StdinBuffer, StdinText
 from .transport.base import ChannelWriter
 
 __all__ = ["ChannelRaw", "StdinBuffer", "StdinText", "Stdio", "diagnose", "install_breakpoint_hint"]
 
-PIPE_READ = 64 * 1024
 _original_stderr_fd: int | None = None
 
 
@@ -64,38 +63,6 @@ class ChannelRaw(io.RawIOBase):
 
     def isatty(self) -> bool:
         return False
-
-
-class _FdPump:
-    """Pumps a pipe that replaced fd ``target`` into a channel writer."""
-
-    def __init__(self, target: int, writer: ChannelWriter) -> None:
-        self.target = target
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, target)  # fd 1/2 stay inheritable: child processes write here
-        os.close(write_end)
-        self._read_end = read_end
-        self._writer = writer
-        self._thread = threading.Thread(target=self._pump, name=f"runner-fd{target}", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._read_end, PIPE_READ)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self._writer.write(chunk)
-
-    def close(self, timeout: float) -> None:
-        """Detach fd ``target`` from the pipe and wait (bounded) until what was in it is sent.
-        A child process still holding the pipe keeps it open: then we stop waiting."""
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, self.target)
-        os.close(devnull)
-        self._thread.join(timeout)
 
 
 BREAKPOINT_HINT = ("runner: breakpoint() ignored: this Sequence runs in a runner process, which has no "
@@ -133,7 +100,8 @@ class Stdio:
         self._stdout_writer = stdout
         self._stderr_writer = stderr
         self.stdin = StdinBuffer(consumed)
-        self._pumps: list[_FdPump] = []
+        #: Fds 1 and 2 as pipes to the channels (runner/fd_pump.py), once installed.
+        self.pump: FdPump | None = None
         self.installed = False
 
     def install(self, capture_fds: bool = True) -> None:
@@ -146,7 +114,7 @@ class Stdio:
         if capture_fds:
             if _original_stderr_fd is None:
                 _original_stderr_fd = os.dup(2)
-            self._pumps = [_FdPump(1, self._stdout_writer), _FdPump(2, self._stderr_writer)]
+            self.pump = FdPump({1: self._stdout_writer, 2: self._stderr_writer})
         sys.stdout = self._text(self._stdout_writer, 1)
         sys.stderr = self._text(self._stderr_writer, 2)
         sys.stdin = StdinText(self.stdin)
@@ -167,6 +135,5 @@ class Stdio:
                 stream.flush()
             except (OSError, ValueError, AttributeError):
                 pass
-        for pump in self._pumps:
-            pump.close(max(0.0, deadline - time.monotonic()))
-        self._pumps = []
+        if self.pump is not None:
+            self.pump.close(max(0.0, deadline - time.monotonic()))

@@ -158,13 +158,12 @@ def _run_runner(sock: socket.socket, host: _Host, use_uvloop: bool) -> None:
     context = AppContext(runtime.backend, config=pong.app_config or {}, instance_id=settings.instance_id,
                          logger=runtime.sequence_log, exit_timeout_ms=transport.exit_timeout_ms)
     runtime.exits.use_kill_handlers(context.run_kill_handlers)
-    pumps = list(runtime.stdio._pumps)
     try:
         loop.run(_serve(runtime, seq, context, host), use_uvloop)
     finally:
         runtime.stdio.flush(ROUND_TIMEOUT)  # fds 1 and 2 to /dev/null: the pumps read to the end and end
-        for pump in pumps:
-            os.close(pump._read_end)
+        if runtime.stdio.pump is not None:
+            runtime.stdio.pump.release()
         transport.close()
 
 
