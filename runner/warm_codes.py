@@ -117,6 +117,49 @@ def fill_pools() -> int:
     return len(ballast.kept)
 
 
+#: malloc's chunk sizes are multiples of 16 with an 8-byte header: requests of 24 + 16k bytes
+#: take each size class glibc keeps per-size lists of (its tcache and small bins: up to 1 KiB).
+MALLOC_SMALL_REQUESTS = tuple(range(1016, 23, -16))
+#: Largest first, so a large hole takes one large filler instead of many small ones. One tuple
+#: made once: a tuple of these 70 sizes made per call would be freed after it, a new hole.
+MALLOC_FILL_REQUESTS = (*HEAP_FILL_SIZES, *MALLOC_SMALL_REQUESTS)
+_MALLOC_API: list[Any] = []
+#: Bounds the fillers of one size (a heap with more holes than this is left partly unfilled).
+MALLOC_FILL_LIMIT = 20_000
+
+
+def fill_malloc_holes() -> int:
+    """Take every free chunk of the main thread's malloc heap (its tcache, fast, small and
+    large bins: holes the template's start-up left among its live data), so that what a fork
+    allocates with malloc (objects over 512 bytes, the interpreter's and libraries' own C
+    structures) comes from the top of the heap, a few consecutive pages, instead of holes
+    scattered over pages the fork would otherwise share (glibc; elsewhere nothing). The chunks
+    are never used nor freed (nor remembered: a list growing here would free its old array, a
+    new hole): the template's memory, shared by every fork. Returns how many."""
+    if not _MALLOC_API:
+        try:  # kept: a CDLL made and dropped here would free its classes' memory, new holes
+            libc = ctypes.CDLL(None)
+            malloc, sbrk, mallinfo2 = libc.malloc, libc.sbrk, libc.mallinfo2
+        except (OSError, AttributeError):
+            return 0
+        malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        sbrk.restype, sbrk.argtypes = ctypes.c_void_p, [ctypes.c_long]
+        mallinfo2.restype = _MallInfo2
+        _MALLOC_API.extend((libc, malloc, sbrk, mallinfo2))
+    _, malloc, sbrk, mallinfo2 = _MALLOC_API
+    taken = 0
+    for request in MALLOC_FILL_REQUESTS:
+        for _ in range(MALLOC_FILL_LIMIT):
+            top = (sbrk(0) or 0) - mallinfo2().keepcost  # where the top chunk starts
+            address = malloc(request)
+            if address is None:
+                return taken
+            taken += 1
+            if address >= top:  # from the top: no free chunk of this size is left
+                break
+    return taken
+
+
 class _Ballast:
     """Filler objects of a copy's size, allocated until the allocator hands out fresh memory (a new
     pool for a size class, the end of malloc's heap) rather than holes among older objects."""

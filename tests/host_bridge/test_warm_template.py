@@ -112,3 +112,38 @@ print(json.dumps({"moved": moved, "same": same, "pages_before": pages(originals_
     assert result["same"] == [True] * 4
     # the point of moving them: the copies lie together (measured ~320 pages -> ~150)
     assert result["pages_after"] < 0.7 * result["pages_before"], result
+
+
+def test_after_filling_the_malloc_holes_a_fork_mallocs_from_the_heap_top() -> None:
+    result = _run('''
+import ctypes
+from runner.warm_codes import _MallInfo2, fill_malloc_holes
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.sbrk.restype, libc.sbrk.argtypes = ctypes.c_void_p, [ctypes.c_long]
+libc.mallinfo2.restype = _MallInfo2
+
+def holes_reused(sizes):
+    """How many of these mallocs did not come from the top of the heap (a hole was reused)."""
+    reused = 0
+    for size in sizes:
+        top = libc.sbrk(0) - libc.mallinfo2().keepcost
+        reused += libc.malloc(size) < top
+    return reused
+
+sizes = [24, 100, 600, 1000, 3000, 20000] * 3
+def make_holes():  # chunks of every size, every other one freed: holes among live chunks
+    chunks = [libc.malloc(size) for size in sizes * 4 for _ in range(2)]
+    for address in chunks[::2]:
+        libc.free(address)
+
+make_holes()
+unfilled = holes_reused(sizes)
+make_holes()
+taken = fill_malloc_holes()
+print(json.dumps({"unfilled": unfilled, "filled": holes_reused(sizes), "taken": taken}))
+''')
+    assert result["unfilled"] > len([24, 100, 600, 1000, 3000, 20000])  # the holes are used first, unfilled
+    assert result["taken"] > 0
+    assert result["filled"] == 0, result
