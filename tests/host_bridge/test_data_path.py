@@ -178,7 +178,9 @@ async def test_writes_that_never_wait_still_let_other_tasks_run_and_stay_in_orde
             await inst.write_input(chunk)
         ran = turns - before
         stop.set()
-    assert ran >= len(chunks) // YIELD_EVERY
+    # Once per yield of the writer; one fewer at the edges, as trio orders the tasks it runs
+    # in one batch at random. A writer that never yielded would let it run at most once.
+    assert ran >= len(chunks) // YIELD_EVERY - 1
     await inst.end_input()
     with anyio.fail_after(30):
         out = await collect(inst.output())
