@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import select
 import threading
+import time
 
+from .thread_start import start_soon
 from .transport.base import ChannelWriter
 
 __all__ = ["PIPE_READ", "FdPump"]
@@ -47,7 +49,7 @@ class FdPump:
             os.close(write_end)
             self._pipes[read_end] = _Pipe(target, writer)
         self._thread = threading.Thread(target=self._pump, name="runner-fd-pump", daemon=True)
-        self._thread.start()
+        self._started = start_soon(self._thread)  # the main thread goes on loading meanwhile
 
     def _pump(self) -> None:
         poller = select.poll()
@@ -102,14 +104,16 @@ class FdPump:
             for pipe in self._pipes.values():
                 os.dup2(devnull, pipe.target)
             os.close(devnull)
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        if self._started.wait(timeout):
+            self._thread.join(max(0.0, deadline - time.monotonic()))
 
     def release(self) -> None:
         """Close the pump's own fds, once ``close`` saw its thread end (a warm template's start-up
         round, runner/warm_startup.py, leaves no fd behind); a runner process just exits instead.
         While the thread still runs (a child holds a pipe) they stay open, and the round's own check
         reports the thread and the fds it left behind."""
-        if self._thread.is_alive() or self._released:
+        if not self._started.wait(0) or self._thread.is_alive() or self._released:
             return
         self._released = True
         for fd in (*self._pipes, self._wake_read, self._wake_write):

@@ -51,7 +51,9 @@ class Heartbeat:
 
     def start(self) -> None:
         """Start beating (right after the handshake; the loop may not exist yet)."""
-        self._thread.start()
+        from .thread_start import start_soon
+
+        start_soon(self._thread)  # the main thread goes on loading meanwhile
 
     def attach(self, bridge: Any, context: Any) -> None:
         """The loop runs: from now on health is asked of ``context`` through ``bridge``. The first

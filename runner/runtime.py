@@ -123,6 +123,9 @@ class Runtime:
             args = self.settings.args if self.settings.args is not None else list(seq.default_args or [])
         self.load_topics = declared_topics(seq)
         self.announcer.loaded(self.load_topics)
+        from .thread_start import wait_all
+
+        wait_all()  # started by a helper while the Sequence loaded: from here on they run, as before
         from .sequence.context import AppContext
 
         context = AppContext(self.backend, config=app_config, instance_id=self.settings.instance_id,

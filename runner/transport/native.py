@@ -187,7 +187,9 @@ class NativeTransport(Transport):
             self._writer = threading.Thread(target=self._write_loop, name="runner-writer", daemon=True)
             if self._conn.bytes_to_send or self._carry:
                 self._wake_writer()
-        reader.start()
+        from ..thread_start import start_soon
+
+        start_soon(reader)  # the main thread goes on loading meanwhile
 
     def _wake_writer(self) -> None:
         """Lock held: the writer thread has something to send; started the first time it has.

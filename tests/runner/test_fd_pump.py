@@ -64,12 +64,14 @@ def test_one_thread_pumps_both_fds(tmp_path: Path) -> None:
     path = tmp_path / "names.py"
     path.write_text(textwrap.dedent("""
         import json, os, threading
-        NAMES = sorted(t.name for t in threading.enumerate())
         os.write(1, b"to fd 1\\n")
         os.write(2, b"to fd 2\\n")
 
+        def names():
+            return sorted(t.name for t in threading.enumerate())
+
         async def run(context, input):
-            yield json.dumps(NAMES)
+            yield json.dumps(names())
     """))
     with TestHost(path) as host:
         host.wait_message(Code.PANG)

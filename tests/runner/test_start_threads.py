@@ -1,12 +1,15 @@
 """Which of its own threads a runner has started when it imports its Sequence (just before its first
 PANG): not the transport's writer, which starts when something first has to wait for it (issue 13:
-cold spawn -> PANG); and output that does have to wait for it, before and after PANG, all arrives."""
+cold spawn -> PANG); and output that does have to wait for it, before and after PANG, all arrives.
+The reader, the heartbeat and the fd pump are started by a helper thread (runner/thread_start.py)
+while the Sequence loads; the runner waits for them after its PANG, so run() finds them running."""
 
 from __future__ import annotations
 
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testhost import TestHost
@@ -20,7 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 BIG = 3 * 1024 * 1024
 
 
-def _run(tmp_path: Path, code: str) -> tuple[list[str], bytes, bytes]:
+def _run(tmp_path: Path, code: str) -> tuple[list[Any], bytes, bytes]:
     path = tmp_path / "seq.py"
     path.write_text(textwrap.dedent(code))
     with TestHost(path) as host:
@@ -39,11 +42,12 @@ def test_the_writer_thread_is_not_started_before_a_quick_sequence_is_loaded(tmp_
         AT_IMPORT = sorted(t.name for t in threading.enumerate())
 
         async def run(context, input):
-            yield json.dumps(AT_IMPORT) + "\\n"
+            yield json.dumps([AT_IMPORT, sorted(t.name for t in threading.enumerate())]) + "\\n"
             yield "x" * BIG
     """.replace("BIG", str(BIG)))
-    assert "runner-reader" in names and "runner-heartbeat" in names, names  # control and liveness: yes
-    assert "runner-writer" not in names, names
+    at_import, at_run = names
+    assert "runner-writer" not in at_import, at_import
+    assert {"runner-reader", "runner-heartbeat", "runner-fd-pump"} <= set(at_run), at_run  # before run()
     assert rest == b"x" * BIG  # output after PANG that needs the writer: it started then
 
 
