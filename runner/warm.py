@@ -96,11 +96,13 @@ def exercise(use_uvloop: bool, fork_path: Iterable[types.CodeType] = ()) -> dict
     (Before the rounds, the template ran pieces of this machinery instead: its loop, an in-memory
     handshake, a log record; the rounds cover them, and leaving them out measured no worse.)"""
     from .warm_codes import code_run_by, pack
+    from .warm_functions import pack_functions
     from .warm_startup import startup_round
 
     ran = code_run_by(lambda: startup_round(use_uvloop))
     copies = pack({key: code for key, code in ran.items() if not _templates_own(code)},
                   [*fork_path, *_start_up_code_not_in_rounds()])
+    pack_functions(copies.values())
     for _ in range(EXERCISE_ROUNDS):
         startup_round(use_uvloop)
     return copies

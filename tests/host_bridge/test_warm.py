@@ -111,6 +111,7 @@ async def test_a_forked_runner_is_a_fresh_process_like_a_cold_one(probe: str, tm
         # ssl, no anyio): only the template's own modules come extra (ctypes: its clone3 call; its
         # compiled loop between forks)
         template_own = {"gc", "mmap", "resource", "runner.warm", "runner.warm_startup", "runner.warm_codes",
+                        "runner.warm_functions",
                         "ctypes", "_ctypes", "ctypes._endian", "runner._warm_serve_c"}
         assert set(warm["modules"]) - set(cold["modules"]) <= template_own
     assert cold["ppid"] == os.getpid() and cold["pid"] == cold["sid"]

@@ -147,3 +147,63 @@ print(json.dumps({"unfilled": unfilled, "filled": holes_reused(sizes), "taken": 
     assert result["unfilled"] > len([24, 100, 600, 1000, 3000, 20000])  # the holes are used first, unfilled
     assert result["taken"] > 0
     assert result["filled"] == 0, result
+
+
+def test_packed_functions_are_the_same_functions_and_only_those_nothing_else_holds_move() -> None:
+    result = _run('''
+import sys, types
+module = types.ModuleType("packed_demo")
+sys.modules["packed_demo"] = module
+exec(compile("""
+def scale(x, *, by=2):
+    "x times by"
+    return x * by
+
+class Box:
+    def __init__(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+    @staticmethod
+    def make(value):
+        return Box(value)
+
+def registered():
+    return "registered"
+
+def weakly_held():
+    return "weak"
+
+REGISTRY = [registered]
+scale.tag = "kept"
+import weakref
+WATCHED = weakref.ref(weakly_held)
+""", "packed_demo.py", "exec"), vars(module))
+def functions():
+    return {"scale": module.scale, "get": module.Box.get, "init": module.Box.__init__,
+            "registered": module.registered, "make": module.Box.make, "weakly_held": module.weakly_held}
+
+before = {name: id(f) for name, f in functions().items()}  # ids only: a reference here would hold them
+codes = [f.__code__ for f in functions().values()]
+from runner.warm_functions import pack_functions
+moved = pack_functions(codes)
+box = module.Box.make(5)
+print(json.dumps({
+    "moved": moved,
+    "new_objects": [name for name, f in functions().items() if id(f) != before[name]],
+    "same": [module.scale.__code__ is codes[0], module.scale.__globals__ is vars(module),
+             module.scale.__qualname__, module.Box.get.__qualname__, module.scale.__doc__,
+             module.scale.__kwdefaults__, module.scale.tag, module.scale.__module__],
+    "calls": [module.scale(3), module.scale(3, by=4), box.get(), module.registered(), module.REGISTRY[0](),
+              module.WATCHED() is module.weakly_held],
+}))
+''')
+    assert result["moved"] == 3
+    # only module and class namespaces held these: moved; the registered one, the static method's
+    # function (held by the list, by the staticmethod object) and the weakly referenced one stay
+    # the objects they were
+    assert sorted(result["new_objects"]) == ["get", "init", "scale"]
+    assert result["same"] == [True, True, "scale", "Box.get", "x times by", {"by": 2}, "kept", "packed_demo"]
+    assert result["calls"] == [6, 12, 5, "registered", "registered", True]
