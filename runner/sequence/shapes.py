@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import numbers
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any
@@ -43,7 +42,7 @@ from typing import Any
 from ..protocol.records import Record, checked_as
 from .content import TEXT, canonical_content_type, normalize_content_type
 from .inputs import SequenceInput, _no_batches
-from .topics import declared_topics
+from .topics import declared_topics, is_number
 
 __all__ = [
     "ABATCH_MAX_ITEMS",
@@ -68,7 +67,8 @@ BATCH_MAX_SECONDS = 0.005
 CLOCK_STRIDE = 8
 
 
-_ONCE_TYPES: tuple[type, ...] = (str, bytes, bytearray, memoryview, dict, numbers.Number)
+#: written once, as are numbers (topics.is_number: numbers is not imported for them)
+_ONCE_TYPES: tuple[type, ...] = (str, bytes, bytearray, memoryview, dict, int, float, complex)
 
 
 # --------------------------------------------------------------------------- batching
@@ -310,7 +310,7 @@ def batches_from_result(result: Any) -> AsyncIterator[list[Any]] | None:
         return _abatches(result.__aiter__())
     if _is_async_iterable(result):
         return _abatches(result.__aiter__())
-    if isinstance(result, _ONCE_TYPES):
+    if isinstance(result, _ONCE_TYPES) or is_number(result):
         return _once(result)
     if hasattr(result, "write_to") and callable(result.write_to):
         return _write_to_batches(result)

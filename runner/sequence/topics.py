@@ -19,17 +19,30 @@ first one that names a value wins:
 
 from __future__ import annotations
 
-import numbers
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..protocol.records import FrozenRecord, checked_as
 
-__all__ = ["Topics", "declared_topics"]
+__all__ = ["Topics", "declared_topics", "is_number"]
 
-#: numbers is imported here, not when first needed: by then the Sequence's directory leads sys.path,
-#: and a Sequence's own numbers.py would be imported instead (tests/e2e/test_cli_endings.py).
-_PLAIN_RESULTS: tuple[type, ...] = (str, bytes, bytearray, memoryview, dict, numbers.Number)
+#: Results with no topics on them (and, runner/sequence/shapes.py, written once), numbers aside
+#: (``is_number``): int, float and complex here (bool is an int).
+_PLAIN_RESULTS: tuple[type, ...] = (str, bytes, bytearray, memoryview, dict, int, float, complex)
+
+
+def is_number(value: object) -> bool:
+    """``isinstance(value, numbers.Number)`` without importing numbers. A class that is a Number
+    (Decimal, Fraction, numpy's scalars, a class registered with it) comes from a module that
+    imported numbers, so while nothing has, only int, float and complex can be one. A runner that
+    imported numbers itself paid for it before every PANG (~0.3 ms), and after the load (the
+    Sequence's directory leads sys.path) it would have imported a Sequence's own numbers.py
+    (tests/e2e/test_cli_endings.py), so it looks the module up instead."""
+    if isinstance(value, (int, float, complex)):
+        return True
+    number = getattr(sys.modules.get("numbers"), "Number", None)
+    return isinstance(number, type) and isinstance(value, number)
 
 
 @checked_as(frozen=True)
@@ -82,7 +95,7 @@ def _result_source(result: Any) -> Any:
         return None
     from .shapes import SequenceInput
 
-    if isinstance(result, (SequenceInput, *_PLAIN_RESULTS)):
+    if isinstance(result, (SequenceInput, *_PLAIN_RESULTS)) or is_number(result):
         return None
     return result
 

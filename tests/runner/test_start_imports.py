@@ -25,6 +25,7 @@ NOT_BEFORE_PANG = (
     "runner.sequence.compat",
     "runner.backend",  # Runtime.backend, for the AppContext
     "runner.sequence.archive",  # a package's unpacking (runner/sequence/paths.py has the checks)
+    "numbers",  # looked up, not imported, for the numbers a Sequence returns (runner/sequence/topics.py)
 )
 
 
