@@ -124,8 +124,8 @@ MALLOC_SMALL_REQUESTS = tuple(range(1016, 23, -16))
 #: made once: a tuple of these 70 sizes made per call would be freed after it, a new hole.
 MALLOC_FILL_REQUESTS = (*HEAP_FILL_SIZES, *MALLOC_SMALL_REQUESTS)
 _MALLOC_API: list[Any] = []
-#: Bounds the fillers of one size (a heap with more holes than this is left partly unfilled).
-MALLOC_FILL_LIMIT = 20_000
+#: What glibc's tcache may hold besides the free bytes mallinfo counts (7 chunks of each size up to 1 KiB).
+MALLOC_TCACHE_ALLOWANCE = 7 * sum(MALLOC_SMALL_REQUESTS) + (1 << 16)
 
 
 def fill_malloc_holes() -> int:
@@ -147,14 +147,18 @@ def fill_malloc_holes() -> int:
         mallinfo2.restype = _MallInfo2
         _MALLOC_API.extend((libc, malloc, sbrk, mallinfo2))
     _, malloc, sbrk, mallinfo2 = _MALLOC_API
+    # never more than is free now (the tcache's chunks count as used there: an allowance for them),
+    # should the top be misread (a heap that is not one brk area)
+    budget = mallinfo2().fordblks + MALLOC_TCACHE_ALLOWANCE
     taken = 0
     for request in MALLOC_FILL_REQUESTS:
-        for _ in range(MALLOC_FILL_LIMIT):
+        while budget >= request:
             top = (sbrk(0) or 0) - mallinfo2().keepcost  # where the top chunk starts
             address = malloc(request)
             if address is None:
                 return taken
             taken += 1
+            budget -= request
             if address >= top:  # from the top: no free chunk of this size is left
                 break
     return taken

@@ -207,3 +207,22 @@ print(json.dumps({
     assert sorted(result["new_objects"]) == ["get", "init", "scale"]
     assert result["same"] == [True, True, "scale", "Box.get", "x times by", {"by": 2}, "kept", "packed_demo"]
     assert result["calls"] == [6, 12, 5, "registered", "registered", True]
+
+
+def test_malloc_filling_takes_at_most_what_is_free_when_the_top_is_misread() -> None:
+    result = _run('''
+import ctypes
+from runner import warm_codes
+from runner.warm_codes import _MallInfo2, fill_malloc_holes
+fill_malloc_holes()  # loads the functions it uses
+libc, malloc, sbrk, mallinfo2 = warm_codes._MALLOC_API
+free_before = mallinfo2().fordblks
+# a heap whose top is never found: every chunk looks like a hole
+warm_codes._MALLOC_API[2] = lambda _increment: 1 << 60
+taken = fill_malloc_holes()
+print(json.dumps({"taken": taken, "free_before": free_before, "allowance": warm_codes.MALLOC_TCACHE_ALLOWANCE,
+                  "smallest": min(warm_codes.MALLOC_FILL_REQUESTS)}))
+''')
+    assert result["taken"] > 0
+    # every request is at least the smallest: the count bounds the bytes taken
+    assert result["taken"] * result["smallest"] <= result["free_before"] + result["allowance"]
