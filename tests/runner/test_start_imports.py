@@ -11,7 +11,7 @@ import pytest
 from testhost import TestHost
 from warm_popen import warm_enabled
 
-from runner.protocol import Channel, Code
+from runner.protocol import Channel, Code, framer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,7 +59,7 @@ def test_what_a_runner_has_not_imported_when_it_imports_its_sequence(tmp_path: P
         at_import = set(json.loads(bytes(host.data[Channel.OUT])))
     assert "runner.runtime" in at_import  # the Sequence saw the runner's modules
     expected_absent = [*NOT_BEFORE_PANG,
-                       *(["runner.protocol._framer_py"] if _built("runner.protocol._framer_c") else []),
+                       *(["runner.protocol._framer_py"] if framer.IMPLEMENTATION == "cython" else []),
                        *(["ctypes"] if _built("runner._reaper_c") else [])]
     assert [name for name in expected_absent if name in at_import] == []
 
