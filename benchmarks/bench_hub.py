@@ -15,10 +15,12 @@ REST figures.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -29,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.abc
+import anyio.lowlevel
 import httpx
 from bench_e2e import _spawn_ready, seq
 from common import SEQUENCES, Hasher, Verifier
 
 from host_bridge import Bridge
+from host_bridge.inputs import YIELD_EVERY
+from host_bridge.link import wait_readable, wait_writable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,12 +129,12 @@ class RawClient:
     async def post_json(self, path: str, body: bytes) -> tuple[int, bytes]:
         stream = self._stream
         if not self._open:
-            stream.sock = await anyio.connect_tcp(stream.host, stream.port)
+            await stream.connect()
             self._open = True
         assert stream.sock is not None
         head = (f"POST {stream.base}{path} HTTP/1.1\r\nhost: {stream.host}\r\ncontent-type: application/json\r\n"
                 f"content-length: {len(body)}\r\n\r\n").encode()
-        await stream.sock.send(head + body)
+        await stream.send(head + body)
         lines = (await stream._head()).split(b"\r\n")
         length = next(int(v) for k, _, v in (line.partition(b":") for line in lines[1:]) if k.lower() == b"content-length")
         while len(stream._buffer) - stream._pos < length:
@@ -180,19 +184,34 @@ class RawStream:
 
     Cheap on purpose, so that the REST figures measure the hub: each HTTP chunk of the upload
     is one ``send`` (one join of its pieces), and each byte of the response body is copied at
-    most once (never re-sliced with what is left of its buffer)."""
+    most once (never re-sliced with what is left of its buffer). It uses its socket as direct's
+    host_bridge does (host_bridge/link.py): non-blocking calls, waiting only when one would block,
+    and the upload yields to other tasks every ``YIELD_EVERY`` chunks, as a ``write_input`` loop
+    does (anyio's socket stream yields on every send and receive)."""
 
     def __init__(self, url: str) -> None:
         split = httpx.URL(url)
         self.host, self.port, self.base = split.host, split.port or 80, split.path.rstrip("/")
-        self.sock: anyio.abc.SocketStream | None = None
+        self.sock: socket.socket | None = None
         self._buffer = b""
         self._pos = 0  # where the unread part of _buffer starts
+        self._unyielded = 0  # chunks sent since the last yield
+
+    async def connect(self) -> None:
+        family, kind, proto, _, address = (await anyio.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM))[0]
+        sock = self.sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.connect_ex(address) not in (0, errno.EINPROGRESS):
+            sock.connect(address)  # raises what went wrong
+        await wait_writable(sock)
+        if err := sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            raise OSError(err, f"connect to {self.host}:{self.port}: {os.strerror(err)}")
 
     async def open(self, method: str, path: str, headers: dict[str, str]) -> None:
-        self.sock = await anyio.connect_tcp(self.host, self.port)
+        await self.connect()
         lines = [f"{method} {self.base}{path} HTTP/1.1", f"host: {self.host}", *(f"{k}: {v}" for k, v in headers.items())]
-        await self.sock.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await self.send(("\r\n".join(lines) + "\r\n\r\n").encode())
 
     async def send_chunks(self, chunks: Iterable[bytes], group: int = 1) -> int:
         """Send the body chunked, ``group`` source chunks per HTTP chunk, then read the answer's status."""
@@ -205,21 +224,40 @@ class RawStream:
                 pending = []
         if pending:
             await self._send_chunk(pending)
-        await self.sock.send(b"0\r\n\r\n")
+        await self.send(b"0\r\n\r\n")
         status = int(bytes(await self._head()).split(b" ", 2)[1])
-        await self.sock.aclose()
+        await self.aclose()
         return status
 
     async def _send_chunk(self, pieces: list[bytes]) -> None:
-        assert self.sock is not None
-        await self.sock.send(b"".join([b"%x\r\n" % sum(map(len, pieces)), *pieces, b"\r\n"]))
+        await self.send(b"".join([b"%x\r\n" % sum(map(len, pieces)), *pieces, b"\r\n"]))
+        self._unyielded += 1
+        if self._unyielded >= YIELD_EVERY:
+            self._unyielded = 0
+            await anyio.lowlevel.checkpoint()
+
+    async def send(self, data: bytes) -> None:
+        """All of ``data`` on the socket, waiting only while it is full."""
+        sock = self.sock
+        assert sock is not None
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[sock.send(view):]
+            except BlockingIOError:
+                await wait_writable(sock)
 
     async def _fill(self) -> bool:
         """Read more; what was not consumed yet (a partial head or size line) is kept in front."""
-        assert self.sock is not None
-        try:
-            data = await self.sock.receive(1 << 20)
-        except anyio.EndOfStream:
+        sock = self.sock
+        assert sock is not None
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+                break
+            except BlockingIOError:
+                await wait_readable(sock)
+        if not data:
             return False
         rest = self._buffer[self._pos:]
         self._buffer, self._pos = (rest + data if rest else data), 0
@@ -253,7 +291,7 @@ class RawStream:
 
     async def aclose(self) -> None:
         if self.sock is not None:
-            await self.sock.aclose()
+            self.sock.close()
 
 
 async def rest_pipe(client: httpx.AsyncClient, seq_id: str, content_type: str,
