@@ -182,9 +182,10 @@ async def direct_start(bridge: Bridge) -> float:
 class RawStream:
     """One HTTP/1.1 request on its own connection, its bodies chunked both ways.
 
-    Cheap on purpose, so that the REST figures measure the hub: each HTTP chunk of the upload
-    is one ``send`` (one join of its pieces), and each byte of the response body is copied at
-    most once (never re-sliced with what is left of its buffer). It uses its socket as direct's
+    Cheap on purpose, so that the REST figures measure the hub: each HTTP chunk of the upload is
+    one ``sendmsg`` of its framing and pieces (joined only when the socket is full), and each byte
+    of the response body is copied at most once (never re-sliced with what is left of its
+    buffer). It uses its socket as direct's
     host_bridge does (host_bridge/link.py): non-blocking calls, waiting only when one would block,
     and the upload yields to other tasks every ``YIELD_EVERY`` chunks, as a ``write_input`` loop
     does (anyio's socket stream yields on every send and receive)."""
@@ -230,13 +231,21 @@ class RawStream:
         return status
 
     async def _send_chunk(self, pieces: list[bytes]) -> None:
-        await self.send(b"".join([b"%x\r\n" % sum(map(len, pieces)), *pieces, b"\r\n"]))
+        sock = self.sock
+        assert sock is not None
+        buffers = [b"%x\r\n" % sum(map(len, pieces)), *pieces, b"\r\n"]
+        try:
+            sent = sock.sendmsg(buffers)  # framing and payload gathered by the kernel: no join
+        except BlockingIOError:
+            sent = 0
+        if sent < sum(map(len, buffers)):  # the socket is full: the rest (one join) once it has room
+            await self.send(memoryview(b"".join(buffers))[sent:])
         self._unyielded += 1
         if self._unyielded >= YIELD_EVERY:
             self._unyielded = 0
             await anyio.lowlevel.checkpoint()
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | memoryview) -> None:
         """All of ``data`` on the socket, waiting only while it is full."""
         sock = self.sock
         assert sock is not None
