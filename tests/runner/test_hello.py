@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sth_exit_file import run_sth_runner
 from testhost import runner_env
 
 from runner.config import Settings
@@ -111,8 +111,7 @@ def modules_before_ping(sender: str, argv: list[str], env: dict[str, str]) -> se
         sys.argv = ["runner", *{argv!r}]
         runpy.run_module("runner", run_name="__main__")
     """)
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
-                          env=runner_env(env), check=False)
+    done = run_sth_runner([sys.executable, "-c", probe], env=runner_env(env))  # in STH mode it writes an exit file
     assert done.returncode == 20 and "probe: stop here" in done.stderr, done.stderr
     return set(done.stdout.split())
 

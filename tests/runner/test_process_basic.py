@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sth_exit_file import run_sth_runner
 from testhost import SAMPLES, TestHost, runner_cmd, runner_env
 
 from runner.protocol import Channel, Code, ConnectionClosed, EndOfStream, Exiting, SequenceCompleted
@@ -75,7 +76,7 @@ def test_env_settings_work_and_argv_wins(tmp_path: Path) -> None:
 
 def test_sth_mode_is_a_clear_hook() -> None:
     # STH mode (runner.sth_mode, tests/sth/test_sth_runner_*) names what STH's environment lacks
-    done = run_cli(env={"INSTANCES_SERVER_PORT": "8001"})
+    done = run_sth_runner(runner_cmd(), env=runner_env({"INSTANCES_SERVER_PORT": "8001"}))
     assert done.returncode == 20
     assert "missing environment variable(s): SEQUENCE_PATH" in done.stderr
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sth_exit_file import run_sth_runner
 
 from runner.hello import STH_FIRST_PANG, sth_pong_and_pang
 from runner.protocol import Event, Pong, Stop
@@ -151,8 +152,7 @@ def test_before_the_first_pang_the_runner_core_is_not_imported(tmp_path: Path) -
     """)
     with PongingHost() as host:
         env = sth_env(tmp_path, host.port)
-        done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "startup.log")], capture_output=True,
-                              text=True, timeout=30, env=env, check=False)
+        done = run_sth_runner([sys.executable, "-c", probe, str(tmp_path / "startup.log")], env=env)
     assert done.returncode == 20 and "probe: stop here" in done.stderr, done.stderr
     modules, pang = done.stdout.split("\n", 1)
     assert json.loads(pang) == [STHCode.PANG, {"requires": "", "contentType": ""}]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from sth_exit_file import run_sth_runner
 from sth_host import STHInstanceGone, STHStartError
 from test_sth_runner_support import ROOT, RUNNER_COMMAND, collect, new_host, read_until, seq, wait_for
 
@@ -242,8 +243,7 @@ def test_no_host_listening_exits_20(tmp_path: Path) -> None:
         env = runner_env(sequence_path=seq_path, instance_id=str(uuid.uuid4()), port=port, sequence_info=info,
                          connect_info={}, runner_pythonpath=str(ROOT))
         env["SEQUENCE_RUNNER_CONNECT_TIMEOUT"] = "2"
-        proc = subprocess.run([sys.executable, *RUNNER_COMMAND], env=env, cwd=tmp_path, capture_output=True,
-                              text=True, timeout=30, check=False)
+        proc = run_sth_runner([sys.executable, *RUNNER_COMMAND], env=env, cwd=tmp_path)
     assert proc.returncode == 20, proc.stderr
     assert "cannot connect to the STH host" in proc.stderr
 

@@ -93,5 +93,7 @@ async def watch_process(inst: STHInstance, proc: anyio.abc.Process) -> None:
             code = read_exit_file(inst)
             inst.set_exit(EXIT_CODE_UNKNOWN if code is None else code)
         return
+    if inst.pid is None:  # gone before its PING: the file it wrote is under the spawned PID
+        remove_stale_exit_file(proc.pid)
     read_exit_file(inst)
     inst.set_exit(137 if rc < 0 else rc)  # a signal death is reported as 137, as STH does
