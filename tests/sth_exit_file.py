@@ -12,15 +12,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from runner.protocol import sth
-
-
-def forget_exit_file(pid: int) -> None:
-    """Remove the exit-code file a runner with this PID wrote, if it did."""
-    try:
-        os.unlink(sth.exit_code_file(pid))
-    except FileNotFoundError:
-        pass
+from sth_host.exits import remove_stale_exit_file
 
 
 def run_sth_runner(args: Sequence[str], *, env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None = None,
@@ -36,5 +28,5 @@ def run_sth_runner(args: Sequence[str], *, env: Mapping[str, str] | None, cwd: s
             proc.communicate()
             raise
         finally:
-            forget_exit_file(proc.pid)
+            remove_stale_exit_file(proc.pid)
     return subprocess.CompletedProcess(args, proc.returncode, out, err)

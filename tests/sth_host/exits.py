@@ -41,8 +41,8 @@ def read_exit_file(inst: STHInstance) -> int | None:
 
 
 def remove_stale_exit_file(pid: int) -> None:
-    """Forget a /tmp/runner-<pid> of an earlier process with this (reused) PID: the new
-    runner has not run yet, so any such file would be read as its exit code."""
+    """Forget a /tmp/runner-<pid>: one of an earlier process with this (reused) PID, which the new
+    runner's exit code would be read from, or one nothing will read (tests/sth_exit_file.py)."""
     try:
         os.unlink(sth.exit_code_file(pid))
     except OSError:
