@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # (~10% of its CPU to PANG); Runtime.run freezes what start-up made and turns the collector back on
     # before the Sequence is imported.
     gc.disable()
+    from . import deferred_imports
+
+    deferred_imports.install()  # inspect, tokenize... run when first used, not because asyncio imports them
     from . import signals
 
     signals.install()  # SIGTERM/SIGINT while connecting end the runner at once (exit 138)

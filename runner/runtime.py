@@ -114,6 +114,9 @@ class Runtime:
         self._install_signals()
         self.runner_log.info("connected; loading %s", self.settings.sequence)
         collect_from_here()
+        from .deferred_imports import remove
+
+        remove()  # what the Sequence imports first is imported as usual (runner/deferred_imports.py)
         seq = self.load()
         app_config = pong.app_config
         if app_config is None:

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import dis
-import inspect
+import dis  # runs at the first `read()` whose call site needs looking at (runner/deferred_imports.py)
 import io
 import sys
 import threading
@@ -36,9 +35,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from types import CodeType
 from typing import Any
 
+from .sequence.awaitable import CO_ASYNC_CODE as _ASYNC_CODE
+
 __all__ = ["StdinBuffer", "StdinText"]
 
-_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 _awaited_at: dict[tuple[CodeType, int], bool] = {}
 
 

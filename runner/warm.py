@@ -59,8 +59,10 @@ def preload(fork_path: Iterable[types.CodeType] = ()) -> tuple[list[str], dict[i
     """Import what a runner will need, then run it (``exercise``); returns the modules that could
     not be imported (the runner imports them itself when it needs them, as a cold one does) and
     the code objects ``exercise`` moved (old id -> copy)."""
+    from . import deferred_imports
     from .ssl_deferral import import_asyncio
 
+    deferred_imports.install()  # as runner/__main__.py does: inspect & co. run only where used
     import_asyncio()  # what a cold runner does after PING, before anything imports asyncio
     from .loop import wants_uvloop
 
@@ -74,6 +76,7 @@ def preload(fork_path: Iterable[types.CodeType] = ()) -> tuple[list[str], dict[i
         except ImportError:
             missing.append(name)
     copies = exercise("uvloop" in names and "uvloop" not in missing, fork_path)
+    deferred_imports.remove()  # a fork's Runtime removes its own again (it installs one, as a cold runner)
     return missing, copies
 
 

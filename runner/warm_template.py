@@ -39,7 +39,6 @@ import socket
 import struct
 import sys
 import threading
-import traceback
 import weakref
 from collections.abc import KeysView, Mapping, MappingView
 from typing import Any
@@ -188,6 +187,8 @@ class Template:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:  # noqa: BLE001 - reported on the process's stderr, like a cold start
+            import traceback  # not at the top: linecache and textwrap would run before preload defers them
+
             traceback.print_exc()
         finally:
             for stream in (sys.stdout, sys.stderr):
@@ -375,6 +376,9 @@ def fcntl_dup(fd: int, lowest: int) -> int:
 
 
 def main() -> None:
+    from runner import deferred_imports
+
+    deferred_imports.install()  # first, as runner/__main__.py does: what only others import runs when used
     control = socket.socket(fileno=int(sys.argv[1]))
     # before the start-up rounds: importing it registers Cython's memoryview types with the
     # collections ABCs, which empties every ABC's negative cache; refilled by the rounds, not by

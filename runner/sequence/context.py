@@ -26,12 +26,13 @@ Compatibility notes:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Protocol
+
+from .awaitable import is_awaitable, is_coroutine
 
 __all__ = ["TRACE", "AppContext", "Chain", "ContextBackend"]
 
@@ -84,6 +85,8 @@ class Chain:
 def _positional_capacity(fn: Callable[..., Any], wanted: int) -> int:
     """How many positional arguments (up to ``wanted``) ``fn`` accepts."""
     try:
+        import inspect  # run when first needed (runner/deferred_imports.py)
+
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return wanted
@@ -257,7 +260,7 @@ class AppContext:
             except BaseException:  # any other error of the Sequence's, Exception or not: logged, never lost
                 self.logger.exception("event callback %r for %r raised", cb, event_name)
                 continue
-            if inspect.isawaitable(result):
+            if is_awaitable(result):
                 self._spawn(result, f"event callback {cb!r} for {event_name!r}")
 
     def _spawn(self, aw: Awaitable[Any], what: str) -> None:
@@ -284,7 +287,7 @@ class AppContext:
         for handler, nargs in list(self._stop_handlers):
             try:
                 result = handler(*args[:nargs])
-                if inspect.isawaitable(result):
+                if is_awaitable(result):
                     await result
             except asyncio.CancelledError:
                 raise
@@ -308,7 +311,7 @@ class AppContext:
             for h in handlers:
                 try:
                     result = h()
-                    if inspect.iscoroutine(result):
+                    if is_coroutine(result):
                         result.close()
                         self.logger.warning("kill handler %r is async; kill handlers must be sync", h)
                 except Exception:
@@ -322,7 +325,7 @@ class AppContext:
 
     async def _one_health(self, fn: Callable[..., Any], nargs: int, current: bool) -> bool:
         result = fn(*({"healthy": current},)[:nargs])
-        if inspect.isawaitable(result):
+        if is_awaitable(result):
             result = await result
         if result is None:
             return True

@@ -34,12 +34,12 @@ read and the size estimated every ``CLOCK_STRIDE`` items).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable
 from typing import Any
 
 from ..protocol.records import Record, checked_as
+from .awaitable import is_awaitable
 from .content import TEXT, canonical_content_type, normalize_content_type
 from .inputs import SequenceInput, _no_batches
 from .topics import declared_topics, is_number
@@ -339,7 +339,7 @@ def batches_from_result(result: Any) -> AsyncIterator[list[Any]] | None:
 
 async def _resolve(result: Any) -> Any:
     """Await coroutines/awaitables (never stream objects) until a final value remains."""
-    while not _is_async_iterable(result) and inspect.isawaitable(result):
+    while not _is_async_iterable(result) and is_awaitable(result):
         result = await result
     return result
 

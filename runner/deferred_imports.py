@@ -1,0 +1,129 @@
+"""Standard modules the runner's start-up imports only because others do, run when first used.
+
+A cold runner imports asyncio, logging and traceback before its PANG, and they import
+``inspect`` (with ``ast`` and ``dis``), ``linecache`` (with ``tokenize``), ``textwrap`` and
+``locale`` at their top while using them only inside functions: ``inspect`` to describe
+coroutines in debug mode and in reprs, ``linecache`` to read source lines for a traceback,
+``textwrap`` to indent exception groups, ``locale`` for a subprocess's text-mode encoding. Running them costs ~7 ms of a cold
+start (~12%) and ~1 MiB of an idle runner (docs/benchmarks.md, "Cold start: modules run when
+first used"); a Sequence that never needs them should not pay for them.
+
+``install()`` puts a finder first on ``sys.meta_path`` for the start-up. A module of
+``DEFERRED`` imported while it is there, by anyone, is made the way the import system makes
+every module (its name, spec, loader, file, and its place in ``sys.modules`` and on its
+package), but its code has not run yet. The first time anyone asks it for an attribute it does
+not have (``inspect.signature``, ``from inspect import isawaitable``, ``dir(inspect)``) its
+own loader runs the code into that same module object, under one lock, so whoever imported it
+already holds the real module and nobody can see the difference except in time. ``remove()``
+takes the finder out again (runner/runtime.py, before the Sequence is imported): what the
+Sequence imports for the first time is imported as usual.
+
+Like any import, the deferred run happens at most once; a second thread asking while the code
+runs waits for it. One difference: an error while the module runs (none of these raise)
+would surface at that first use instead of at the import.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from typing import Any
+
+__all__ = ["DEFERRED", "DeferredModule", "install", "remove"]
+
+#: Imported at the top of asyncio (inspect), traceback (linecache, textwrap) or subprocess (locale),
+#: CPython 3.10-3.13, and used there only inside functions; and what those import in turn (ast,
+#: dis, tokenize), should anything else import them first: runner/stdin.py imports ``dis``.
+DEFERRED = frozenset({"inspect", "dis", "ast", "tokenize", "textwrap", "locale", "linecache"})
+
+_lock: Any = None  # an RLock, made by install(): _thread is built in, threading is not imported yet
+
+
+class DeferredModule(types.ModuleType):
+    """A module whose code runs the first time it is asked for something it lacks; then it is a
+    plain module (``__class__`` is ``types.ModuleType`` again), so this costs nothing afterwards."""
+
+    def __getattr__(self, name: str) -> Any:  # only for attributes the module does not have (yet)
+        with _lock:
+            if type(self) is DeferredModule and self.__name__ not in _running:
+                _run(self)
+        return types.ModuleType.__getattribute__(self, name)
+
+    def __dir__(self) -> list[str]:
+        self.__getattr__("__dict__")  # the listing of a module that ran
+        return list(types.ModuleType.__dir__(self))
+
+
+#: Modules whose code is running: asked again meanwhile (from their own code, or a cycle through
+#: another module), they answer as any module being imported does, with what they have so far.
+_running: set[str] = set()
+
+
+def _run(module: DeferredModule) -> None:
+    spec = module.__spec__
+    assert spec is not None and spec.loader is not None
+    _running.add(module.__name__)
+    try:
+        spec.loader.exec_module(module)  # its own loader (_ArmingLoader put it back)
+    finally:
+        _running.discard(module.__name__)
+    module.__class__ = types.ModuleType  # type: ignore[assignment]  # a plain module from now on
+
+
+class _ArmingLoader:
+    """The loader the import system sees. It lets the import system make a plain module and set its
+    attributes (probing them meanwhile: nothing may run yet), then, in place of running the code,
+    makes it a DeferredModule holding its real loader again (``__loader__``, ``__spec__.loader``)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None  # the import system's own module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        module.__class__ = DeferredModule
+
+
+class DeferringFinder:
+    """First on ``sys.meta_path`` while installed: finds a DEFERRED module with the other finders
+    and wraps its loader; every other name is theirs."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+                  ) -> ModuleSpec | None:
+        if fullname not in DEFERRED:
+            return None
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            find = getattr(finder, "find_spec", None)
+            spec: ModuleSpec | None = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                if getattr(spec.loader, "exec_module", None) is not None:  # source or bytecode: deferrable
+                    spec.loader = _ArmingLoader(spec.loader)  # type: ignore[assignment]  # a Loader by its methods
+                return spec
+        return None
+
+
+def install() -> None:
+    """Defer DEFERRED modules imported from now until ``remove()``; the ones already imported stay."""
+    global _lock
+    if _lock is None:
+        import _thread
+
+        _lock = _thread.RLock()
+    if not any(isinstance(finder, DeferringFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, DeferringFinder())
+
+
+def remove() -> None:
+    """Import as usual from now on; modules already deferred still run when first used."""
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, DeferringFinder)]
