@@ -62,11 +62,18 @@ class DeferredModule(types.ModuleType):
 #: Modules whose code is running: asked again meanwhile (from their own code, or a cycle through
 #: another module), they answer as any module being imported does, with what they have so far.
 _running: set[str] = set()
+_fork_hook = False  # not before a module runs: a warm fork would write a page of its own for it
 
 
 def _run(module: DeferredModule) -> None:
+    global _fork_hook
     spec = module.__spec__
     assert spec is not None and spec.loader is not None
+    if not _fork_hook:  # from the first run on: a fork taken while another thread runs a module here
+        import os
+
+        os.register_at_fork(after_in_child=_new_lock)
+        _fork_hook = True
     _running.add(module.__name__)
     try:
         spec.loader.exec_module(module)  # its own loader (_ArmingLoader put it back)
@@ -115,13 +122,20 @@ class DeferringFinder:
 
 def install() -> None:
     """Defer DEFERRED modules imported from now until ``remove()``; the ones already imported stay."""
-    global _lock
     if _lock is None:
-        import _thread
-
-        _lock = _thread.RLock()
+        _new_lock()
     if not any(isinstance(finder, DeferringFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, DeferringFinder())
+
+
+def _new_lock() -> None:
+    """The lock; again in a forked child, as the import system does with its own locks: a thread
+    that held it in the parent does not exist there (the module it was running runs again)."""
+    global _lock
+    import _thread
+
+    _lock = _thread.RLock()
+    _running.clear()
 
 
 def remove() -> None:

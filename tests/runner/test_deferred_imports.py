@@ -7,8 +7,10 @@ deferred, uses them as usual, and whoever imported one before holds the module t
 
 from __future__ import annotations
 
+import glob
 import inspect
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -203,3 +205,66 @@ def test_a_sequence_uses_them_as_usual_and_the_runner_itself_did_not_run_them(tm
     assert facts["at_import"] == facts["at_run"]
     assert set(facts["at_run"].values()) == {"DeferredModule"}
     assert {"inspect", "dis", "textwrap", "linecache", "locale"} <= set(facts["at_run"])
+
+
+FORK_WHILE_RUNNING = """
+    import os, sys, threading, time
+    from runner import deferred_imports
+    deferred_imports.DEFERRED = frozenset({"slowmod", "othermod"})
+    deferred_imports.install()
+    import othermod, slowmod
+    sys.runs = []
+    othermod.VALUE  # a first run: from here on the fork hook is there
+    runner = threading.Thread(target=lambda: slowmod.VALUE)
+    runner.start()
+    while not sys.runs.count("slowmod"):
+        time.sleep(0.001)
+    pid = os.fork()  # slowmod is running in the other thread, under the lock
+    if pid == 0:
+        os.write(1, f"child {slowmod.VALUE}\\n".encode())  # the thread is gone: runs it again here
+        os._exit(0)
+    os.waitpid(pid, 0)
+    runner.join()
+    print("parent", slowmod.VALUE)
+"""
+
+
+def test_a_fork_taken_while_a_module_runs_in_another_thread_runs_it_again_in_the_child(tmp_path: Path) -> None:
+    (tmp_path / "slowmod.py").write_text("import sys, time\nsys.runs.append('slowmod')\ntime.sleep(0.3)\nVALUE = 42\n")
+    (tmp_path / "othermod.py").write_text("import sys\nsys.runs.append('othermod')\nVALUE = 1\n")
+    assert _python(FORK_WHILE_RUNNING, tmp_path) == "child 42\nparent 42\n"
+
+
+def _other_pythons() -> list[str]:
+    found = glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[0-9]*/bin/python3"))
+    return sorted(path for path in found if os.path.realpath(path) != os.path.realpath(sys.executable))
+
+
+ON_ANOTHER_PYTHON = """
+    import sys
+    from runner import deferred_imports
+    deferred_imports.install()
+    import asyncio, logging, traceback, subprocess, json
+    ran = [n for n in sorted(deferred_imports.DEFERRED)
+           if n in sys.modules and type(sys.modules[n]) is not deferred_imports.DeferredModule]
+    import inspect, linecache
+    try:
+        raise ValueError("x")
+    except ValueError:
+        shown = traceback.format_exc()
+    print(ran, type(inspect).__name__, str(inspect.signature(lambda a: 0)), "ValueError" in shown)
+"""
+
+
+@pytest.mark.parametrize("python", _other_pythons() or [pytest.param("", marks=pytest.mark.skip(
+    reason="no other Python 3.10+ here (pyenv)"))])
+def test_asyncio_logging_and_traceback_leave_them_unrun_on_other_pythons(python: str, tmp_path: Path) -> None:
+    """The modules' own imports differ by version (3.10's asyncio does not import textwrap): whatever
+    they import of DEFERRED stays unrun until used. The mechanism is the standard library's only."""
+    script = tmp_path / "probe.py"  # a file: 3.13 gives a -c program's source to linecache at start
+    script.write_text(textwrap.dedent(ON_ANOTHER_PYTHON))
+    done = subprocess.run([python, str(script)], capture_output=True, text=True,
+                          timeout=30, cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[] DeferredModule (a) True\n"
