@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFERRED", "DeferredModule", "install", "remove"]
 
-#: Imported at the top of asyncio (inspect), traceback (linecache, textwrap) or subprocess (locale),
-#: CPython 3.10-3.13, and used there only inside functions; and what those import in turn (ast,
-#: dis, tokenize), should anything else import them first: runner/stdin.py imports ``dis``.
-DEFERRED = frozenset({"inspect", "dis", "ast", "tokenize", "textwrap", "locale", "linecache"})
+#: Imported at the top of asyncio (inspect; asyncio.sslproto, its TLS, which runner/ssl_deferral.py
+#: hands ssl to), traceback (linecache, textwrap) or subprocess (locale), CPython 3.10-3.13, and used
+#: there only inside functions; and what those import in turn (ast, dis, tokenize), should anything
+#: else import them first: runner/stdin.py imports ``dis``.
+DEFERRED = frozenset({"inspect", "dis", "ast", "tokenize", "textwrap", "locale", "linecache", "asyncio.sslproto"})
 
 _lock: Any = None  # an RLock, made by install(): _thread is built in, threading is not imported yet
 
