@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from typing import Any
 
-__all__ = ["DEFERRED", "DeferredModule", "install", "remove"]
+__all__ = ["DEFERRED", "DeferredModule", "install", "remove", "spec_from_other_finders"]
 
 #: Imported at the top of asyncio (inspect; asyncio.sslproto, its TLS, which runner/ssl_deferral.py
 #: hands ssl to), traceback (linecache, textwrap) or subprocess (locale), CPython 3.10-3.13, and used
@@ -109,16 +109,24 @@ class DeferringFinder:
                   ) -> ModuleSpec | None:
         if fullname not in DEFERRED:
             return None
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            find = getattr(finder, "find_spec", None)
-            spec: ModuleSpec | None = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                if getattr(spec.loader, "exec_module", None) is not None:  # source or bytecode: deferrable
-                    spec.loader = _ArmingLoader(spec.loader)  # type: ignore[assignment]  # a Loader by its methods
-                return spec
-        return None
+        spec = spec_from_other_finders(self, fullname, path, target)
+        if spec is not None and getattr(spec.loader, "exec_module", None) is not None:  # source or bytecode
+            spec.loader = _ArmingLoader(spec.loader)  # type: ignore[assignment]  # a Loader by its methods
+        return spec
+
+
+def spec_from_other_finders(me: object, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None
+                            ) -> ModuleSpec | None:
+    """The spec the finders on ``sys.meta_path`` other than ``me`` give (a finder that wraps their
+    loader: this one, runner/ssl_deferral.py's)."""
+    for finder in sys.meta_path:
+        if finder is me:
+            continue
+        find = getattr(finder, "find_spec", None)
+        spec: ModuleSpec | None = find(fullname, path, target) if find is not None else None
+        if spec is not None:
+            return spec
+    return None
 
 
 def install() -> None:

@@ -74,16 +74,12 @@ class SSLFinder:
                   ) -> ModuleSpec | None:
         if fullname != "ssl":
             return None
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            find = getattr(finder, "find_spec", None)
-            spec: ModuleSpec | None = find(fullname, path, target) if find is not None else None
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = HandOverLoader(spec.loader)  # type: ignore[assignment]  # a Loader by its methods
-                return spec
-        return None
+        from .deferred_imports import spec_from_other_finders
+
+        spec = spec_from_other_finders(self, fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = HandOverLoader(spec.loader)  # type: ignore[assignment]  # a Loader by its methods
+        return spec
 
 
 class HandOverLoader:

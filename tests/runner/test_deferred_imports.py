@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import inspect
-import json
 import os
 import subprocess
 import sys
@@ -18,10 +17,9 @@ import types
 from pathlib import Path
 
 import pytest
-from testhost import REPO, TestHost
+from testhost import REPO, output_lines
 
 from runner.deferred_imports import DEFERRED
-from runner.protocol import Channel, Code
 from runner.sequence.awaitable import CO_ASYNC_CODE, CO_ITERABLE_COROUTINE, is_awaitable, is_coroutine
 
 pytestmark = pytest.mark.timeout(60)
@@ -192,12 +190,7 @@ USES_THEM = """
 def test_a_sequence_uses_them_as_usual_and_the_runner_itself_did_not_run_them(tmp_path: Path) -> None:
     path = tmp_path / "seq.py"
     path.write_text(textwrap.dedent(USES_THEM))
-    with TestHost(path) as host:
-        host.wait_message(Code.PANG)
-        host.send_end(Channel.IN)
-        code, err = host.finish()
-        assert code == 0, (err, host.summary())
-        [facts] = [json.loads(line) for line in bytes(host.data[Channel.OUT]).splitlines()]
+    [facts] = output_lines(path)
     assert facts["used"] == {"signature": "(a, b=1)", "dedent": "x", "line": "import json, sys", "encoding": True,
                              "dis": True, "source_shown": True}
     assert set(facts["after"].values()) == {"module"}

@@ -8,7 +8,6 @@ interpreter for the import machinery (pytest itself has long imported ssl).
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -16,9 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from testhost import REPO, TestHost
-
-from runner.protocol import Channel, Code
+from testhost import REPO, output_lines
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,12 +28,7 @@ def _sequence(tmp_path: Path, code: str) -> Path:
 
 def _run(path: Path, env: dict[str, str] | None = None, app_config: dict[str, str] | None = None
          ) -> list[dict[str, object]]:
-    with TestHost(path, env=env, app_config=app_config) as host:
-        host.wait_message(Code.PANG)
-        host.send_end(Channel.IN)
-        code, err = host.finish()
-        assert code == 0, (err, host.summary())
-        return [json.loads(line) for line in bytes(host.data[Channel.OUT]).splitlines()]
+    return output_lines(path, env=env, app_config=app_config)
 
 
 def _uvloop_installed() -> bool:

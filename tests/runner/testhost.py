@@ -269,3 +269,14 @@ class TestHost:
 
 
 __all__ = ["REPO", "SAMPLES", "ConnectionClosed", "CreditAvailable", "TestHost", "runner_cmd", "runner_env"]
+
+
+def output_lines(path: Path, **host: Any) -> list[Any]:
+    """Run the Sequence at ``path`` with no input to a clean exit (0); its OUT, one JSON value a line."""
+    with TestHost(path, **host) as runner:
+        runner.wait_message(Code.PANG)
+        runner.send_end(Channel.IN)
+        code, err = runner.finish()
+        assert code == 0, (err, runner.summary())
+        return [json.loads(line) for line in bytes(runner.data[Channel.OUT]).splitlines()]
+
