@@ -21,6 +21,13 @@ Sequence imports for the first time is imported as usual.
 Like any import, the deferred run happens at most once; a second thread asking while the code
 runs waits for it. One difference: an error while the module runs (none of these raise)
 would surface at that first use instead of at the import.
+
+One module is made another way. msgpack needs ``datetime`` (its C module asks for datetime's C
+API when imported). On CPython 3.10 and 3.11 ``datetime.py`` first runs its whole pure-Python
+implementation, then replaces every name with ``_datetime``'s and deletes its helpers: ~2 ms of
+a cold start for a module that ends up as ``_datetime``'s names plus ``__all__`` and ``sys``.
+While the finder is installed, ``datetime`` is made directly that way (``C_DATETIME``; what
+3.12's ``datetime.py`` does); tests/runner/test_deferred_imports.py compares it with a usual import.
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ __all__ = ["DEFERRED", "DeferredModule", "install", "remove", "spec_from_other_f
 #: there only inside functions; and what those import in turn (ast, dis, tokenize), should anything
 #: else import them first: runner/stdin.py imports ``dis``.
 DEFERRED = frozenset({"inspect", "dis", "ast", "tokenize", "textwrap", "locale", "linecache", "asyncio.sslproto"})
+
+#: ``datetime`` is made from ``_datetime`` alone where ``datetime.py`` would first run its pure-Python
+#: implementation to throw it away (before 3.12; from 3.12 it imports ``_datetime`` first itself).
+C_DATETIME = sys.version_info < (3, 12)
 
 _lock: Any = None  # an RLock, made by install(): _thread is built in, threading is not imported yet
 
@@ -101,17 +112,48 @@ class _ArmingLoader:
         module.__class__ = DeferredModule
 
 
+class _CDatetimeLoader:
+    """``datetime`` as 3.10 and 3.11 leave it once ``_datetime`` replaced their pure-Python classes:
+    its names, ``__doc__``, ``__all__``, and ``sys`` (left over there), without running the rest.
+    Without ``_datetime`` (another Python) the module runs as usual."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        try:
+            import _datetime  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            self.loader.exec_module(module)
+            return
+        module.__dict__.update((name, value) for name, value in vars(_datetime).items() if not name.startswith("_"))
+        module.__doc__ = _datetime.__doc__
+        module.__all__ = ("date", "datetime", "time", "timedelta", "timezone",  # type: ignore[attr-defined]
+                          "tzinfo", "MINYEAR", "MAXYEAR", *(("UTC",) if hasattr(_datetime, "UTC") else ()))  # 3.11: UTC
+        module.sys = sys  # type: ignore[attr-defined]
+
+
 class DeferringFinder:
     """First on ``sys.meta_path`` while installed: finds a DEFERRED module with the other finders
     and wraps its loader; every other name is theirs."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
                   ) -> ModuleSpec | None:
-        if fullname not in DEFERRED:
+        if fullname in DEFERRED:
+            wrap: Any = _ArmingLoader
+        elif fullname == "datetime" and C_DATETIME:
+            wrap = _CDatetimeLoader
+        else:
             return None
         spec = spec_from_other_finders(self, fullname, path, target)
         if spec is not None and getattr(spec.loader, "exec_module", None) is not None:  # source or bytecode
-            spec.loader = _ArmingLoader(spec.loader)  # type: ignore[assignment]  # a Loader by its methods
+            spec.loader = wrap(spec.loader)
         return spec
 
 

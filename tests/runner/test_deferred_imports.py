@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -261,3 +262,41 @@ def test_asyncio_logging_and_traceback_leave_them_unrun_on_other_pythons(python:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[] DeferredModule (a) True\n"
+
+
+DATETIME = """
+    import json, re, sys
+    made = []
+    sys.addaudithook(lambda event, args: made.append(args[0].co_filename) if event == "exec" else None)
+    if sys.argv[1] == "finder":
+        from runner import deferred_imports
+        deferred_imports.install()
+    import datetime
+    ran_its_file = any(name.endswith("datetime.py") for name in made)
+    names = {name: re.sub(" at 0x[0-9a-f]+", "", repr(value)) for name, value in vars(datetime).items()
+             if name not in ("__builtins__", "__loader__", "__spec__", "__cached__")}
+    now = datetime.datetime(2026, 11, 30, 14, 0, tzinfo=datetime.timezone.utc)
+    try:
+        import msgpack  # what needs datetime in a runner (another Python here may not have it)
+    except ImportError:
+        round_trip = None
+    else:
+        round_trip = msgpack.unpackb(msgpack.packb(now, datetime=True), timestamp=3) == now
+    print(json.dumps({"ran_its_file": ran_its_file, "names": names, "loader": type(datetime.__loader__).__name__,
+                      "round_trip": round_trip, "version": sys.version_info[:2]}))
+"""
+
+
+@pytest.mark.parametrize("python", [sys.executable, *_other_pythons()])
+def test_datetime_made_from_its_c_module_is_the_module_a_usual_import_gives(python: str, tmp_path: Path) -> None:
+    script = tmp_path / "probe.py"
+    script.write_text(textwrap.dedent(DATETIME))
+    usual, made = (json.loads(subprocess.run([python, str(script), how], capture_output=True, text=True,
+                                             timeout=30, cwd=tmp_path, env={"PYTHONPATH": str(REPO)},
+                                             check=True).stdout)
+                   for how in ("usual", "finder"))
+    assert made["names"] == usual["names"]  # every name, the same objects (C types repr alike), __doc__, __all__
+    assert made["loader"] == usual["loader"] == "SourceFileLoader"
+    assert made["round_trip"] == usual["round_trip"] and (python != sys.executable or made["round_trip"] is True)
+    assert usual["ran_its_file"] is True
+    assert made["ran_its_file"] is (tuple(made["version"]) >= (3, 12))  # 3.12 imports _datetime first itself
