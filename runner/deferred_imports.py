@@ -94,10 +94,10 @@ def _run(module: DeferredModule) -> None:
     module.__class__ = types.ModuleType  # type: ignore[assignment]  # a plain module from now on
 
 
-class _ArmingLoader:
-    """The loader the import system sees. It lets the import system make a plain module and set its
-    attributes (probing them meanwhile: nothing may run yet), then, in place of running the code,
-    makes it a DeferredModule holding its real loader again (``__loader__``, ``__spec__.loader``)."""
+class _WrappingLoader:
+    """A module's own loader inside: the import system makes a plain module and sets its attributes
+    (probing them meanwhile, so nothing may run yet); ``exec_module`` gives the module its own loader
+    back (``__loader__``, ``__spec__.loader``) and then does what the subclass does instead of it."""
 
     def __init__(self, loader: Any) -> None:
         self.loader = loader
@@ -109,24 +109,25 @@ class _ArmingLoader:
         module.__loader__ = self.loader
         if module.__spec__ is not None:
             module.__spec__.loader = self.loader
+        self.instead(module)
+
+    def instead(self, module: types.ModuleType) -> None:
+        raise NotImplementedError
+
+
+class _ArmingLoader(_WrappingLoader):
+    """A DEFERRED module: made a DeferredModule, its code run later by ``_run``."""
+
+    def instead(self, module: types.ModuleType) -> None:
         module.__class__ = DeferredModule
 
 
-class _CDatetimeLoader:
+class _CDatetimeLoader(_WrappingLoader):
     """``datetime`` as 3.10 and 3.11 leave it once ``_datetime`` replaced their pure-Python classes:
     its names, ``__doc__``, ``__all__``, and ``sys`` (left over there), without running the rest.
     Without ``_datetime`` (another Python) the module runs as usual."""
 
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def create_module(self, spec: ModuleSpec) -> None:
-        return None
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        module.__loader__ = self.loader
-        if module.__spec__ is not None:
-            module.__spec__.loader = self.loader
+    def instead(self, module: types.ModuleType) -> None:
         try:
             import _datetime  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
@@ -140,20 +141,21 @@ class _CDatetimeLoader:
 
 
 class DeferringFinder:
-    """First on ``sys.meta_path`` while installed: finds a DEFERRED module with the other finders
-    and wraps its loader; every other name is theirs."""
+    """First on ``sys.meta_path`` while installed: finds a DEFERRED module (and ``datetime``) with the
+    other finders and wraps its loader; every other name is theirs."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
                   ) -> ModuleSpec | None:
+        wrap: type[_WrappingLoader]
         if fullname in DEFERRED:
-            wrap: Any = _ArmingLoader
+            wrap = _ArmingLoader
         elif fullname == "datetime" and C_DATETIME:
             wrap = _CDatetimeLoader
         else:
             return None
         spec = spec_from_other_finders(self, fullname, path, target)
         if spec is not None and getattr(spec.loader, "exec_module", None) is not None:  # source or bytecode
-            spec.loader = wrap(spec.loader)
+            spec.loader = wrap(spec.loader)  # type: ignore[assignment]  # a Loader by its methods
         return spec
 
 
