@@ -260,7 +260,9 @@ class AppContext:
             except BaseException:  # any other error of the Sequence's, Exception or not: logged, never lost
                 self.logger.exception("event callback %r for %r raised", cb, event_name)
                 continue
-            if is_awaitable(result):
+            # A Chain (``lambda m: context.emit("pong", m)`` returns one) completes at once when
+            # awaited: no task for it (that was a task, two more loop turns and a getpid per event).
+            if result is not None and result.__class__ is not Chain and is_awaitable(result):
                 self._spawn(result, f"event callback {cb!r} for {event_name!r}")
 
     def _spawn(self, aw: Awaitable[Any], what: str) -> None:

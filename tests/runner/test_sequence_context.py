@@ -97,6 +97,34 @@ async def test_events_sync_async_and_errors(ctx: AppContext, fake_backend: Any,
         ctx.on("e", "not callable")  # type: ignore[arg-type]
 
 
+async def test_a_callback_returning_emits_chain_is_answered_at_once_without_a_task(
+        ctx: AppContext, fake_backend: Any) -> None:
+    """``lambda m: context.emit("pong", m)`` returns a Chain: awaitable, but done already."""
+    ctx.on("ping", lambda msg: ctx.emit("pong", msg))
+    before = asyncio.all_tasks()
+    ctx.dispatch_event("ping", 7)
+    assert fake_backend.events == [("pong", 7)]  # sent from within dispatch, before any loop turn
+    assert asyncio.all_tasks() == before  # nothing was started to await the Chain
+    assert await ctx.emit("again", 8) is ctx  # awaiting a Chain still gives the context
+
+
+async def test_a_callback_returning_another_awaitable_is_still_awaited(ctx: AppContext) -> None:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+    awaited: list[str] = []
+
+    async def then() -> None:
+        await future
+        awaited.append("done")
+
+    ctx.on("e", lambda msg: then())
+    ctx.dispatch_event("e", None)
+    loop.call_soon(future.set_result, None)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert awaited == ["done"]
+
+
 class _NotAnException(BaseException):
     """A BaseException that is neither SystemExit nor KeyboardInterrupt (e.g. a library's own)."""
 
