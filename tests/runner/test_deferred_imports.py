@@ -202,7 +202,7 @@ def test_a_sequence_uses_them_as_usual_and_the_runner_itself_did_not_run_them(tm
 
 
 FORK_WHILE_RUNNING = """
-    import os, sys, threading, time
+    import os, signal, sys, threading, time
     from runner import deferred_imports
     deferred_imports.DEFERRED = frozenset({"slowmod", "othermod"})
     deferred_imports.install()
@@ -215,6 +215,7 @@ FORK_WHILE_RUNNING = """
         time.sleep(0.001)
     pid = os.fork()  # slowmod is running in the other thread, under the lock
     if pid == 0:
+        signal.alarm(20)  # a child that deadlocked (the old lock still held) ends instead of staying behind
         os.write(1, f"child {slowmod.VALUE}\\n".encode())  # the thread is gone: runs it again here
         os._exit(0)
     os.waitpid(pid, 0)
