@@ -84,9 +84,9 @@ class Chain:
 
 def _positional_capacity(fn: Callable[..., Any], wanted: int) -> int:
     """How many positional arguments (up to ``wanted``) ``fn`` accepts."""
-    try:
-        import inspect  # run when first needed (runner/deferred_imports.py)
+    import inspect  # here: it runs when a handler is first registered (runner/deferred_imports.py)
 
+    try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return wanted
