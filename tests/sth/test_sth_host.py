@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from sth_host import STHHost, STHInstance, STHStartError
+from sth_host.exits import remove_stale_exit_file
 
 from host_bridge.sth import runner_env, sequence_info_for
 from runner.protocol import sth
@@ -479,3 +481,23 @@ def test_the_sth_host_moved_out_of_host_bridge_and_the_old_names_still_work_depr
     assert shipped == ["__init__.py", "spawn.py"]  # the host itself is not shipped
     with pytest.raises(AttributeError):
         host_bridge.sth.NoSuchName  # noqa: B018
+
+
+def test_a_gone_runners_half_written_exit_code_file_is_removed_and_no_other() -> None:
+    """A runner killed between writing /tmp/runner-<pid>.<thread>.tmp and renaming it leaves the
+    temporary file; the host removes it once the PID is gone, not another PID's that shares digits."""
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as gone:
+        gone.wait()
+    pid = gone.pid  # a runner's PID once it has exited
+    ours = [f"{sth.exit_code_file(pid)}", f"{sth.exit_code_file(pid)}.140000.tmp"]
+    other = f"{sth.exit_code_file(pid)}7.140000.tmp"
+    for path in (*ours, other):
+        Path(path).write_text("137")
+    try:
+        remove_stale_exit_file(pid)
+        assert [os.path.exists(p) for p in ours] == [False, False]
+        assert os.path.exists(other)
+    finally:
+        for path in (*ours, other):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

@@ -3,6 +3,7 @@ does, from the file ``/tmp/runner-<pid>`` (no file and no process: 213)."""
 
 from __future__ import annotations
 
+import glob
 import os
 
 import anyio
@@ -47,6 +48,19 @@ def remove_stale_exit_file(pid: int) -> None:
         os.unlink(sth.exit_code_file(pid))
     except OSError:
         pass
+    remove_partial_exit_files(pid)
+
+
+def remove_partial_exit_files(pid: int) -> None:
+    """A runner killed while it wrote its exit code leaves ``/tmp/runner-<pid>.<thread>.tmp`` (it
+    writes there, then renames: runner/transport/sth_connect.py); once the process is gone nothing
+    renames or reads it. Only for a PID whose runner is gone (or not yet writing): a live one's
+    rename would fail."""
+    for path in glob.glob(glob.escape(sth.exit_code_file(pid)) + ".*.tmp"):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 async def poll_exit_code_file(inst: STHInstance) -> None:
@@ -58,6 +72,7 @@ async def poll_exit_code_file(inst: STHInstance) -> None:
             return
         if inst.pid is not None and not psutil.pid_exists(inst.pid):
             code = read_exit_file(inst)
+            remove_partial_exit_files(inst.pid)
             inst.set_exit(EXIT_CODE_UNKNOWN if code is None else code)
             return
         await anyio.sleep(inst.host.exit_poll_interval)
@@ -78,6 +93,7 @@ async def watch_process(inst: STHInstance, proc: anyio.abc.Process) -> None:
         tg.start_soon(pump, proc.stdout)
         tg.start_soon(pump, proc.stderr)
         rc = await proc.wait()
+    remove_partial_exit_files(proc.pid)  # gone: a half-written exit code stays half-written
     inst._process_exited.set()
     if inst._escalation is not None:
         inst._escalation.wake()
