@@ -61,14 +61,20 @@ class DeferredModule(types.ModuleType):
     plain module (``__class__`` is ``types.ModuleType`` again), so this costs nothing afterwards."""
 
     def __getattr__(self, name: str) -> Any:  # only for attributes the module does not have (yet)
-        with _lock:
-            if type(self) is DeferredModule and self.__name__ not in _running:
-                _run(self)
+        _ensure_ran(self)
         return types.ModuleType.__getattribute__(self, name)
 
     def __dir__(self) -> list[str]:
-        self.__getattr__("__dict__")  # the listing of a module that ran
+        _ensure_ran(self)  # the listing of a module that ran
         return list(types.ModuleType.__dir__(self))
+
+
+def _ensure_ran(module: DeferredModule) -> None:
+    """Run the module's code unless it ran, or is running (asked from its own code or a cycle).
+    A function, not a method: the module's own names come before a method's in attribute lookup."""
+    with _lock:
+        if type(module) is DeferredModule and module.__name__ not in _running:
+            _run(module)
 
 
 #: Modules whose code is running: asked again meanwhile (from their own code, or a cycle through

@@ -268,9 +268,6 @@ class TestHost:
         self.close()
 
 
-__all__ = ["REPO", "SAMPLES", "ConnectionClosed", "CreditAvailable", "TestHost", "runner_cmd", "runner_env"]
-
-
 def output_lines(path: Path, **host: Any) -> list[Any]:
     """Run the Sequence at ``path`` with no input to a clean exit (0); its OUT, one JSON value a line."""
     with TestHost(path, **host) as runner:
@@ -280,3 +277,6 @@ def output_lines(path: Path, **host: Any) -> list[Any]:
         assert code == 0, (err, runner.summary())
         return [json.loads(line) for line in bytes(runner.data[Channel.OUT]).splitlines()]
 
+
+__all__ = ["REPO", "SAMPLES", "ConnectionClosed", "CreditAvailable", "TestHost", "output_lines", "runner_cmd",
+           "runner_env"]
