@@ -67,7 +67,7 @@ BATCH_MAX_SECONDS = 0.005
 #: may hold up to CLOCK_STRIDE - 1 more of them past BATCH_MAX_SECONDS)
 CLOCK_STRIDE = 8
 #: a batch is handed on once its str and bytes-like items hold this many bytes (async iterators:
-#: estimated from every CLOCK_STRIDE-th item, as CLOCK_STRIDE items of its size), so a Sequence
+#: estimated from one item of every CLOCK_STRIDE, as CLOCK_STRIDE items of its size), so a Sequence
 #: that yields large items faster than the host reads is held back by OUT's window after a few
 #: of them, not after a whole batch (ABATCH_MAX_ITEMS of 64 KiB: 64 MiB held while nobody read)
 BATCH_MAX_BYTES = 1 << 20
@@ -142,7 +142,8 @@ def _step_ready(aw: Any, anext_: Callable[[], Any], batch: list[Any], deadline: 
     by scanning its code from the start, which deep inside _abatches cost more than the rest of
     a pass-through item (docs/deploy.md)."""
     n = len(batch)
-    size = 0  # bytes so far, estimated from every CLOCK_STRIDE-th item
+    stride = CLOCK_STRIDE
+    size = 0  # bytes so far, estimated from one item of every stride
     append = batch.append
     kind = type(aw)
     while True:
@@ -157,12 +158,15 @@ def _step_ready(aw: Any, anext_: Callable[[], Any], batch: list[Any], deadline: 
         else:
             return _Resumed(aw, yielded), None
         n += 1
-        if not n % CLOCK_STRIDE:
+        if not n % stride:
             if n >= ABATCH_MAX_ITEMS or time.monotonic() > deadline:
                 return None, None
-            last = batch[-1]  # one item stands for the stride: summing all 8 cost lines 16%
-            if type(last) in _SIZED:
-                size += len(last) * CLOCK_STRIDE
+            # One item stands for the stride (summing all 8 cost 100-byte lines 16%); which one
+            # turns with each stride, so items whose sizes repeat with the stride (seven large,
+            # one small) are sampled at every place instead of always at the small one.
+            sample = batch[~(n // stride % stride)]
+            if type(sample) in _SIZED:
+                size += len(sample) * stride
                 if size >= BATCH_MAX_BYTES:
                     return None, None
         try:

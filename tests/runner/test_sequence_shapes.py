@@ -241,6 +241,27 @@ async def test_ready_items_are_cut_into_batches_of_at_most_abatch_max_items(ctx:
     assert max(map(len, batches)) <= shapes.ABATCH_MAX_ITEMS and len(batches) >= 3
 
 
+@pytest.mark.parametrize("small_at", range(shapes.CLOCK_STRIDE))
+async def test_ready_large_items_are_cut_by_bytes_whatever_the_pattern_of_their_sizes(ctx: AppContext,
+                                                                                       small_at: int) -> None:
+    """Sizes are estimated from one item per CLOCK_STRIDE: seven large items and one small one,
+    repeating with the stride, must not pass for small ones wherever the small one sits."""
+    large = 16 * 1024
+    count = 2000
+
+    async def run(context: Any, input: Any) -> AsyncIterator[bytes]:
+        for i in range(count):
+            yield b"s" if i % shapes.CLOCK_STRIDE == small_at else bytes(large)  # never suspends
+
+    r = await run_entry(ctx, run)
+    assert r.output is not None
+    batches = [b async for b in r.output]
+    assert sum(map(len, batches)) == count
+    largest = max(sum(map(len, b)) for b in batches)
+    # the estimate trails the truth by at most a stride or two of large items
+    assert largest <= shapes.BATCH_MAX_BYTES + 4 * shapes.CLOCK_STRIDE * large, largest
+
+
 async def test_async_generator_that_really_suspends(ctx: AppContext) -> None:
     async def run(context: Any, input: Any) -> AsyncIterator[int]:
         for i in range(5):
