@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFERRED", "DeferredModule", "install", "remove", "spec_from_other_finders"]
 
 #: Imported at the top of asyncio (inspect; asyncio.sslproto, its TLS, which runner/ssl_deferral.py
-#: hands ssl to), traceback (linecache, textwrap) or subprocess (locale), CPython 3.10-3.13, and used
-#: there only inside functions; and what those import in turn (ast, dis, tokenize), should anything
+#: hands ssl to), traceback (linecache; textwrap from 3.11) or subprocess (locale, from 3.11), CPython
+#: 3.10-3.13, and used there only inside functions; and what those import in turn (ast, dis, tokenize), should anything
 #: else import them first: runner/stdin.py imports ``dis``.
 DEFERRED = frozenset({"inspect", "dis", "ast", "tokenize", "textwrap", "locale", "linecache", "asyncio.sslproto"})
 

@@ -25,10 +25,17 @@ from runner.sequence.awaitable import CO_ASYNC_CODE, CO_ITERABLE_COROUTINE, is_a
 
 pytestmark = pytest.mark.timeout(60)
 
+#: What asyncio, logging and traceback import at their top (and the runner defers) on this Python:
+#: from 3.11 on also textwrap (traceback, for exception groups) and locale (subprocess); 3.10's
+#: traceback and subprocess do not import them at all.
+IMPORTED_AT_START = {"asyncio.sslproto", "inspect", "linecache"} | (
+    {"locale", "textwrap"} if sys.version_info >= (3, 11) else set())
+
 
 def _python(code: str, tmp_path: Path | None = None) -> str:
     env_path = f"{REPO}:{tmp_path}" if tmp_path is not None else str(REPO)
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+    # the code on stdin, not -c: from 3.13 on -c imports linecache to show its source in tracebacks
+    done = subprocess.run([sys.executable, "-"], input=textwrap.dedent(code), capture_output=True, text=True,
                           timeout=30, cwd=REPO, env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"}, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -55,7 +62,7 @@ def test_asyncio_imported_under_the_finder_leaves_them_unrun_until_asked() -> No
         assert not any(type(f).__name__ == "DeferringFinder" for f in sys.meta_path)
         print(" ".join(deferred))
     """)
-    assert set(out.split()) == {"asyncio.sslproto", "inspect", "linecache", "locale", "textwrap"}  # ast, dis, tokenize: theirs
+    assert set(out.split()) == IMPORTED_AT_START  # ast, dis, tokenize: theirs
     assert set(out.split()) <= DEFERRED
 
 
@@ -198,7 +205,7 @@ def test_a_sequence_uses_them_as_usual_and_the_runner_itself_did_not_run_them(tm
     # cold or forked from a warm template (which defers them the same way, runner/warm_template.py)
     assert facts["at_import"] == facts["at_run"]
     assert set(facts["at_run"].values()) == {"DeferredModule"}
-    assert {"inspect", "dis", "textwrap", "linecache", "locale"} <= set(facts["at_run"])
+    assert {"dis", *IMPORTED_AT_START} - {"asyncio.sslproto"} <= set(facts["at_run"])
 
 
 FORK_WHILE_RUNNING = """
