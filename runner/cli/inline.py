@@ -249,6 +249,8 @@ class InlineBackend:
             self.render.note(f"{name}: killing the Sequence")
             self.kill(f"signal {name}", hard=True)
             return
+        if self.loop.is_closed():  # the run is over (an atexit callback): nothing left to stop, and
+            return  # from 3.12 on the deadline thread could not even start at interpreter shutdown
         self._stop_pending = True
         can_keepalive = not self._policy.stop_requested  # after a keepalive: a final stop
         timeout = self.opts.stop_timeout_ms

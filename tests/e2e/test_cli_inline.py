@@ -151,3 +151,4 @@ def test_inline_end_or_signal_after_the_loop_closed_changes_nothing(tmp_path, la
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"done\n"
     assert b"Event loop is closed" not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+    assert b"stopping the Sequence" not in proc.stderr, proc.stderr  # no stop begun: the run is over
