@@ -12,6 +12,8 @@ compiled framer; where it is missing, or SEQUENCE_RUNNER_PURE_PYTHON is set, the
 runs its Python loop instead (runner/warm_template.py).
 """
 
+import _imp
+
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 
 
@@ -96,9 +98,10 @@ cdef extern from *:
 
     /* os.fork()'s Python side in the child only (PyOS_AfterFork_Child: the interpreter's threads and
        locks, at-fork hooks, the random reseed). Not PyOS_BeforeFork / AfterFork_Parent: their work
-       is for other threads (the import lock, logging's lock held across the fork), and the template
-       has none, while running their Python hooks on every request wrote pages that then stayed
-       private to every runner kept meanwhile (0.03-0.08 MiB each, alternated at 100 Instances). */
+       is for other threads (logging's lock held across the fork; the import lock, which serve()
+       holds for the whole loop instead), and the template has none, while running their Python
+       hooks on every request wrote pages that then stayed private to every runner kept meanwhile
+       (0.03-0.08 MiB each, alternated at 100 Instances). */
     static pid_t warm_python_fork(int use_clone3, warm_clone_args *args) {
         pid_t pid;
     #ifdef SYS_clone3
@@ -241,11 +244,18 @@ def serve(int control, object buffer, int max_fds):
     # the buffer protocol itself, not a typed memoryview: Cython's memoryview types register
     # with the collections ABCs on import, which empties every ABC's negative cache
     PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE)
+    # Held across every fork, as os.fork() holds it (PyOS_BeforeFork): from 3.13 on the child's
+    # PyOS_AfterFork_Child releases it, and aborts the child when it is not held ("unlocking a
+    # recursive mutex that is not owned by the current thread"); 3.10-3.12 make it anew there.
+    # Taken once for the whole loop, not per fork: no page of the template is written per fork.
+    _imp.acquire_lock()
     try:
         outcome = warm_serve(control, <char *>view.buf, <size_t>view.len, max_fds, fds, &nfds, &size, &cut,
                              reason, sizeof(reason))
     finally:
         PyBuffer_Release(&view)
+    if outcome != WARM_CHILD:  # a child's was released (or made anew) by PyOS_AfterFork_Child
+        _imp.release_lock()
     received = [fds[i] for i in range(nfds)]
     if outcome == WARM_CHILD:
         return ("child", size, cut, received)
