@@ -440,6 +440,8 @@ def _interpreters() -> list[Any]:
         which = shutil.which(f"python3.{minor}")
         if which:
             candidates.append(which)
+        if sys.version_info[:2] == (3, minor):  # pyenv's own builds lack msgpack: this run's venv has it
+            candidates.insert(0, sys.executable)
         exe = None
         for cand in candidates:
             ok = (
