@@ -45,8 +45,8 @@ __all__ = ["DEFERRED", "DeferredModule", "install", "remove", "spec_from_other_f
 
 #: Imported at the top of asyncio (inspect; asyncio.sslproto, its TLS, which runner/ssl_deferral.py
 #: hands ssl to), traceback (linecache; textwrap from 3.11) or subprocess (locale, from 3.11), CPython
-#: 3.10-3.13, and used there only inside functions; and what those import in turn (ast, dis, tokenize), should anything
-#: else import them first: runner/stdin.py imports ``dis``.
+#: 3.10-3.13, and used there only inside functions; and what those import in turn (ast, dis,
+#: tokenize), should anything else import them first: runner/stdin.py imports ``dis``.
 DEFERRED = frozenset({"inspect", "dis", "ast", "tokenize", "textwrap", "locale", "linecache", "asyncio.sslproto"})
 
 #: ``datetime`` is made from ``_datetime`` alone where ``datetime.py`` would first run its pure-Python
